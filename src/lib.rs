@@ -1,0 +1,24 @@
+//! sandlot runs untrusted Python and JavaScript code-node snippets behind a local HTTP
+//! endpoint. The server forks a single-use child per request from a pre-warmed zygote; the
+//! child locks itself down (rlimits, seccomp) before it reads a line of user code.
+//!
+//! Reading order:
+//! - [`run`]: what a run is — limits, response, error kinds; [`run_request`]: its request.
+//! - [`server`]: the HTTP APIs, one module per API family.
+//! - [`supervisor`]: the server's side of the zygotes: starting, restarting, running a job.
+//! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child.
+//! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
+//! - [`jail`]: the steps that confine a child, one per file.
+//! - [`whitelist`]: the module allowlists.
+//! - [`config`]: the server's settings.
+
+pub mod config;
+pub mod control_socket;
+pub mod jail;
+pub mod protocol;
+pub mod run;
+pub mod run_request;
+pub mod server;
+pub mod supervisor;
+pub mod whitelist;
+pub mod zygote;

@@ -1,0 +1,224 @@
+//! The `sandlot` command line: `serve`, `run`, and the hidden `__zygote` a server re-executes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use sandlot::config::{default_workers, Config, LimitPolicy};
+use sandlot::run::{Limits, Mode};
+use sandlot::run_request::{RequestedLimits, RunRequest};
+use sandlot::supervisor::Supervisor;
+
+/// Runs untrusted Python and JavaScript code-node snippets behind a local HTTP endpoint.
+///
+/// Each request runs in a single-use child process forked from a pre-warmed interpreter and
+/// confined by the kernel (rlimits and seccomp) before it reads any user code.
+#[derive(Parser)]
+#[command(name = "sandlot", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the HTTP server (POST /v1/run, GET /healthz, GET /readyz).
+    Serve(ServeArgs),
+    /// Run one file through the same engine the server uses and print the response JSON.
+    ///
+    /// Exits with the run's exit code (124 on timeout).
+    Run(RunArgs),
+    /// Internal: a zygote process, started by the server itself.
+    #[command(name = "__zygote", hide = true)]
+    Zygote { kind: String },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on. A port of 0 picks a free one (the ready line says which).
+    #[arg(long, env = "SANDLOT_LISTEN", default_value = "127.0.0.1:8194")]
+    listen: SocketAddr,
+    /// API key clients must send as `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
+    /// Repeat it (or separate keys with commas in SANDLOT_API_KEY) to accept several.
+    #[arg(long = "api-key", env = "SANDLOT_API_KEY", value_delimiter = ',', hide_env_values = true)]
+    api_keys: Vec<String>,
+    /// Allow listening on a non-loopback address with no API key.
+    #[arg(long, env = "SANDLOT_INSECURE_NO_AUTH")]
+    insecure_no_auth: bool,
+    /// Longest time limit a request may ask for, in milliseconds.
+    #[arg(long, env = "SANDLOT_MAX_TIMEOUT_MS", default_value_t = LimitPolicy::default().max.timeout_ms)]
+    max_timeout_ms: u64,
+    /// Largest memory limit a request may ask for, in MB.
+    #[arg(long, env = "SANDLOT_MAX_MEMORY_MB", default_value_t = LimitPolicy::default().max.memory_mb)]
+    max_memory_mb: u64,
+    /// Largest stdout+stderr (and returned value) a request may ask for, in bytes.
+    #[arg(long, env = "SANDLOT_MAX_OUTPUT_BYTES", default_value_t = LimitPolicy::default().max.max_output_bytes)]
+    max_output_bytes: u64,
+    /// Runs executing at once; further requests wait in the queue.
+    #[arg(long, env = "SANDLOT_WORKERS", default_value_t = default_workers())]
+    workers: usize,
+    /// Requests that may wait for a worker; past this, 503 with Retry-After.
+    #[arg(long, env = "SANDLOT_QUEUE", default_value_t = Config::default().queue)]
+    queue: usize,
+    /// Largest request body, in bytes (413 past it).
+    #[arg(long, env = "SANDLOT_MAX_BODY_BYTES", default_value_t = Config::default().max_body_bytes)]
+    max_body_bytes: usize,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The file holding the code.
+    file: PathBuf,
+    /// python, javascript or shell (and their aliases); by default from the file's extension.
+    #[arg(long)]
+    lang: Option<String>,
+    /// Inputs as a JSON object, or @FILE to read them from a file.
+    #[arg(long)]
+    inputs: Option<String>,
+    /// main (call main(inputs), the default) or script (run top to bottom).
+    #[arg(long, value_parser = ["main", "script"])]
+    mode: Option<String>,
+    /// Time limit in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory limit in MB.
+    #[arg(long)]
+    memory_mb: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // Before anything else: a zygote must stay single-threaded.
+        Command::Zygote { kind } => exit_code(sandlot::zygote::main(&kind)),
+        Command::Serve(args) => serve(args),
+        Command::Run(args) => run_file(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = Config {
+        listen: args.listen,
+        api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
+        insecure_no_auth: args.insecure_no_auth,
+        limits: LimitPolicy::with_max(Limits {
+            timeout_ms: args.max_timeout_ms,
+            memory_mb: args.max_memory_mb,
+            max_output_bytes: args.max_output_bytes,
+        }),
+        workers: args.workers,
+        queue: args.queue,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let result = runtime().block_on(sandlot::server::serve(config));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sandlot: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_file(args: RunArgs) -> ExitCode {
+    match build_request(&args) {
+        Ok(request) => run_request(request),
+        Err(message) => {
+            eprintln!("sandlot run: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
+    let code = std::fs::read_to_string(&args.file)
+        .map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+    let language = match &args.lang {
+        Some(lang) => lang.clone(),
+        None => match args.file.extension().and_then(|e| e.to_str()) {
+            Some("py") => "python".into(),
+            Some("js" | "mjs" | "cjs") => "javascript".into(),
+            Some("sh") => "shell".into(),
+            _ => return Err("cannot tell the language from the file name; pass --lang".into()),
+        },
+    };
+    let inputs = match &args.inputs {
+        None => None,
+        Some(text) => {
+            let text = match text.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading inputs from {path}: {e}"))?,
+                None => text.clone(),
+            };
+            Some(
+                serde_json::value::RawValue::from_string(text)
+                    .map_err(|e| format!("--inputs is not valid JSON: {e}"))?,
+            )
+        }
+    };
+    Ok(RunRequest {
+        language,
+        code,
+        inputs,
+        mode: args.mode.as_deref().map(|m| match m {
+            "script" => Mode::Script,
+            _ => Mode::Main,
+        }),
+        limits: RequestedLimits {
+            timeout_ms: args.timeout_ms,
+            memory_mb: args.memory_mb,
+            max_output_bytes: None,
+        },
+        allowed_modules: None,
+        network: None,
+        working_dir: None,
+        env: None,
+    })
+}
+
+fn run_request(request: RunRequest) -> ExitCode {
+    let plan = match request.plan(&LimitPolicy::default()) {
+        Ok(plan) => plan,
+        Err(invalid) => {
+            eprintln!("sandlot run: {}", invalid.0);
+            return ExitCode::from(2);
+        }
+    };
+    let response = runtime().block_on(async {
+        let supervisor = Supervisor::start(&[plan.kind], 1, 0);
+        if !supervisor.wait_ready(Duration::from_secs(120)).await {
+            return Err(format!("the interpreter did not start: {:?}", supervisor.status()));
+        }
+        supervisor
+            .run(plan.kind, &plan.job)
+            .await
+            .map_err(|_| "no worker available".to_owned())
+    });
+    match response {
+        Ok(response) => {
+            match serde_json::to_string_pretty(&response) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("sandlot run: encoding the response: {e}"),
+            }
+            exit_code(response.exit_code)
+        }
+        Err(message) => {
+            eprintln!("sandlot run: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
+}

@@ -1,0 +1,124 @@
+//! What a run is: its language, mode, limits, and the response it produces. These are the
+//! shapes of `POST /v1/run` (DESIGN §2); the compatible APIs translate to and from them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    Python,
+    Javascript,
+    Shell,
+}
+
+impl Language {
+    /// Accepts the names the peers use as well as our own.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "python" | "python3" | "py" => Some(Self::Python),
+            "javascript" | "js" | "nodejs" | "node" => Some(Self::Javascript),
+            "shell" | "sh" | "bash" => Some(Self::Shell),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::Javascript => "javascript",
+            Self::Shell => "shell",
+        }
+    }
+
+    pub const ACCEPTED_NAMES: &'static str =
+        "python (python3, py), javascript (js, nodejs, node), shell (sh, bash)";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Define `main`; it is called with the inputs and its return value is the result.
+    Main,
+    /// Run the code top to bottom; stdout, stderr and the exit code carry the outcome.
+    Script,
+}
+
+/// Limits of one run, already capped by the server's maxima.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+    pub max_output_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    SyntaxError,
+    RuntimeError,
+    ModuleNotAllowed,
+    InvalidReturn,
+    Timeout,
+    MemoryLimit,
+    OutputLimit,
+    NetworkDenied,
+    Internal,
+}
+
+/// Why a run did not succeed. Lines and columns count in the user's own code, from 1.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default)]
+    pub line: Option<u32>,
+    #[serde(default)]
+    pub column: Option<u32>,
+    #[serde(default)]
+    pub traceback: Option<String>,
+}
+
+impl RunError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            line: None,
+            column: None,
+            traceback: None,
+        }
+    }
+}
+
+/// The answer to a valid run request, whatever the code did.
+#[derive(Debug, Serialize)]
+pub struct RunResponse {
+    pub ok: bool,
+    pub result: Option<Box<RawValue>>,
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+    pub execution_time_ms: f64,
+    pub images: Vec<serde_json::Value>,
+    pub error: Option<RunError>,
+}
+
+/// Exit code of a run stopped at its deadline, as `timeout(1)` reports it.
+pub const TIMEOUT_EXIT_CODE: i32 = 124;
+
+impl RunResponse {
+    /// A run that ended without a report from its child (timeout, crash, zygote loss).
+    pub fn failed(error: RunError, exit_code: i32, execution_time_ms: f64) -> Self {
+        Self {
+            ok: false,
+            result: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            exit_code,
+            execution_time_ms,
+            images: Vec::new(),
+            error: Some(error),
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The body of `POST /v1/run` (also what `sandlot run` builds), and its validation into a job
+//! for a zygote. Every refusal names the field it is about.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::config::{LimitPolicy, MIN_MEMORY_MB};
+use crate::protocol::Job;
+use crate::run::{Language, Limits, Mode};
+use crate::whitelist;
+use crate::zygote::ZygoteKind;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    pub language: String,
+    pub code: String,
+    #[serde(default)]
+    pub inputs: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    #[serde(default)]
+    pub limits: RequestedLimits,
+    #[serde(default)]
+    pub allowed_modules: Option<Vec<String>>,
+    #[serde(default)]
+    pub network: Option<bool>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedLimits {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+}
+
+/// A request that has passed validation: which zygote runs it, and the job it gets.
+#[derive(Debug)]
+pub struct Plan {
+    pub kind: ZygoteKind,
+    pub job: Job,
+}
+
+/// A refused request; the message starts with the field at fault.
+#[derive(Debug)]
+pub struct Invalid(pub String);
+
+impl RunRequest {
+    pub fn plan(self, policy: &LimitPolicy) -> Result<Plan, Invalid> {
+        let language = Language::parse(&self.language).ok_or_else(|| {
+            Invalid(format!(
+                "language: unsupported language {:?}; use one of {}",
+                self.language,
+                Language::ACCEPTED_NAMES
+            ))
+        })?;
+        let kind = match language {
+            Language::Python => ZygoteKind::Python,
+            Language::Javascript => ZygoteKind::Javascript,
+            Language::Shell => {
+                return Err(Invalid(
+                    "language: shell is not available in this version of sandlot yet".into(),
+                ))
+            }
+        };
+        if self.working_dir.is_some() {
+            return Err(Invalid("working_dir: applies to shell runs only".into()));
+        }
+        if self.env.is_some() {
+            return Err(Invalid("env: applies to shell runs only".into()));
+        }
+        let inputs = match self.inputs {
+            None => RawValue::from_string("{}".into()).expect("valid JSON"),
+            Some(raw) if raw.get().trim_start().starts_with('{') => raw,
+            Some(raw) => {
+                return Err(Invalid(format!(
+                    "inputs: must be a JSON object of named inputs, got {}",
+                    describe_json(raw.get())
+                )))
+            }
+        };
+        let limits = resolve_limits(&self.limits, policy)?;
+        let allowed_modules = allowed_modules(language, self.allowed_modules)?;
+        Ok(Plan {
+            kind,
+            job: Job {
+                code: self.code,
+                inputs,
+                mode: self.mode.unwrap_or(Mode::Main),
+                limits,
+                allowed_modules,
+            },
+        })
+    }
+}
+
+fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limits, Invalid> {
+    let pick = |field: &str, asked: Option<u64>, default: u64, max: u64, min: u64| {
+        let value = asked.unwrap_or(default);
+        if value < min {
+            return Err(Invalid(format!("limits.{field}: must be at least {min}")));
+        }
+        Ok(value.min(max))
+    };
+    let (d, m) = (policy.default, policy.max);
+    Ok(Limits {
+        timeout_ms: pick("timeout_ms", asked.timeout_ms, d.timeout_ms, m.timeout_ms, 1)?,
+        memory_mb: pick(
+            "memory_mb",
+            asked.memory_mb,
+            d.memory_mb,
+            m.memory_mb,
+            MIN_MEMORY_MB,
+        )?,
+        max_output_bytes: pick(
+            "max_output_bytes",
+            asked.max_output_bytes,
+            d.max_output_bytes,
+            m.max_output_bytes,
+            1,
+        )?,
+    })
+}
+
+/// The run's whitelist: the server's, narrowed to `asked` when given. Naming a module the
+/// server does not allow is refused rather than silently dropped.
+fn allowed_modules(language: Language, asked: Option<Vec<String>>) -> Result<Vec<String>, Invalid> {
+    let server = match language {
+        Language::Python => whitelist::python(),
+        Language::Javascript => whitelist::javascript(),
+        Language::Shell => Vec::new(),
+    };
+    let Some(asked) = asked.filter(|a| !a.is_empty()) else {
+        return Ok(server);
+    };
+    for name in &asked {
+        if !server.contains(name) {
+            return Err(Invalid(format!(
+                "allowed_modules: {name:?} is not on this server's {} whitelist ({})",
+                language.name(),
+                server.join(", ")
+            )));
+        }
+    }
+    Ok(asked)
+}
+
+fn describe_json(text: &str) -> &'static str {
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        _ => "a number",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> RunRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn limits_are_capped_by_the_server_maxima() {
+        let plan = request(r#"{"language":"py","code":"","limits":{"timeout_ms":999999999}}"#)
+            .plan(&LimitPolicy::default())
+            .unwrap();
+        assert_eq!(plan.job.limits.timeout_ms, LimitPolicy::default().max.timeout_ms);
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let policy = LimitPolicy::default();
+        let cases = [
+            (r#"{"language":"ruby","code":""}"#, "language:"),
+            (r#"{"language":"js","code":"","inputs":[1]}"#, "inputs:"),
+            (r#"{"language":"js","code":"","limits":{"memory_mb":1}}"#, "limits.memory_mb:"),
+            (r#"{"language":"python","code":"","allowed_modules":["os"]}"#, "allowed_modules:"),
+            (r#"{"language":"python","code":"","env":{}}"#, "env:"),
+        ];
+        for (body, field) in cases {
+            let err = request(body).plan(&policy).unwrap_err();
+            assert!(err.0.starts_with(field), "{body}: {}", err.0);
+        }
+    }
+}

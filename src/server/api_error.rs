@@ -1,0 +1,46 @@
+//! Answers for requests that were not run: `{"error": {"kind", "message"}}` with a status.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400; the message names the field at fault.
+    BadRequest(String),
+    /// 401.
+    Unauthorized,
+    /// 413.
+    PayloadTooLarge(String),
+    /// 503 with Retry-After.
+    Busy,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, message) = match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong API key: send `Authorization: Bearer <key>` or `X-Api-Key: <key>`"
+                    .to_owned(),
+            ),
+            Self::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
+            Self::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "every worker is busy and the queue is full; retry shortly".to_owned(),
+            ),
+        };
+        let mut response =
+            (status, Json(json!({"error": {"kind": kind, "message": message}}))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP server: a router assembled from one module per API family, over shared state.
+
+mod api_error;
+mod auth;
+mod health;
+mod json_body;
+mod native;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::Config;
+use crate::supervisor::Supervisor;
+use crate::zygote::ZygoteKind;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub supervisor: Arc<Supervisor>,
+    pub config: Arc<Config>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let keys = auth::ApiKeys(Arc::new(state.config.api_keys.clone()));
+    let protected = Router::new()
+        .route("/v1/run", post(native::run))
+        .layer(axum::middleware::from_fn_with_state(keys, auth::require_key));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/health", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .merge(protected)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+/// Binds, starts the zygotes, serves until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), String> {
+    if !config.listen.ip().is_loopback() && config.api_keys.is_empty() && !config.insecure_no_auth
+    {
+        return Err(format!(
+            "refusing to listen on {} without an API key: set --api-key (or SANDLOT_API_KEY), \
+             or pass --insecure-no-auth to accept unauthenticated requests from the network",
+            config.listen
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| format!("reading the bound address: {e}"))?;
+    let supervisor = Supervisor::start(
+        &[ZygoteKind::Python, ZygoteKind::Javascript],
+        config.workers,
+        config.queue,
+    );
+    let state = AppState {
+        supervisor: supervisor.clone(),
+        config: Arc::new(config),
+    };
+    tokio::spawn(announce_ready(supervisor, address));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| format!("serving: {e}"))
+}
+
+/// The one line that says requests will be taken now; `/readyz` turns 200 at the same moment.
+async fn announce_ready(supervisor: Arc<Supervisor>, address: SocketAddr) {
+    loop {
+        if supervisor.wait_ready(Duration::from_secs(60)).await {
+            println!("sandlot: ready on http://{address}");
+            return;
+        }
+        eprintln!("sandlot: still waiting for the zygotes: {:?}", supervisor.status());
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("sandlot: shutting down");
+}

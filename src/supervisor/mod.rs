@@ -1,0 +1,104 @@
+//! The server's side of the zygotes: it starts them, restarts them when they die, bounds how
+//! many children run at once, and drives each run to its report or its deadline.
+
+mod execute;
+mod zygote_process;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+pub use zygote_process::{ZygoteProcess, ZygoteStatus};
+
+use crate::protocol::Job;
+use crate::run::RunResponse;
+use crate::zygote::ZygoteKind;
+
+/// Too many requests are already waiting; the caller answers 503.
+#[derive(Debug)]
+pub struct Busy;
+
+pub struct Supervisor {
+    zygotes: Vec<Arc<ZygoteProcess>>,
+    workers: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Supervisor {
+    /// Starts one zygote per kind; each comes up in the background.
+    pub fn start(kinds: &[ZygoteKind], workers: usize, max_waiting: usize) -> Arc<Self> {
+        Arc::new(Self {
+            zygotes: kinds.iter().map(|&k| ZygoteProcess::start(k)).collect(),
+            workers: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: AtomicUsize::new(0),
+            max_waiting,
+        })
+    }
+
+    pub fn zygote(&self, kind: ZygoteKind) -> Option<&Arc<ZygoteProcess>> {
+        self.zygotes.iter().find(|z| z.kind() == kind)
+    }
+
+    pub fn status(&self) -> Vec<ZygoteStatus> {
+        self.zygotes.iter().map(|z| z.status()).collect()
+    }
+
+    pub fn all_ready(&self) -> bool {
+        self.zygotes.iter().all(|z| z.status().ready)
+    }
+
+    /// Waits until every zygote is ready, or `limit` passes.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        for zygote in &self.zygotes {
+            if !zygote.wait_ready(limit).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs one job in a fresh child of the `kind` zygote.
+    pub async fn run(&self, kind: ZygoteKind, job: &Job) -> Result<RunResponse, Busy> {
+        let _permit = match self.workers.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let _place = QueuePlace::take(&self.waiting, self.max_waiting).ok_or(Busy)?;
+                self.workers
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the worker semaphore is never closed")
+            }
+        };
+        let Some(zygote) = self.zygote(kind) else {
+            return Ok(execute::internal(format!(
+                "no {} zygote is running in this server",
+                kind.name()
+            )));
+        };
+        Ok(execute::execute(zygote, job).await)
+    }
+}
+
+/// A place in the wait queue, given back when dropped (also when the request is abandoned).
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
+        let taken = waiting.fetch_add(1, Ordering::SeqCst);
+        if taken >= max {
+            waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Self(waiting))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

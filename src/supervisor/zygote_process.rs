@@ -1,0 +1,279 @@
+//! One zygote as the server sees it: a process re-executed from our own binary, a control
+//! socket, and a thread of its own that reads the zygote's events and restarts it when it dies.
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+
+use crate::control_socket;
+use crate::protocol::{ExitStatus, ZygoteCommand, ZygoteEvent};
+use crate::zygote::{ZygoteKind, CONTROL_FD};
+
+/// A child handed over by its zygote.
+pub struct Forked {
+    pub pid: i32,
+    /// The stream the job goes in and the report comes out.
+    pub channel: OwnedFd,
+    pub pidfd: OwnedFd,
+    /// Resolves when the zygote reaps the child; fails if the zygote dies first.
+    pub exit: oneshot::Receiver<ExitStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ZygoteStatus {
+    pub kind: &'static str,
+    pub ready: bool,
+    pub pid: Option<i32>,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+}
+
+pub struct ZygoteProcess {
+    kind: ZygoteKind,
+    status: watch::Sender<ZygoteStatus>,
+    control: Mutex<Control>,
+}
+
+#[derive(Default)]
+struct Control {
+    /// The server's end of the control socket; `None` while the zygote is (re)starting.
+    socket: Option<Arc<OwnedFd>>,
+    pending_forks: VecDeque<oneshot::Sender<Result<Forked, String>>>,
+    exits: HashMap<i32, oneshot::Sender<ExitStatus>>,
+}
+
+impl ZygoteProcess {
+    pub fn start(kind: ZygoteKind) -> Arc<Self> {
+        let (status, _) = watch::channel(ZygoteStatus {
+            kind: kind.name(),
+            ready: false,
+            pid: None,
+            restarts: 0,
+            last_error: None,
+        });
+        let this = Arc::new(Self {
+            kind,
+            status,
+            control: Mutex::new(Control::default()),
+        });
+        let supervised = this.clone();
+        // A dedicated thread that lives as long as the server: the zygote's PDEATHSIG fires
+        // when the *thread* that spawned it ends, so it must not be a pooled one.
+        std::thread::Builder::new()
+            .name(format!("zygote-{}", kind.name()))
+            .spawn(move || supervised.supervise())
+            .expect("spawning a supervisor thread");
+        this
+    }
+
+    pub fn kind(&self) -> ZygoteKind {
+        self.kind
+    }
+
+    pub fn status(&self) -> ZygoteStatus {
+        self.status.borrow().clone()
+    }
+
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let mut rx = self.status.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| s.ready))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Asks the zygote for a fresh child.
+    pub async fn fork(&self) -> Result<Forked, String> {
+        if !self.wait_ready(Duration::from_secs(30)).await {
+            return Err(format!(
+                "the {} zygote is not ready (it is starting or restarting)",
+                self.kind.name()
+            ));
+        }
+        let reply = {
+            let mut control = self.control.lock().expect("control lock");
+            let Some(socket) = control.socket.clone() else {
+                return Err(format!("the {} zygote is restarting", self.kind.name()));
+            };
+            control_socket::send(&*socket, &ZygoteCommand::Fork, &[])
+                .map_err(|e| format!("asking the {} zygote to fork: {e}", self.kind.name()))?;
+            let (tx, rx) = oneshot::channel();
+            control.pending_forks.push_back(tx);
+            rx
+        };
+        reply.await.map_err(|_| {
+            format!(
+                "the {} zygote died before it handed over a child",
+                self.kind.name()
+            )
+        })?
+    }
+
+    /// Runs on the zygote's own thread for the life of the server.
+    fn supervise(self: Arc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let outcome = self.run_once();
+            self.mark_down(outcome.err());
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff = Duration::from_millis(100);
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            self.status.send_modify(|s| s.restarts += 1);
+        }
+    }
+
+    /// Spawns the zygote and serves its events until it dies.
+    fn run_once(&self) -> Result<(), String> {
+        let (ours, theirs) =
+            control_socket::pair().map_err(|e| format!("control socketpair: {e}"))?;
+        let mut process = spawn_zygote(self.kind, &theirs)?;
+        drop(theirs);
+        let result = self.serve_events(&ours, process.id() as i32);
+        let _ = process.kill();
+        let _ = process.wait();
+        result
+    }
+
+    fn serve_events(&self, socket: &OwnedFd, pid: i32) -> Result<(), String> {
+        // Until `Ready`, the zygote is importing its whitelist.
+        match control_socket::recv::<ZygoteEvent>(socket) {
+            Ok(Some((ZygoteEvent::Ready { .. }, _))) => {}
+            Ok(Some((ZygoteEvent::ForkFailed { message }, _))) => return Err(message),
+            Ok(Some((other, _))) => return Err(format!("unexpected first event {other:?}")),
+            Ok(None) => return Err("exited while starting".into()),
+            Err(e) => return Err(format!("reading its control socket: {e}")),
+        }
+        let socket = Arc::new(socket.try_clone().map_err(|e| e.to_string())?);
+        self.control.lock().expect("control lock").socket = Some(socket.clone());
+        self.status.send_modify(|s| {
+            s.ready = true;
+            s.pid = Some(pid);
+        });
+        eprintln!("sandlot: {} zygote ready (pid {pid})", self.kind.name());
+        loop {
+            let (event, mut fds) = match control_socket::recv::<ZygoteEvent>(&*socket) {
+                Ok(Some(received)) => received,
+                Ok(None) => return Err("exited".into()),
+                Err(e) => return Err(format!("reading its control socket: {e}")),
+            };
+            let mut control = self.control.lock().expect("control lock");
+            match event {
+                ZygoteEvent::Forked { pid } if fds.len() == 2 => {
+                    let pidfd = fds.pop().expect("two fds");
+                    let channel = fds.pop().expect("two fds");
+                    let (exit_tx, exit) = oneshot::channel();
+                    control.exits.insert(pid, exit_tx);
+                    if let Some(waiter) = control.pending_forks.pop_front() {
+                        let _ = waiter.send(Ok(Forked {
+                            pid,
+                            channel,
+                            pidfd,
+                            exit,
+                        }));
+                    }
+                }
+                ZygoteEvent::Forked { pid } => {
+                    return Err(format!("handed over child {pid} without its descriptors"))
+                }
+                ZygoteEvent::ForkFailed { message } => {
+                    if let Some(waiter) = control.pending_forks.pop_front() {
+                        let _ = waiter.send(Err(format!(
+                            "the {} zygote could not fork: {message}",
+                            self.kind.name()
+                        )));
+                    }
+                }
+                ZygoteEvent::Exited { pid, status } => {
+                    if let Some(waiter) = control.exits.remove(&pid) {
+                        let _ = waiter.send(status);
+                    }
+                }
+                ZygoteEvent::Ready { .. } => {}
+            }
+        }
+    }
+
+    /// Fails everything the dead zygote held: waiting forks and runs learn it at once.
+    fn mark_down(&self, error: Option<String>) {
+        {
+            let mut control = self.control.lock().expect("control lock");
+            control.socket = None;
+            control.pending_forks.clear();
+            control.exits.clear();
+        }
+        let message = error.unwrap_or_else(|| "exited".into());
+        eprintln!(
+            "sandlot: {} zygote is down ({message}); restarting",
+            self.kind.name()
+        );
+        self.status.send_modify(|s| {
+            s.ready = false;
+            s.pid = None;
+            s.last_error = Some(message);
+        });
+    }
+}
+
+/// `/proc/self/exe __zygote <kind>`, with a scrubbed environment and its control socket on
+/// descriptor 3.
+fn spawn_zygote(kind: ZygoteKind, control: &OwnedFd) -> Result<std::process::Child, String> {
+    let control_fd = control.as_raw_fd();
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg("__zygote")
+        .arg(kind.name())
+        .env_clear()
+        .envs(zygote_environment())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    // SAFETY: between fork and exec this only calls async-signal-safe functions (dup2, fcntl,
+    // prctl) on descriptors that exist in the forked child.
+    unsafe {
+        command.pre_exec(move || {
+            if control_fd == CONTROL_FD {
+                if libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(control_fd, CONTROL_FD) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command
+        .spawn()
+        .map_err(|e| format!("starting the {} zygote: {e}", kind.name()))
+}
+
+/// Everything a zygote's environment holds: no variable of the server's passes, so no secret
+/// can reach an interpreter.
+fn zygote_environment() -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("PATH", "/usr/bin:/bin".to_owned()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("HOME", "/nonexistent".to_owned()),
+        ("PYTHONUTF8", "1".to_owned()),
+        ("PYTHONDONTWRITEBYTECODE", "1".to_owned()),
+        ("PYTHONNOUSERSITE", "1".to_owned()),
+        ("OPENBLAS_NUM_THREADS", "1".to_owned()),
+        ("OMP_NUM_THREADS", "1".to_owned()),
+        ("MKL_NUM_THREADS", "1".to_owned()),
+    ];
+    if let Ok(tz) = std::env::var("TZ") {
+        env.push(("TZ", tz));
+    }
+    env
+}

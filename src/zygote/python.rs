@@ -1,0 +1,104 @@
+//! The Python zygote: CPython embedded through pyo3, with `stdlib-shims/python/bootstrap.py`
+//! imported once. Forking a process that holds an interpreter needs CPython's own fork hooks,
+//! called with the GIL held, exactly as `os.fork()` does.
+
+use std::ffi::CString;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyCFunction, PyModule};
+
+use super::{child, Engine};
+use crate::protocol::Job;
+use crate::run::Mode;
+use crate::whitelist;
+
+const BOOTSTRAP: &str = include_str!("../../stdlib-shims/python/bootstrap.py");
+
+pub struct PythonEngine {
+    bootstrap: Py<PyModule>,
+    gil: Option<ffi::PyGILState_STATE>,
+}
+
+impl Engine for PythonEngine {
+    fn prepare() -> Result<Self, String> {
+        Python::initialize();
+        let bootstrap = Python::attach(|py| -> PyResult<Py<PyModule>> {
+            let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
+            let module = PyModule::from_code(
+                py,
+                &source,
+                c"<sandlot-bootstrap>",
+                c"_sandlot_bootstrap",
+            )?;
+            module.call_method1("prepare", (whitelist::python(),))?;
+            Ok(module.unbind())
+        })
+        .map_err(|e| format!("building the Python interpreter: {e}"))?;
+        Ok(Self {
+            bootstrap,
+            gil: None,
+        })
+    }
+
+    fn before_fork(&mut self) {
+        // SAFETY: the interpreter is initialised; Ensure/BeforeFork are paired with
+        // Release/AfterFork_Parent in the parent and AfterFork_Child in the child.
+        unsafe {
+            self.gil = Some(ffi::PyGILState_Ensure());
+            ffi::PyOS_BeforeFork();
+        }
+    }
+
+    fn after_fork_parent(&mut self) {
+        // SAFETY: called once after `before_fork`, in the parent, with the GIL still held.
+        unsafe {
+            ffi::PyOS_AfterFork_Parent();
+            if let Some(state) = self.gil.take() {
+                ffi::PyGILState_Release(state);
+            }
+        }
+    }
+
+    fn after_fork_child(&mut self) {
+        // SAFETY: called once in the child right after fork, with the GIL inherited. The child
+        // keeps the GIL: it is the only thread it will ever have.
+        unsafe { ffi::PyOS_AfterFork_Child() };
+    }
+
+    fn run(&mut self, job: Job) -> ! {
+        let mode = match job.mode {
+            Mode::Main => "main",
+            Mode::Script => "script",
+        };
+        let outcome = Python::attach(|py| -> PyResult<()> {
+            let finish = PyCFunction::new_closure(
+                py,
+                Some(c"finish"),
+                None,
+                |args, _kwargs| -> PyResult<()> {
+                    let report = args.get_item(0)?;
+                    child::finish(report.cast::<PyBytes>()?.as_bytes())
+                },
+            )?;
+            self.bootstrap.call_method1(
+                py,
+                "run",
+                (
+                    job.code,
+                    job.inputs.get(),
+                    mode,
+                    job.allowed_modules,
+                    job.limits.max_output_bytes,
+                    job.limits.memory_mb,
+                    finish,
+                ),
+            )?;
+            Ok(())
+        });
+        match outcome {
+            Ok(()) => child::fail("the Python bootstrap returned without a report"),
+            Err(e) => child::fail(&format!("the Python bootstrap failed: {e}")),
+        }
+    }
+}

@@ -1,0 +1,371 @@
+"""sandlot's Python side: the import policy, output capture, and running one job.
+
+The zygote imports this module once and calls prepare(). Each child calls run() exactly once,
+after its jail is in place; run() ends by handing its report to finish(), which writes it to
+the server and ends the process, so nothing here ever returns to the child's caller.
+
+The import hook is policy, not the boundary: it turns `import os` into a clear error. Code that
+walks the object graph to `os` anyway lands in a process that the kernel has already confined.
+"""
+
+import builtins
+import encodings
+import gc
+import json
+import linecache
+import math
+import pkgutil
+import sys
+import time
+import traceback
+
+USER_FILE = "<code>"
+BOOTSTRAP_FILE = "<sandlot-bootstrap>"
+
+_real_import = builtins.__import__
+_user_builtins = {}
+_whitelist = frozenset()
+
+
+class ModuleNotAllowedError(ImportError):
+    """An import that the sandbox's allowlist refuses."""
+
+
+ModuleNotAllowedError.__module__ = "builtins"  # tracebacks name it without our module
+
+
+class _InvalidReturn(Exception):
+    pass
+
+
+def _open_refused(*args, **kwargs):
+    raise PermissionError("open() is not allowed in the sandbox: code runs without file access")
+
+
+# ---------------------------------------------------------------------------------------------
+# In the zygote
+# ---------------------------------------------------------------------------------------------
+
+
+def prepare(whitelist):
+    """Imports every whitelisted module (and the submodules of packages) and warms the lazy
+    paths of the stdlib, so that no child ever needs to read a file."""
+    global _user_builtins, _whitelist
+    _whitelist = frozenset(whitelist)
+    failed = []
+    for name in whitelist:
+        try:
+            module = _real_import(name)
+        except Exception as e:  # a broken install: report it, keep the rest
+            failed.append(f"{name} ({e})")
+            continue
+        for sub in pkgutil.walk_packages(getattr(module, "__path__", []), name + "."):
+            if ".test" in sub.name or sub.name.endswith("__main__"):
+                continue
+            try:
+                _real_import(sub.name)
+            except Exception:
+                pass
+    _warm_up()
+    if failed:
+        print("sandlot: whitelisted modules that did not import: " + ", ".join(failed),
+              file=sys.stderr)
+    _user_builtins = dict(builtins.__dict__)
+    _user_builtins["open"] = _open_refused
+    sys.dont_write_bytecode = True
+    gc.collect()
+    gc.freeze()
+
+
+def _warm_up():
+    """Runs the stdlib paths that import or read something on first use."""
+    for module in pkgutil.iter_modules(encodings.__path__):
+        try:
+            _real_import("encodings." + module.name)
+        except Exception:
+            pass
+    steps = [
+        lambda: __import__("datetime").datetime.strptime("2024-01-02 03:04", "%Y-%m-%d %H:%M"),
+        lambda: time.strptime("2024", "%Y"),
+        lambda: time.strftime("%c %Z", time.localtime()),
+        lambda: __import__("datetime").datetime.now().astimezone(),
+        lambda: __import__("hmac").new(b"k", b"m", "sha256").hexdigest(),
+        lambda: __import__("uuid").uuid4(),
+        lambda: __import__("secrets").token_hex(4),
+        lambda: __import__("random").random(),
+        lambda: __import__("statistics").stdev([1.0, 2.0, 4.0]),
+        lambda: __import__("decimal").Decimal("1.10").quantize(__import__("decimal").Decimal("1")),
+        lambda: "{:,.2f} {:n}".format(1234.5, 1234),
+        lambda: "é".encode("idna"),
+        lambda: compile("x = 1", USER_FILE, "exec"),
+        lambda: traceback.format_exception(ValueError("warm")),
+    ]
+    hashlib = __import__("hashlib")
+    for algorithm in sorted(hashlib.algorithms_available):
+        steps.append(lambda a=algorithm: hashlib.new(a, b"x"))
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# In a child
+# ---------------------------------------------------------------------------------------------
+
+
+class _Output:
+    """stdout and stderr of one run, held in memory up to the run's byte limit."""
+
+    def __init__(self, limit, on_overflow):
+        self.limit = limit
+        self.used = 0
+        self.parts = ([], [])
+        self.on_overflow = on_overflow
+
+    def add(self, index, text):
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+        if self.used + size > self.limit:
+            room = self.limit - self.used
+            if room > 0:
+                self.parts[index].append(
+                    text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore"))
+            self.used = self.limit
+            self.on_overflow()
+        self.used += size
+        self.parts[index].append(text)
+
+    def texts(self):
+        return "".join(self.parts[0]), "".join(self.parts[1])
+
+
+class _Stream:
+    """The sys.stdout / sys.stderr a run sees."""
+
+    encoding = "utf-8"
+    errors = "strict"
+
+    def __init__(self, output, index, name):
+        self._output = output
+        self._index = index
+        self.name = name
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._output.add(self._index, text)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return False
+
+
+def run(code, inputs_json, mode, allowed_modules, max_output, memory_mb, finish):
+    """Runs one job and sends its report through finish(); never returns."""
+    started = time.perf_counter()
+
+    def send(result_json="null", exit_code=0, error=None):
+        stdout, stderr = output.texts()
+        report = {
+            "stdout": stdout,
+            "stderr": stderr,
+            "exit_code": exit_code,
+            "error": error,
+            "execution_time_ms": (time.perf_counter() - started) * 1000.0,
+        }
+        text = '{"result":' + result_json + "," + json.dumps(report, ensure_ascii=False)[1:]
+        finish(text.encode("utf-8", "replace"))
+
+    def overflow():
+        send(exit_code=1, error=_error("output_limit",
+                                       f"output exceeded the limit of {max_output} bytes"))
+
+    output = _Output(max_output, overflow)
+    sys.stdout = _Stream(output, 0, "<stdout>")
+    sys.stderr = _Stream(output, 1, "<stderr>")
+    try:
+        outcome = _execute(code, inputs_json, mode, frozenset(allowed_modules), memory_mb)
+    except BaseException as e:  # a fault of this module, not of the user's code
+        outcome = {"exit_code": 1, "error": _error("internal", f"sandlot bootstrap: {e!r}")}
+    if outcome.get("result_json") is not None and len(outcome["result_json"]) > max_output:
+        outcome = {"exit_code": 1, "error": _error(
+            "output_limit", f"the returned value exceeds the limit of {max_output} bytes")}
+    if mode == "script" and outcome.get("error") and outcome["error"].get("traceback"):
+        # Like CPython itself, a script's uncaught exception goes to stderr.
+        try:
+            sys.stderr.write(outcome["error"]["traceback"])
+        except BaseException:
+            pass
+    send(outcome.get("result_json") or "null", outcome.get("exit_code", 0), outcome.get("error"))
+
+
+def _execute(code, inputs_json, mode, allowed, memory_mb):
+    linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
+    try:
+        compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
+        return {"exit_code": 1, "error": _exception_error(e, memory_mb, "syntax_error")}
+    user_builtins = dict(_user_builtins)
+    user_builtins["__import__"] = _guarded_import(allowed)
+    namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None}
+    inputs = json.loads(inputs_json)
+    try:
+        exec(compiled, namespace)
+        if mode == "script":
+            return {"exit_code": 0}
+        main = namespace.get("main")
+        if not callable(main):
+            return {"exit_code": 1, "error": _error(
+                "invalid_return", "no main function: define `def main(...)` returning a dict")}
+        value = main(**inputs)
+        if not isinstance(value, dict):
+            return {"exit_code": 1, "error": _error(
+                "invalid_return", f"main() must return a dict, not {type(value).__name__}")}
+        converted = _to_json(value, "result", set())
+        return {"exit_code": 0,
+                "result_json": json.dumps(converted, ensure_ascii=False, allow_nan=False)}
+    except SystemExit as e:
+        code_ = e.code
+        status = code_ if isinstance(code_, int) else (0 if code_ is None else 1)
+        if code_ is not None and not isinstance(code_, int):
+            sys.stderr.write(f"{code_}\n")
+        if mode == "script":
+            return {"exit_code": status}
+        return {"exit_code": status or 1, "error": _error(
+            "runtime_error", f"SystemExit: exit({code_!r}) was called inside main()")}
+    except _InvalidReturn as e:
+        return {"exit_code": 1, "error": _error("invalid_return", str(e))}
+    except BaseException as e:
+        return {"exit_code": 1, "error": _exception_error(e, memory_mb)}
+
+
+def _guarded_import(allowed):
+    def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+        if level:
+            raise ModuleNotAllowedError(
+                "relative imports are not available in the sandbox", name=name)
+        top = name.partition(".")[0]
+        if top not in allowed:
+            raise ModuleNotAllowedError(
+                f"import of module '{top}' is not allowed: it is not in the allowlist. "
+                f"Allowed modules: {', '.join(sorted(allowed))}", name=top)
+        return _real_import(name, globals, locals, fromlist, level)
+
+    return __import__
+
+
+def _to_json(value, path, active):
+    """A JSON-ready copy of a returned value; NaN and infinities become None."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in active:
+            raise _InvalidReturn(f"{path} refers back to itself; JSON cannot carry a cycle")
+        active.add(id(value))
+        try:
+            if isinstance(value, dict):
+                out = {}
+                for key, item in value.items():
+                    if isinstance(key, str):
+                        name = key
+                    elif key is None or isinstance(key, (bool, int, float)):
+                        name = json.dumps(key)
+                    else:
+                        raise _InvalidReturn(
+                            f"{path} has a key of type {type(key).__name__}; "
+                            "JSON object keys must be strings")
+                    out[name] = _to_json(item, f"{path}.{name}", active)
+                return out
+            return [_to_json(item, f"{path}[{i}]", active) for i, item in enumerate(value)]
+        finally:
+            active.discard(id(value))
+    raise _InvalidReturn(
+        f"{path} is of type {type(value).__name__}, which JSON cannot carry; "
+        "convert it to a str, number, bool, None, list or dict")
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+def _error(kind, message, line=None, column=None, tb=None):
+    return {"kind": kind, "message": message, "line": line, "column": column, "traceback": tb}
+
+
+def _exception_error(exc, memory_mb, kind=None):
+    if kind is not None:
+        message = _one_line(exc)
+    elif isinstance(exc, ModuleNotAllowedError):
+        kind, message = "module_not_allowed", str(exc)
+    elif isinstance(exc, MemoryError):
+        kind = "memory_limit"
+        message = f"memory limit exceeded: the run may use {memory_mb} MB (MemoryError)"
+    else:
+        kind, message = "runtime_error", _one_line(exc)
+    line = column = None
+    if isinstance(exc, SyntaxError) and exc.filename == USER_FILE:
+        line, column = exc.lineno, exc.offset
+    else:
+        frames = _user_frames(exc.__traceback__)
+        for frame in reversed(frames):
+            if frame.filename == USER_FILE:
+                line = frame.lineno
+                column = frame.colno + 1 if frame.colno is not None else None
+                break
+    return _error(kind, message, line, column, _format_chain(exc))
+
+
+def _one_line(exc):
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _user_frames(tb):
+    """The frames of a traceback from the first frame of user code on, without this module's."""
+    while tb is not None and tb.tb_frame.f_code.co_filename != USER_FILE:
+        tb = tb.tb_next
+    return [f for f in traceback.extract_tb(tb) if f.filename != BOOTSTRAP_FILE]
+
+
+def _format_chain(exc):
+    parts = []
+    seen = set()
+    while exc is not None and id(exc) not in seen and len(parts) < 8:
+        seen.add(id(exc))
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+        frames = _user_frames(exc.__traceback__)
+        if frames:
+            text = ("Traceback (most recent call last):\n"
+                    + "".join(traceback.StackSummary.from_list(frames).format()) + text)
+        parts.append(text)
+        if exc.__cause__ is not None:
+            exc, joint = exc.__cause__, ("\nThe above exception was the direct cause of the "
+                                         "following exception:\n\n")
+        elif exc.__context__ is not None and not exc.__suppress_context__:
+            exc, joint = exc.__context__, ("\nDuring handling of the above exception, another "
+                                           "exception occurred:\n\n")
+        else:
+            break
+        parts.append(joint)
+    if len(parts) % 2 == 0:
+        parts.pop()  # a trailing joint whose exception was not printed
+    return "".join(reversed(parts))
