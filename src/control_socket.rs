@@ -34,7 +34,13 @@ pub fn send<T: Serialize>(socket: &impl AsRawFd, message: &T, fds: &[RawFd]) -> 
         vec![ControlMessage::ScmRights(fds)]
     };
     loop {
-        match sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+        match sendmsg::<()>(
+            socket.as_raw_fd(),
+            &iov,
+            &cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        ) {
             Ok(_) => return Ok(()),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -60,7 +66,10 @@ pub fn recv<T: DeserializeOwned>(socket: &impl AsRawFd) -> io::Result<Option<(T,
                     if let ControlMessageOwned::ScmRights(raw) = cmsg {
                         // SAFETY: the kernel just installed these descriptors in our table; we
                         // are their only owner.
-                        fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
                     }
                 }
                 break (msg.bytes, fds);

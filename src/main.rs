@@ -43,7 +43,12 @@ struct ServeArgs {
     listen: SocketAddr,
     /// API key clients must send as `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
     /// Repeat it (or separate keys with commas in SANDLOT_API_KEY) to accept several.
-    #[arg(long = "api-key", env = "SANDLOT_API_KEY", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "SANDLOT_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     api_keys: Vec<String>,
     /// Allow listening on a non-loopback address with no API key.
     #[arg(long, env = "SANDLOT_INSECURE_NO_AUTH")]
@@ -102,7 +107,11 @@ fn main() -> ExitCode {
 fn serve(args: ServeArgs) -> ExitCode {
     let config = Config {
         listen: args.listen,
-        api_keys: args.api_keys.into_iter().filter(|k| !k.is_empty()).collect(),
+        api_keys: args
+            .api_keys
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .collect(),
         insecure_no_auth: args.insecure_no_auth,
         limits: LimitPolicy::with_max(Limits {
             timeout_ms: args.max_timeout_ms,
@@ -190,7 +199,10 @@ fn run_request(request: RunRequest) -> ExitCode {
     let response = runtime().block_on(async {
         let supervisor = Supervisor::start(&[plan.kind], 1, 0);
         if !supervisor.wait_ready(Duration::from_secs(120)).await {
-            return Err(format!("the interpreter did not start: {:?}", supervisor.status()));
+            return Err(format!(
+                "the interpreter did not start: {:?}",
+                supervisor.status()
+            ));
         }
         supervisor
             .run(plan.kind, &plan.job)

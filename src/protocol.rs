@@ -27,12 +27,21 @@ pub enum ZygoteCommand {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ZygoteEvent {
     /// The interpreter is built and every whitelisted module imported.
-    Ready { pid: i32 },
+    Ready {
+        pid: i32,
+    },
     /// A child exists; its job channel and pidfd ride along as SCM_RIGHTS, in that order.
-    Forked { pid: i32 },
-    ForkFailed { message: String },
+    Forked {
+        pid: i32,
+    },
+    ForkFailed {
+        message: String,
+    },
     /// A child has been reaped.
-    Exited { pid: i32, status: ExitStatus },
+    Exited {
+        pid: i32,
+        status: ExitStatus,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

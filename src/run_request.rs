@@ -111,7 +111,13 @@ fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limit
     };
     let (d, m) = (policy.default, policy.max);
     Ok(Limits {
-        timeout_ms: pick("timeout_ms", asked.timeout_ms, d.timeout_ms, m.timeout_ms, 1)?,
+        timeout_ms: pick(
+            "timeout_ms",
+            asked.timeout_ms,
+            d.timeout_ms,
+            m.timeout_ms,
+            1,
+        )?,
         memory_mb: pick(
             "memory_mb",
             asked.memory_mb,
@@ -175,7 +181,10 @@ mod tests {
         let plan = request(r#"{"language":"py","code":"","limits":{"timeout_ms":999999999}}"#)
             .plan(&LimitPolicy::default())
             .unwrap();
-        assert_eq!(plan.job.limits.timeout_ms, LimitPolicy::default().max.timeout_ms);
+        assert_eq!(
+            plan.job.limits.timeout_ms,
+            LimitPolicy::default().max.timeout_ms
+        );
     }
 
     #[test]
@@ -184,8 +193,14 @@ mod tests {
         let cases = [
             (r#"{"language":"ruby","code":""}"#, "language:"),
             (r#"{"language":"js","code":"","inputs":[1]}"#, "inputs:"),
-            (r#"{"language":"js","code":"","limits":{"memory_mb":1}}"#, "limits.memory_mb:"),
-            (r#"{"language":"python","code":"","allowed_modules":["os"]}"#, "allowed_modules:"),
+            (
+                r#"{"language":"js","code":"","limits":{"memory_mb":1}}"#,
+                "limits.memory_mb:",
+            ),
+            (
+                r#"{"language":"python","code":"","allowed_modules":["os"]}"#,
+                "allowed_modules:",
+            ),
             (r#"{"language":"python","code":"","env":{}}"#, "env:"),
         ];
         for (body, field) in cases {

@@ -23,7 +23,12 @@ pub fn apply(limits: &Limits) -> Result<(), JailError> {
     let cpu_seconds = limits.timeout_ms.div_ceil(1000) + 1;
     set(Resource::CPU, cpu_seconds, cpu_seconds + 1, "RLIMIT_CPU")?;
 
-    set(Resource::NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES, "RLIMIT_NOFILE")?;
+    set(
+        Resource::NOFILE,
+        MAX_OPEN_FILES,
+        MAX_OPEN_FILES,
+        "RLIMIT_NOFILE",
+    )?;
     set(Resource::NPROC, 0, 0, "RLIMIT_NPROC")?;
     set(Resource::FSIZE, 0, 0, "RLIMIT_FSIZE")?;
     set(Resource::CORE, 0, 0, "RLIMIT_CORE")?;
@@ -54,7 +59,10 @@ fn mapped_bytes() -> io::Result<u64> {
 
 fn arm_alarm(after_ms: u64) -> Result<(), JailError> {
     let timer = libc::itimerval {
-        it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 },
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
         it_value: libc::timeval {
             tv_sec: (after_ms / 1000) as libc::time_t,
             tv_usec: ((after_ms % 1000) * 1000) as libc::suseconds_t,

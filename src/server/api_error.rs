@@ -34,8 +34,11 @@ impl IntoResponse for ApiError {
                 "every worker is busy and the queue is full; retry shortly".to_owned(),
             ),
         };
-        let mut response =
-            (status, Json(json!({"error": {"kind": kind, "message": message}}))).into_response();
+        let mut response = (
+            status,
+            Json(json!({"error": {"kind": kind, "message": message}})),
+        )
+            .into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

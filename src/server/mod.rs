@@ -26,9 +26,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let keys = auth::ApiKeys(Arc::new(state.config.api_keys.clone()));
-    let protected = Router::new()
-        .route("/v1/run", post(native::run))
-        .layer(axum::middleware::from_fn_with_state(keys, auth::require_key));
+    let protected = Router::new().route("/v1/run", post(native::run)).layer(
+        axum::middleware::from_fn_with_state(keys, auth::require_key),
+    );
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/health", get(health::healthz))
@@ -40,8 +40,7 @@ pub fn router(state: AppState) -> Router {
 
 /// Binds, starts the zygotes, serves until SIGINT or SIGTERM.
 pub async fn serve(config: Config) -> Result<(), String> {
-    if !config.listen.ip().is_loopback() && config.api_keys.is_empty() && !config.insecure_no_auth
-    {
+    if !config.listen.ip().is_loopback() && config.api_keys.is_empty() && !config.insecure_no_auth {
         return Err(format!(
             "refusing to listen on {} without an API key: set --api-key (or SANDLOT_API_KEY), \
              or pass --insecure-no-auth to accept unauthenticated requests from the network",
@@ -77,7 +76,10 @@ async fn announce_ready(supervisor: Arc<Supervisor>, address: SocketAddr) {
             println!("sandlot: ready on http://{address}");
             return;
         }
-        eprintln!("sandlot: still waiting for the zygotes: {:?}", supervisor.status());
+        eprintln!(
+            "sandlot: still waiting for the zygotes: {:?}",
+            supervisor.status()
+        );
     }
 }
 

@@ -5,8 +5,8 @@ use std::cell::RefCell;
 use std::time::Instant;
 
 use rquickjs::context::EvalOptions;
-use serde_json::value::RawValue;
 use rquickjs::{CatchResultExt, CaughtError, Context, Ctx, Function, Runtime, Value};
+use serde_json::value::RawValue;
 
 use super::{child, Engine};
 use crate::protocol::{ChildReport, Job};
@@ -67,8 +67,8 @@ impl Engine for JavascriptEngine {
         self.runtime
             .set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
         let in_use = usize::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0);
-        let budget = usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024))
-            .unwrap_or(usize::MAX);
+        let budget =
+            usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         self.runtime.set_memory_limit(in_use.saturating_add(budget));
 
         let outcome = self.context.with(|ctx| execute(&ctx, &job));
@@ -184,10 +184,7 @@ fn execute<'js>(ctx: &Ctx<'js>, job: &Job) -> Outcome {
     if !returned.is_object() || returned.is_array() || returned.is_function() {
         return Outcome::failed(RunError::new(
             ErrorKind::InvalidReturn,
-            format!(
-                "main() must return an object, not {}",
-                type_name(&returned)
-            ),
+            format!("main() must return an object, not {}", type_name(&returned)),
         ));
     }
     match ctx.json_stringify(returned).catch(ctx) {
@@ -206,7 +203,10 @@ fn execute<'js>(ctx: &Ctx<'js>, job: &Job) -> Outcome {
             let mut error = describe(caught, false);
             if error.kind == ErrorKind::RuntimeError {
                 error.kind = ErrorKind::InvalidReturn;
-                error.message = format!("the returned value cannot be converted to JSON: {}", error.message);
+                error.message = format!(
+                    "the returned value cannot be converted to JSON: {}",
+                    error.message
+                );
             }
             Outcome::failed(error)
         }
@@ -311,7 +311,9 @@ fn describe(caught: CaughtError<'_>, while_loading: bool) -> RunError {
 fn position_in(frame: &str) -> Option<(u32, u32)> {
     let start = frame.find(USER_FILE)? + USER_FILE.len() + 1;
     let rest = &frame[start..];
-    let mut parts = rest.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty());
+    let mut parts = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty());
     let line = parts.next()?.parse().ok()?;
     let column = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
     Some((line, column))

@@ -25,12 +25,8 @@ impl Engine for PythonEngine {
         Python::initialize();
         let bootstrap = Python::attach(|py| -> PyResult<Py<PyModule>> {
             let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
-            let module = PyModule::from_code(
-                py,
-                &source,
-                c"<sandlot-bootstrap>",
-                c"_sandlot_bootstrap",
-            )?;
+            let module =
+                PyModule::from_code(py, &source, c"<sandlot-bootstrap>", c"_sandlot_bootstrap")?;
             module.call_method1("prepare", (whitelist::python(),))?;
             Ok(module.unbind())
         })

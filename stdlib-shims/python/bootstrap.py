@@ -19,6 +19,15 @@ import sys
 import time
 import traceback
 
+# User code shares these modules and may patch them (`json.dumps = ...`); the bootstrap keeps
+# its own references, taken before any user code runs.
+_encode_report = json.JSONEncoder(ensure_ascii=False).encode
+_encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_encode_key = json.JSONEncoder().encode
+_decode = json.JSONDecoder().decode
+_perf_counter = time.perf_counter
+_isfinite = math.isfinite
+
 USER_FILE = "<code>"
 BOOTSTRAP_FILE = "<sandlot-bootstrap>"
 
@@ -176,7 +185,7 @@ class _Stream:
 
 def run(code, inputs_json, mode, allowed_modules, max_output, memory_mb, finish):
     """Runs one job and sends its report through finish(); never returns."""
-    started = time.perf_counter()
+    started = _perf_counter()
 
     def send(result_json="null", exit_code=0, error=None):
         stdout, stderr = output.texts()
@@ -185,9 +194,9 @@ def run(code, inputs_json, mode, allowed_modules, max_output, memory_mb, finish)
             "stderr": stderr,
             "exit_code": exit_code,
             "error": error,
-            "execution_time_ms": (time.perf_counter() - started) * 1000.0,
+            "execution_time_ms": (_perf_counter() - started) * 1000.0,
         }
-        text = '{"result":' + result_json + "," + json.dumps(report, ensure_ascii=False)[1:]
+        text = '{"result":' + result_json + "," + _encode_report(report)[1:]
         finish(text.encode("utf-8", "replace"))
 
     def overflow():
@@ -222,7 +231,7 @@ def _execute(code, inputs_json, mode, allowed, memory_mb):
     user_builtins = dict(_user_builtins)
     user_builtins["__import__"] = _guarded_import(allowed)
     namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None}
-    inputs = json.loads(inputs_json)
+    inputs = _decode(inputs_json)
     try:
         exec(compiled, namespace)
         if mode == "script":
@@ -237,7 +246,7 @@ def _execute(code, inputs_json, mode, allowed, memory_mb):
                 "invalid_return", f"main() must return a dict, not {type(value).__name__}")}
         converted = _to_json(value, "result", set())
         return {"exit_code": 0,
-                "result_json": json.dumps(converted, ensure_ascii=False, allow_nan=False)}
+                "result_json": _encode_result(converted)}
     except SystemExit as e:
         code_ = e.code
         status = code_ if isinstance(code_, int) else (0 if code_ is None else 1)
@@ -275,7 +284,7 @@ def _to_json(value, path, active):
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if _isfinite(value) else None
     if isinstance(value, (dict, list, tuple)):
         if id(value) in active:
             raise _InvalidReturn(f"{path} refers back to itself; JSON cannot carry a cycle")
@@ -287,7 +296,7 @@ def _to_json(value, path, active):
                     if isinstance(key, str):
                         name = key
                     elif key is None or isinstance(key, (bool, int, float)):
-                        name = json.dumps(key)
+                        name = _encode_key(key)
                     else:
                         raise _InvalidReturn(
                             f"{path} has a key of type {type(key).__name__}; "

@@ -1,0 +1,155 @@
+//! Starts real `sandlot serve` processes for the integration tests and talks to them over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub struct Server {
+    pub base: String,
+    pub pid: u32,
+}
+
+/// The server shared by the tests of one test binary (default settings, no key).
+pub fn shared() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| start(&[], &[]))
+}
+
+/// A server of one's own, with extra flags and environment variables.
+pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (tx, rx) = mpsc::channel();
+    // The server gets PDEATHSIG, which fires when the spawning *thread* ends: spawn it from a
+    // thread that lives as long as the test process.
+    std::thread::spawn(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sandlot"));
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(&args)
+            .envs(envs)
+            .env_remove("SANDLOT_API_KEY")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("starting sandlot serve");
+        let pid = child.id();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut sent = false;
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.strip_prefix("sandlot: ready on ") {
+                if !sent {
+                    tx.send((address.to_string(), pid)).unwrap();
+                    sent = true;
+                }
+            }
+        }
+        let _ = child.wait();
+        loop {
+            std::thread::park();
+        }
+    });
+    let (base, pid) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("sandlot serve did not become ready within 120 s");
+    Server { base, pid }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Server {
+    pub fn post(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = agent()
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        reply(request.send(body).expect("HTTP request"))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        reply(
+            agent()
+                .get(format!("{}{}", self.base, path))
+                .call()
+                .expect("HTTP request"),
+        )
+    }
+
+    /// POST /v1/run with a JSON body; asserts HTTP 200.
+    pub fn run(&self, body: Value) -> Value {
+        let reply = self.post("/v1/run", &body.to_string(), &[]);
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.body
+    }
+
+    pub fn python(&self, code: &str, inputs: Value) -> Value {
+        self.run(serde_json::json!({"language": "python", "code": code, "inputs": inputs}))
+    }
+
+    pub fn javascript(&self, code: &str, inputs: Value) -> Value {
+        self.run(serde_json::json!({"language": "javascript", "code": code, "inputs": inputs}))
+    }
+}
+
+fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        body,
+        text,
+        headers,
+    }
+}
+
+/// A unique value for canaries.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom fills the buffer it is given.
+    unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,210 @@
+//! What a child cannot do even when user code escapes the import whitelist, asserted by its
+//! effect: canaries untouched, listeners unconnected, state not carried between runs.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::time::Duration;
+
+use serde_json::json;
+
+/// Python that reaches the real `os` module through the object graph, as escapes do.
+const ESCAPE_TO_OS: &str = "os = [c for c in ().__class__.__base__.__subclasses__() \
+                            if c.__name__ == '_wrap_close'][0].__init__.__globals__\n";
+
+fn escape(body: &str) -> String {
+    format!("{ESCAPE_TO_OS}def main(path):\n    out = {{}}\n{body}    return out\n")
+}
+
+fn canary() -> (std::path::PathBuf, String) {
+    let token = common::random_token();
+    let path = std::env::temp_dir().join(format!("sandlot-canary-{token}"));
+    std::fs::write(&path, &token).unwrap();
+    (path, token)
+}
+
+#[test]
+fn a_host_file_cannot_be_read_even_through_an_escape() {
+    let (path, token) = canary();
+    let code = escape(
+        "    for name, attempt in [\n\
+         ('os.open', lambda: os['read'](os['open'](path, os['O_RDONLY']), 100)),\n\
+         ('builtin open', lambda: open(path).read()),\n\
+         ('io.open', lambda: os['__builtins__']['open'](path).read()),\n\
+         ('passwd', lambda: os['read'](os['open']('/etc/passwd', 0), 100)),\n\
+         ('listdir', lambda: os['listdir']('/')),\n\
+         ('stat', lambda: os['stat'](path).st_size)]:\n\
+         \x20       try:\n\
+         \x20           out[name] = repr(attempt())\n\
+         \x20       except BaseException as e:\n\
+         \x20           out[name] = type(e).__name__\n",
+    );
+    let r = common::shared().python(&code, json!({"path": path.to_str().unwrap()}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(!r.to_string().contains(&token), "the canary was read: {r}");
+    assert!(
+        !r.to_string().contains("root:x:0:0"),
+        "/etc/passwd was read: {r}"
+    );
+    for attempt in [
+        "os.open",
+        "builtin open",
+        "io.open",
+        "passwd",
+        "listdir",
+        "stat",
+    ] {
+        assert_eq!(r["result"][attempt], "PermissionError", "{attempt}: {r}");
+    }
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn a_host_file_cannot_be_written_or_created() {
+    let (path, token) = canary();
+    let created = std::env::temp_dir().join(format!("sandlot-created-{}", common::random_token()));
+    let code = escape(
+        "    for name, attempt in [\n\
+         ('overwrite', lambda: os['write'](os['open'](path, os['O_WRONLY'] | os['O_TRUNC']), b'pwned')),\n\
+         ('create', lambda: os['open'](path + '.new', os['O_WRONLY'] | os['O_CREAT'])),\n\
+         ('unlink', lambda: os['unlink'](path)),\n\
+         ('rename', lambda: os['rename'](path, path + '.moved'))]:\n\
+         \x20       try:\n\
+         \x20           out[name] = repr(attempt())\n\
+         \x20       except BaseException as e:\n\
+         \x20           out[name] = type(e).__name__\n",
+    );
+    let r = common::shared().python(&code, json!({"path": path.to_str().unwrap()}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        token,
+        "the canary changed"
+    );
+    assert!(!std::path::Path::new(&format!("{}.new", path.display())).exists());
+    assert!(!created.exists());
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn no_process_can_be_started() {
+    let marker = std::env::temp_dir().join(format!("sandlot-spawned-{}", common::random_token()));
+    let code = escape(
+        "    cmd = 'touch ' + path\n\
+         \x20   for name, attempt in [\n\
+         ('system', lambda: os['system'](cmd)),\n\
+         ('fork', lambda: os['fork']()),\n\
+         ('execv', lambda: os['execv']('/bin/sh', ['sh', '-c', cmd])),\n\
+         ('spawn', lambda: os['posix_spawn']('/bin/sh', ['sh', '-c', cmd], {})),\n\
+         ('popen', lambda: os['popen'](cmd).read())]:\n\
+         \x20       try:\n\
+         \x20           out[name] = repr(attempt())\n\
+         \x20       except BaseException as e:\n\
+         \x20           out[name] = type(e).__name__\n",
+    );
+    let r = common::shared().python(&code, json!({"path": marker.to_str().unwrap()}));
+    assert_eq!(r["result"]["fork"], "PermissionError", "{r}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!marker.exists(), "a process ran: {r}");
+}
+
+#[test]
+fn no_connection_reaches_a_local_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let code = escape(
+        "    imp = os['__builtins__']['__import__']\n\
+         \x20   for name, attempt in [\n\
+         ('socket', lambda: imp('socket').create_connection(('127.0.0.1', int(path)), 1)),\n\
+         ('_socket', lambda: imp('_socket').socket()),\n\
+         ('urllib', lambda: imp('urllib.request').urlopen('http://127.0.0.1:' + path))]:\n\
+         \x20       try:\n\
+         \x20           out[name] = repr(attempt())\n\
+         \x20       except BaseException as e:\n\
+         \x20           out[name] = type(e).__name__\n",
+    );
+    let r = common::shared().python(&code, json!({"path": port.to_string()}));
+    assert_eq!(r["ok"], true, "{r}");
+    std::thread::sleep(Duration::from_millis(200));
+    match listener.accept() {
+        Ok((mut stream, _)) => {
+            let mut seen = String::new();
+            let _ = stream.read_to_string(&mut seen);
+            panic!("the listener got a connection: {seen:?} ({r})");
+        }
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+    }
+}
+
+#[test]
+fn the_servers_secrets_never_reach_a_run() {
+    let key = common::random_token();
+    let canary_value = common::random_token();
+    let server = common::start(
+        &["--api-key", &key],
+        &[("SANDLOT_TEST_CANARY", &canary_value)],
+    );
+    let code = format!(
+        "{ESCAPE_TO_OS}def main():\n    env = dict(os['environ'])\n    \
+         try:\n        proc = os['read'](os['open']('/proc/self/environ', 0), 100000)\n    \
+         except BaseException as e:\n        proc = type(e).__name__\n    \
+         try:\n        parent = os['read'](os['open']('/proc/%d/environ' % os['getppid'](), 0), 100000)\n    \
+         except BaseException as e:\n        parent = type(e).__name__\n    \
+         return {{'env': env, 'proc': str(proc), 'parent': str(parent)}}\n"
+    );
+    let body = json!({"language": "python", "code": code}).to_string();
+    let reply = server.post("/v1/run", &body, &[("x-api-key", &key)]);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["ok"], true, "{}", reply.text);
+    assert!(!reply.text.contains(&key), "the API key leaked");
+    assert!(
+        !reply.text.contains(&canary_value),
+        "the server's environment leaked"
+    );
+    let js = json!({"language": "javascript",
+        "code": "function main() { return {g: Object.keys(globalThis), p: typeof process} }"})
+    .to_string();
+    let reply = server.post("/v1/run", &js, &[("x-api-key", &key)]);
+    assert!(!reply.text.contains(&key) && !reply.text.contains(&canary_value));
+}
+
+#[test]
+fn mutations_of_modules_and_globals_are_invisible_to_the_next_run() {
+    let s = common::shared();
+    for _ in 0..2 {
+        let r = s.python(
+            "import json, math\nSEEN = getattr(math, 'poisoned', False)\n\
+             def main():\n    seen = SEEN\n    math.poisoned = True\n    math.pi = 3\n    \
+             json.dumps = None\n    __builtins__['len'] = None\n    return {'seen': seen, 'pi': 3.14159 < 3.1416}\n",
+            json!({}),
+        );
+        assert_eq!(
+            r["result"]["seen"], false,
+            "a previous run's mutation is visible: {r}"
+        );
+    }
+    let check = s.python(
+        "import json, math\ndef main():\n    return {'pi': math.pi, 'dumps': json.dumps({'a': 1}), 'len': len('abc')}\n",
+        json!({}),
+    );
+    assert_eq!(check["result"]["pi"], std::f64::consts::PI, "{check}");
+    assert_eq!(check["result"]["dumps"], "{\"a\": 1}");
+    assert_eq!(check["result"]["len"], 3);
+
+    for _ in 0..2 {
+        let r = s.javascript(
+            "function main() {\n  const seen = [typeof globalThis.leaked, typeof Array.prototype.polluted, JSON.stringify === null];\n  \
+             globalThis.leaked = 1; Array.prototype.polluted = 1; JSON.stringify = null; Math.max = () => 0;\n  \
+             return {seen: seen.join(',')};\n}\n",
+            json!({}),
+        );
+        assert_eq!(r["result"]["seen"], "undefined,undefined,false", "{r}");
+    }
+    let check = s.javascript(
+        "function main() { return {max: Math.max(1, 5), json: JSON.stringify([1])} }",
+        json!({}),
+    );
+    assert_eq!(check["result"], json!({"max": 5, "json": "[1]"}), "{check}");
+}

@@ -1,0 +1,63 @@
+//! A zygote that dies is restarted; the runs it held get `internal` at once, never a hang.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+fn zygote_pid(server: &common::Server, kind: &str) -> Option<i32> {
+    let ready = server.get("/readyz");
+    ready.body["zygotes"]
+        .as_array()?
+        .iter()
+        .find(|z| z["kind"] == kind)?["pid"]
+        .as_i64()
+        .map(|p| p as i32)
+}
+
+#[test]
+fn a_killed_zygote_fails_its_runs_fast_and_comes_back() {
+    let server = common::start(&[], &[]);
+    let server = &*Box::leak(Box::new(server));
+    for kind in ["python", "javascript"] {
+        let pid = zygote_pid(server, kind).expect("zygote pid in /readyz");
+        let code = if kind == "python" {
+            "import time\ndef main():\n    time.sleep(20)\n    return {}\n"
+        } else {
+            "function main() { for (;;) {} }"
+        };
+        let body =
+            json!({"language": kind, "code": code, "limits": {"timeout_ms": 30000}}).to_string();
+        let started = Instant::now();
+        let in_flight = std::thread::spawn(move || server.post("/v1/run", &body, &[]));
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: kill(2) with a pid and a signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let reply = in_flight.join().unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["error"]["kind"], "internal", "{}", reply.text);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+
+        // The next run waits for the restarted zygote and succeeds.
+        let r = server.run(json!({"language": kind,
+            "code": if kind == "python" { "def main():\n    return {'back': True}\n" } else { "function main() { return {back: true} }" }}));
+        assert_eq!(r["result"]["back"], true, "{r}");
+        let new_pid = zygote_pid(server, kind).unwrap();
+        assert_ne!(new_pid, pid);
+        let ready = server.get("/readyz");
+        let restarts = ready.body["zygotes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|z| z["kind"] == kind)
+            .unwrap()["restarts"]
+            .as_u64()
+            .unwrap();
+        assert!(restarts >= 1);
+    }
+}
