@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Median latency of a trivial Python and JavaScript main() over HTTP, at concurrency 1 and 8,
+# measured by oha (installed with cargo when missing) against a release build of sandlot.
+#   bench/latency.sh [REQUESTS]      (default 2000 per case)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+requests="${1:-2000}"
+command -v oha >/dev/null || cargo install oha --locked
+cargo build --release --quiet
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+log=$(mktemp)
+./target/release/sandlot serve --listen "127.0.0.1:$port" >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -f "$log" "$log.json"' EXIT
+for _ in $(seq 1 300); do grep -q "ready on" "$log" && break; sleep 0.1; done
+grep -q "ready on" "$log" || { cat "$log"; exit 1; }
+
+python_body='{"language":"python","code":"def main(a, b):\n    return {"sum": a + b}","inputs":{"a":1,"b":2}}'
+js_body='{"language":"javascript","code":"function main({a, b}) { return {sum: a + b} }","inputs":{"a":1,"b":2}}'
+
+printf '%-12s %5s %10s %10s %10s %10s\n' case conc "p50 ms" "p90 ms" "p99 ms" "req/s"
+for lang in python javascript; do
+  body=$python_body; [ "$lang" = javascript ] && body=$js_body
+  for conc in 1 8; do
+    oha --no-tui --output-format json -n "$requests" -c "$conc" -m POST \
+      -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/run" >"$log.json"
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[3]))
+p = d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+assert list(codes) == ["200"], f"non-200 answers: {codes}"
+print(f"{sys.argv[1]:<12} {sys.argv[2]:>5} {p["p50"]*1000:10.2f} {p["p90"]*1000:10.2f} {p["p99"]*1000:10.2f} {d["summary"]["requestsPerSec"]:10.0f}")
+' "$lang" "$conc" "$log.json"
+  done
+done
