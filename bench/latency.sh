@@ -30,7 +30,8 @@ d = json.load(open(sys.argv[3]))
 p = d["latencyPercentiles"]
 codes = d.get("statusCodeDistribution", {})
 assert list(codes) == ["200"], f"non-200 answers: {codes}"
-print(f"{sys.argv[1]:<12} {sys.argv[2]:>5} {p["p50"]*1000:10.2f} {p["p90"]*1000:10.2f} {p["p99"]*1000:10.2f} {d["summary"]["requestsPerSec"]:10.0f}")
+row = [sys.argv[1], sys.argv[2]] + [p[k] * 1000 for k in ("p50", "p90", "p99")]
+print("%-12s %5s %10.2f %10.2f %10.2f %10.0f" % tuple(row + [d["summary"]["requestsPerSec"]]))
 ' "$lang" "$conc" "$log.json"
   done
 done
