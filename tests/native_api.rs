@@ -360,3 +360,26 @@ fn health_routes_answer() {
         .collect();
     assert_eq!(kinds, ["python", "javascript"]);
 }
+
+#[test]
+fn each_zygote_is_a_single_threaded_process_of_our_own_binary() {
+    let ready = common::shared().get("/readyz");
+    let zygotes = ready.body["zygotes"].as_array().unwrap().clone();
+    assert_eq!(zygotes.len(), 2);
+    for zygote in zygotes {
+        let pid = zygote["pid"].as_i64().expect("a ready zygote has a pid");
+        let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .count();
+        assert_eq!(threads, 1, "{zygote}");
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        assert_eq!(args[1], b"__zygote", "{zygote}");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            !environ.contains("CARGO"),
+            "the server's environment reached a zygote"
+        );
+    }
+}

@@ -71,7 +71,7 @@ impl Engine for JavascriptEngine {
             usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         self.runtime.set_memory_limit(in_use.saturating_add(budget));
 
-        let outcome = self.context.with(|ctx| execute(&ctx, &job));
+        let outcome = self.context.with(|ctx| execute(&ctx, &job, deadline));
         let outcome = match outcome {
             Outcome {
                 result: Some(json), ..
@@ -133,7 +133,7 @@ impl Outcome {
     }
 }
 
-fn execute<'js>(ctx: &Ctx<'js>, job: &Job) -> Outcome {
+fn execute<'js>(ctx: &Ctx<'js>, job: &Job, deadline: Instant) -> Outcome {
     let mut options = EvalOptions::default();
     options.global = true;
     options.strict = false; // Dify's template relies on sloppy mode
@@ -152,6 +152,9 @@ fn execute<'js>(ctx: &Ctx<'js>, job: &Job) -> Outcome {
     }
     if job.mode == Mode::Script {
         drain_jobs(ctx);
+        if Instant::now() >= deadline {
+            return Outcome::failed(interrupted());
+        }
         return Outcome::ok(None);
     }
     let main: Value = match ctx.eval("typeof main === 'function' ? main : undefined") {
@@ -171,6 +174,11 @@ fn execute<'js>(ctx: &Ctx<'js>, job: &Job) -> Outcome {
     let returned = match returned.as_promise() {
         Some(promise) => match promise.finish::<Value>().catch(ctx) {
             Ok(value) => value,
+            // A promise job stopped by the interrupt handler leaves nothing to catch: the
+            // queue just runs dry.
+            Err(CaughtError::Error(rquickjs::Error::WouldBlock)) if Instant::now() >= deadline => {
+                return Outcome::failed(interrupted())
+            }
             Err(CaughtError::Error(rquickjs::Error::WouldBlock)) => {
                 return Outcome::failed(RunError::new(
                     ErrorKind::RuntimeError,
@@ -211,6 +219,10 @@ fn execute<'js>(ctx: &Ctx<'js>, job: &Job) -> Outcome {
             Outcome::failed(error)
         }
     }
+}
+
+fn interrupted() -> RunError {
+    RunError::new(ErrorKind::Timeout, "the run exceeded its time limit")
 }
 
 /// Runs queued promise jobs until none is left (or the interrupt handler stops them).
