@@ -15,7 +15,7 @@ trap 'kill $server 2>/dev/null || true; rm -f "$log" "$log.json"' EXIT
 for _ in $(seq 1 300); do grep -q "ready on" "$log" && break; sleep 0.1; done
 grep -q "ready on" "$log" || { cat "$log"; exit 1; }
 
-python_body='{"language":"python","code":"def main(a, b):\n    return {"sum": a + b}","inputs":{"a":1,"b":2}}'
+python_body='{"language":"python","code":"def main(a, b):\n    return {\"sum\": a + b}","inputs":{"a":1,"b":2}}'
 js_body='{"language":"javascript","code":"function main({a, b}) { return {sum: a + b} }","inputs":{"a":1,"b":2}}'
 
 printf '%-12s %5s %10s %10s %10s %10s\n' case conc "p50 ms" "p90 ms" "p99 ms" "req/s"
