@@ -13,8 +13,20 @@ use serde_json::json;
 const ESCAPE_TO_OS: &str = "os = [c for c in ().__class__.__base__.__subclasses__() \
                             if c.__name__ == '_wrap_close'][0].__init__.__globals__\n";
 
-fn escape(body: &str) -> String {
-    format!("{ESCAPE_TO_OS}def main(path):\n    out = {{}}\n{body}    return out\n")
+/// A `main(path)` that first runs `setup`, then tries each `(name, expression)` and returns
+/// what each gave or the name of the exception it raised.
+fn escape(setup: &str, attempts: &[(&str, &str)]) -> String {
+    let mut code = format!("{ESCAPE_TO_OS}def main(path):\n    out = {{}}\n{setup}");
+    code.push_str("    for name, attempt in [\n");
+    for (name, expression) in attempts {
+        code.push_str(&format!("        ({name:?}, lambda: {expression}),\n"));
+    }
+    code.push_str(
+        "    ]:\n        try:\n            out[name] = repr(attempt())\n\
+         \x20       except BaseException as e:\n            out[name] = type(e).__name__\n",
+    );
+    code.push_str("    return out\n");
+    code
 }
 
 fn canary() -> (std::path::PathBuf, String) {
@@ -28,17 +40,18 @@ fn canary() -> (std::path::PathBuf, String) {
 fn a_host_file_cannot_be_read_even_through_an_escape() {
     let (path, token) = canary();
     let code = escape(
-        "    for name, attempt in [\n\
-         ('os.open', lambda: os['read'](os['open'](path, os['O_RDONLY']), 100)),\n\
-         ('builtin open', lambda: open(path).read()),\n\
-         ('io.open', lambda: os['__builtins__']['open'](path).read()),\n\
-         ('passwd', lambda: os['read'](os['open']('/etc/passwd', 0), 100)),\n\
-         ('listdir', lambda: os['listdir']('/')),\n\
-         ('stat', lambda: os['stat'](path).st_size)]:\n\
-         \x20       try:\n\
-         \x20           out[name] = repr(attempt())\n\
-         \x20       except BaseException as e:\n\
-         \x20           out[name] = type(e).__name__\n",
+        "",
+        &[
+            (
+                "os.open",
+                "os['read'](os['open'](path, os['O_RDONLY']), 100)",
+            ),
+            ("builtin open", "open(path).read()"),
+            ("io.open", "os['__builtins__']['open'](path).read()"),
+            ("passwd", "os['read'](os['open']('/etc/passwd', 0), 100)"),
+            ("listdir", "os['listdir']('/')"),
+            ("stat", "os['stat'](path).st_size"),
+        ],
     );
     let r = common::shared().python(&code, json!({"path": path.to_str().unwrap()}));
     assert_eq!(r["ok"], true, "{r}");
@@ -65,15 +78,19 @@ fn a_host_file_cannot_be_written_or_created() {
     let (path, token) = canary();
     let created = std::env::temp_dir().join(format!("sandlot-created-{}", common::random_token()));
     let code = escape(
-        "    for name, attempt in [\n\
-         ('overwrite', lambda: os['write'](os['open'](path, os['O_WRONLY'] | os['O_TRUNC']), b'pwned')),\n\
-         ('create', lambda: os['open'](path + '.new', os['O_WRONLY'] | os['O_CREAT'])),\n\
-         ('unlink', lambda: os['unlink'](path)),\n\
-         ('rename', lambda: os['rename'](path, path + '.moved'))]:\n\
-         \x20       try:\n\
-         \x20           out[name] = repr(attempt())\n\
-         \x20       except BaseException as e:\n\
-         \x20           out[name] = type(e).__name__\n",
+        "",
+        &[
+            (
+                "overwrite",
+                "os['write'](os['open'](path, os['O_WRONLY'] | os['O_TRUNC']), b'pwned')",
+            ),
+            (
+                "create",
+                "os['open'](path + '.new', os['O_WRONLY'] | os['O_CREAT'])",
+            ),
+            ("unlink", "os['unlink'](path)"),
+            ("rename", "os['rename'](path, path + '.moved')"),
+        ],
     );
     let r = common::shared().python(&code, json!({"path": path.to_str().unwrap()}));
     assert_eq!(r["ok"], true, "{r}");
@@ -91,17 +108,17 @@ fn a_host_file_cannot_be_written_or_created() {
 fn no_process_can_be_started() {
     let marker = std::env::temp_dir().join(format!("sandlot-spawned-{}", common::random_token()));
     let code = escape(
-        "    cmd = 'touch ' + path\n\
-         \x20   for name, attempt in [\n\
-         ('system', lambda: os['system'](cmd)),\n\
-         ('fork', lambda: os['fork']()),\n\
-         ('execv', lambda: os['execv']('/bin/sh', ['sh', '-c', cmd])),\n\
-         ('spawn', lambda: os['posix_spawn']('/bin/sh', ['sh', '-c', cmd], {})),\n\
-         ('popen', lambda: os['popen'](cmd).read())]:\n\
-         \x20       try:\n\
-         \x20           out[name] = repr(attempt())\n\
-         \x20       except BaseException as e:\n\
-         \x20           out[name] = type(e).__name__\n",
+        "    cmd = 'touch ' + path\n",
+        &[
+            ("system", "os['system'](cmd)"),
+            ("fork", "os['fork']()"),
+            ("execv", "os['execv']('/bin/sh', ['sh', '-c', cmd])"),
+            (
+                "spawn",
+                "os['posix_spawn']('/bin/sh', ['sh', '-c', cmd], {})",
+            ),
+            ("popen", "os['popen'](cmd).read()"),
+        ],
     );
     let r = common::shared().python(&code, json!({"path": marker.to_str().unwrap()}));
     assert_eq!(r["result"]["fork"], "PermissionError", "{r}");
@@ -115,15 +132,18 @@ fn no_connection_reaches_a_local_listener() {
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     let code = escape(
-        "    imp = os['__builtins__']['__import__']\n\
-         \x20   for name, attempt in [\n\
-         ('socket', lambda: imp('socket').create_connection(('127.0.0.1', int(path)), 1)),\n\
-         ('_socket', lambda: imp('_socket').socket()),\n\
-         ('urllib', lambda: imp('urllib.request').urlopen('http://127.0.0.1:' + path))]:\n\
-         \x20       try:\n\
-         \x20           out[name] = repr(attempt())\n\
-         \x20       except BaseException as e:\n\
-         \x20           out[name] = type(e).__name__\n",
+        "    imp = os['__builtins__']['__import__']\n",
+        &[
+            (
+                "socket",
+                "imp('socket').create_connection(('127.0.0.1', int(path)), 1)",
+            ),
+            ("_socket", "imp('_socket').socket()"),
+            (
+                "urllib",
+                "imp('urllib.request').urlopen('http://127.0.0.1:' + path)",
+            ),
+        ],
     );
     let r = common::shared().python(&code, json!({"path": port.to_string()}));
     assert_eq!(r["ok"], true, "{r}");
