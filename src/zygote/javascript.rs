@@ -75,15 +75,13 @@ impl Engine for JavascriptEngine {
         let outcome = match outcome {
             Outcome {
                 result: Some(json), ..
-            } if json.get().len() > OUTPUT.with(|o| o.borrow().as_ref().map_or(0, |o| o.limit)) => {
-                Outcome::failed(RunError::new(
-                    ErrorKind::OutputLimit,
-                    format!(
-                        "the returned value exceeds the limit of {} bytes",
-                        limits.max_output_bytes
-                    ),
-                ))
-            }
+            } if json.get().len() > output_limit() => Outcome::failed(RunError::new(
+                ErrorKind::OutputLimit,
+                format!(
+                    "the returned value exceeds the limit of {} bytes",
+                    limits.max_output_bytes
+                ),
+            )),
             other => other,
         };
         let mut outcome = outcome;
@@ -361,7 +359,7 @@ fn push_output(stream: i32, text: &str) {
         true
     });
     if overflow {
-        let limit = OUTPUT.with(|o| o.borrow().as_ref().map_or(0, |o| o.limit));
+        let limit = output_limit();
         report(
             None,
             1,
@@ -371,6 +369,11 @@ fn push_output(stream: i32, text: &str) {
             )),
         );
     }
+}
+
+/// The run's output cap; 0 in the zygote, where no run is in progress.
+fn output_limit() -> usize {
+    OUTPUT.with(|o| o.borrow().as_ref().map_or(0, |o| o.limit))
 }
 
 fn report(result: Option<Box<RawValue>>, exit_code: i32, error: Option<RunError>) -> ! {
