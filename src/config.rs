@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 
+use crate::jail::probe::LayerStatus;
+use crate::jail::settings::JailSettings;
 use crate::run::Limits;
 
 #[derive(Debug, Clone)]
@@ -18,6 +20,10 @@ pub struct Config {
     /// Requests waiting for a worker before new ones get 503.
     pub queue: usize,
     pub max_body_bytes: usize,
+    pub jail: JailSettings,
+    /// Layers this machine lacks and the operator accepted (`--allow-degraded`); `/readyz`
+    /// lists them.
+    pub degraded: Vec<LayerStatus>,
 }
 
 /// Per-run limits: what a request gets when it asks for nothing, and the most it can ask for.
@@ -72,6 +78,8 @@ impl Default for Config {
             workers: default_workers(),
             queue: 512,
             max_body_bytes: 16 * 1024 * 1024,
+            jail: JailSettings::new(LimitPolicy::default().max),
+            degraded: Vec::new(),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use sandlot::config::{default_workers, Config, LimitPolicy};
+use sandlot::jail::probe::{self, LayerStatus};
+use sandlot::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
 use sandlot::run::{Limits, Mode};
 use sandlot::run_request::{RequestedLimits, RunRequest};
 use sandlot::supervisor::Supervisor;
@@ -15,7 +17,8 @@ use sandlot::supervisor::Supervisor;
 /// Runs untrusted Python and JavaScript code-node snippets behind a local HTTP endpoint.
 ///
 /// Each request runs in a single-use child process forked from a pre-warmed interpreter and
-/// confined by the kernel (rlimits and seccomp) before it reads any user code.
+/// confined by the kernel (namespaces, rlimits, an unprivileged uid, Landlock and seccomp)
+/// before it reads any user code.
 #[derive(Parser)]
 #[command(name = "sandlot", version)]
 struct Cli {
@@ -31,6 +34,10 @@ enum Command {
     ///
     /// Exits with the run's exit code (124 on timeout).
     Run(RunArgs),
+    /// Show which isolation layers work on this machine, and why a missing one is missing.
+    ///
+    /// Exits 0 when every layer is active, 1 otherwise.
+    Doctor(JailArgs),
     /// Internal: a zygote process, started by the server itself.
     #[command(name = "__zygote", hide = true)]
     Zygote { kind: String },
@@ -71,6 +78,22 @@ struct ServeArgs {
     /// Largest request body, in bytes (413 past it).
     #[arg(long, env = "SANDLOT_MAX_BODY_BYTES", default_value_t = Config::default().max_body_bytes)]
     max_body_bytes: usize,
+    #[command(flatten)]
+    jail: JailArgs,
+}
+
+#[derive(Args)]
+struct JailArgs {
+    /// Start even when an isolation layer is unavailable on this machine. Every missing layer
+    /// is logged and listed in /readyz; without this flag the server refuses to start.
+    #[arg(long, env = "SANDLOT_ALLOW_DEGRADED")]
+    allow_degraded: bool,
+    /// The uid children run as when sandlot runs as root.
+    #[arg(long, env = "SANDLOT_CHILD_UID", default_value_t = DEFAULT_CHILD_ID)]
+    child_uid: u32,
+    /// The gid children run as when sandlot runs as root.
+    #[arg(long, env = "SANDLOT_CHILD_GID", default_value_t = DEFAULT_CHILD_ID)]
+    child_gid: u32,
 }
 
 #[derive(Args)]
@@ -92,6 +115,8 @@ struct RunArgs {
     /// Memory limit in MB.
     #[arg(long)]
     memory_mb: Option<u64>,
+    #[command(flatten)]
+    jail: JailArgs,
 }
 
 fn main() -> ExitCode {
@@ -101,10 +126,74 @@ fn main() -> ExitCode {
         Command::Zygote { kind } => exit_code(sandlot::zygote::main(&kind)),
         Command::Serve(args) => serve(args),
         Command::Run(args) => run_file(args),
+        Command::Doctor(args) => doctor(args),
+    }
+}
+
+fn doctor(args: JailArgs) -> ExitCode {
+    let settings = args.settings(LimitPolicy::default().max);
+    let report = probe::probe(&settings);
+    print!("{report}");
+    if report.missing().next().is_none() {
+        println!("\nevery layer is active");
+        ExitCode::SUCCESS
+    } else {
+        println!(
+            "\nsandlot serve refuses to start with a layer missing unless --allow-degraded is given"
+        );
+        ExitCode::FAILURE
+    }
+}
+
+impl JailArgs {
+    fn settings(&self, max: Limits) -> JailSettings {
+        JailSettings {
+            child_uid: self.child_uid,
+            child_gid: self.child_gid,
+            ..JailSettings::new(max)
+        }
+    }
+
+    /// Probes the layers (while the process is still single-threaded): settings that skip the
+    /// missing ones if the operator allows it, or the reason to refuse.
+    fn checked_settings(&self, max: Limits) -> Result<(JailSettings, Vec<LayerStatus>), String> {
+        let mut settings = self.settings(max);
+        let report = probe::probe(&settings);
+        let missing: Vec<LayerStatus> = report.missing().cloned().collect();
+        if missing.is_empty() {
+            return Ok((settings, missing));
+        }
+        if !self.allow_degraded {
+            return Err(format!(
+                "refusing to start: isolation layers unavailable on this machine:\n{report}\
+                 Fix them (see `sandlot doctor`), or pass --allow-degraded to run without them."
+            ));
+        }
+        for layer in &missing {
+            eprintln!(
+                "sandlot: WARNING: running without {} (--allow-degraded): {}",
+                layer.layer.name(),
+                layer.detail
+            );
+        }
+        settings.skip = missing.iter().map(|l| l.layer).collect();
+        Ok((settings, missing))
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    let max = Limits {
+        timeout_ms: args.max_timeout_ms,
+        memory_mb: args.max_memory_mb,
+        max_output_bytes: args.max_output_bytes,
+    };
+    let (jail, degraded) = match args.jail.checked_settings(max) {
+        Ok(checked) => checked,
+        Err(message) => {
+            eprintln!("sandlot: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = Config {
         listen: args.listen,
         api_keys: args
@@ -113,14 +202,12 @@ fn serve(args: ServeArgs) -> ExitCode {
             .filter(|k| !k.is_empty())
             .collect(),
         insecure_no_auth: args.insecure_no_auth,
-        limits: LimitPolicy::with_max(Limits {
-            timeout_ms: args.max_timeout_ms,
-            memory_mb: args.max_memory_mb,
-            max_output_bytes: args.max_output_bytes,
-        }),
+        limits: LimitPolicy::with_max(max),
         workers: args.workers,
         queue: args.queue,
         max_body_bytes: args.max_body_bytes,
+        jail,
+        degraded,
     };
     let result = runtime().block_on(sandlot::server::serve(config));
     match result {
@@ -133,8 +220,15 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn run_file(args: RunArgs) -> ExitCode {
+    let jail = match args.jail.checked_settings(LimitPolicy::default().max) {
+        Ok((jail, _)) => jail,
+        Err(message) => {
+            eprintln!("sandlot run: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     match build_request(&args) {
-        Ok(request) => run_request(request),
+        Ok(request) => run_request(request, &jail),
         Err(message) => {
             eprintln!("sandlot run: {message}");
             ExitCode::from(2)
@@ -188,7 +282,7 @@ fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
     })
 }
 
-fn run_request(request: RunRequest) -> ExitCode {
+fn run_request(request: RunRequest, jail: &JailSettings) -> ExitCode {
     let plan = match request.plan(&LimitPolicy::default()) {
         Ok(plan) => plan,
         Err(invalid) => {
@@ -197,7 +291,7 @@ fn run_request(request: RunRequest) -> ExitCode {
         }
     };
     let response = runtime().block_on(async {
-        let supervisor = Supervisor::start(&[plan.kind], 1, 0);
+        let supervisor = Supervisor::start(&[plan.kind], jail, 1, 0);
         if !supervisor.wait_ready(Duration::from_secs(120)).await {
             return Err(format!(
                 "the interpreter did not start: {:?}",

@@ -1,6 +1,10 @@
 //! rlimits: the kernel's own caps on what one child may use. The memory cap is a budget above
 //! what the forked interpreter already maps, so `memory_mb` means memory the user's code can
 //! have, whatever the interpreter's own size.
+//!
+//! A child is capped at the server's maxima before it reads its job ([`apply`]), then narrowed
+//! to the job's own limits ([`Budget::narrow`]). An unprivileged child can lower a limit but never
+//! raise its hard limit.
 
 use std::io;
 
@@ -10,19 +14,19 @@ use super::JailError;
 use crate::run::Limits;
 
 /// Descriptors a child may hold: its three stdio slots, its channel, and a little slack for
-/// what an interpreter opens internally (it can open no file once seccomp is on).
+/// the read-only files an interpreter may open.
 const MAX_OPEN_FILES: u64 = 16;
 
-pub fn apply(limits: &Limits) -> Result<(), JailError> {
-    let mapped = mapped_bytes().map_err(|e| JailError::ResourceLimit("RLIMIT_AS", e))?;
-    let address_space = mapped.saturating_add(limits.memory_mb.saturating_mul(1024 * 1024));
-    set(Resource::AS, address_space, address_space, "RLIMIT_AS")?;
+/// What the child mapped before any limit: the base its memory budget is added to.
+pub struct Budget {
+    mapped: u64,
+}
 
-    // CPU time is a backstop for the server's wall-clock deadline: SIGXCPU one second after it,
-    // SIGKILL a second later.
-    let cpu_seconds = limits.timeout_ms.div_ceil(1000) + 1;
-    set(Resource::CPU, cpu_seconds, cpu_seconds + 1, "RLIMIT_CPU")?;
-
+pub fn apply(max: &Limits) -> Result<Budget, JailError> {
+    let budget = Budget {
+        mapped: mapped_bytes().map_err(|e| JailError::ResourceLimit("RLIMIT_AS", e))?,
+    };
+    budget.set_time_and_memory(max)?;
     set(
         Resource::NOFILE,
         MAX_OPEN_FILES,
@@ -34,8 +38,27 @@ pub fn apply(limits: &Limits) -> Result<(), JailError> {
     set(Resource::CORE, 0, 0, "RLIMIT_CORE")?;
 
     // A wall-clock backstop too: SIGALRM, whose default action ends the process, two seconds
-    // after the deadline, in case the server cannot deliver its SIGKILL.
-    arm_alarm(limits.timeout_ms + 2000)
+    // after the longest deadline, in case the server cannot deliver its SIGKILL.
+    arm_alarm(max.timeout_ms + 2000)?;
+    Ok(budget)
+}
+
+impl Budget {
+    /// Lowers memory and CPU time to the job's limits (seccomp allows exactly these two).
+    pub fn narrow(&self, job: &Limits) -> Result<(), JailError> {
+        self.set_time_and_memory(job)
+    }
+
+    fn set_time_and_memory(&self, limits: &Limits) -> Result<(), JailError> {
+        let address_space = self
+            .mapped
+            .saturating_add(limits.memory_mb.saturating_mul(1024 * 1024));
+        set(Resource::AS, address_space, address_space, "RLIMIT_AS")?;
+        // CPU time is a backstop for the server's wall-clock deadline: SIGXCPU one second
+        // after it, SIGKILL a second later.
+        let cpu_seconds = limits.timeout_ms.div_ceil(1000) + 1;
+        set(Resource::CPU, cpu_seconds, cpu_seconds + 1, "RLIMIT_CPU")
+    }
 }
 
 fn set(resource: Resource, soft: u64, hard: u64, name: &'static str) -> Result<(), JailError> {

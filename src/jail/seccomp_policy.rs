@@ -1,31 +1,53 @@
 //! The system calls a child may make once its code runs — the whole policy, as data.
 //!
-//! Anything not listed fails with EPERM, so user code that tries to open a file, make a
-//! socket, fork or exec gets an ordinary `PermissionError` / `Error` rather than a dead
-//! process. The interpreters are fully built before the fork, which is what lets the list be
-//! this short: no call below reaches a path name, a new descriptor or a new process.
+//! Three tiers:
+//! - [`ALLOWED`] and [`ALLOWED_IF`]: what the interpreters need. The interpreters are fully
+//!   built before the fork, which is what lets the list be this short.
+//! - Anything else fails with EPERM, so user code that innocently tries to open a file for
+//!   writing, make a socket, fork or exec gets an ordinary `PermissionError` / `Error`.
+//! - [`KILLED`]: calls that only an exploit makes. The process dies on the spot (SIGSYS).
 
-/// An argument condition: the call is allowed only when `arg` masked with `mask` equals `value`.
+/// One condition on an argument: `arg` masked with `mask` equals `value`. `dword` compares the
+/// low 32 bits only, for arguments the kernel reads as `int`.
 pub struct ArgIs {
     pub arg: u8,
     pub mask: u64,
     pub value: u64,
+    pub dword: bool,
+}
+
+const fn qword(arg: u8, mask: u64, value: u64) -> ArgIs {
+    ArgIs {
+        arg,
+        mask,
+        value,
+        dword: false,
+    }
+}
+
+const fn dword(arg: u8, mask: u64, value: u64) -> ArgIs {
+    ArgIs {
+        arg,
+        mask,
+        value,
+        dword: true,
+    }
 }
 
 /// Allowed in any form.
 pub const ALLOWED: &[(i64, &str)] = &[
-    // Memory: the allocators of CPython, QuickJS and Rust.
+    // Memory: the allocators of CPython, QuickJS and Rust (mapping is in ALLOWED_IF).
     (libc::SYS_brk, "brk"),
-    (libc::SYS_mmap, "mmap"),
     (libc::SYS_munmap, "munmap"),
     (libc::SYS_mremap, "mremap"),
-    (libc::SYS_mprotect, "mprotect"),
     (libc::SYS_madvise, "madvise"),
-    // I/O on descriptors the child already holds: stdio on /dev/null and the job channel.
+    // I/O on descriptors the child holds: stdio on /dev/null, the job channel, and files
+    // opened read-only under Landlock.
     (libc::SYS_read, "read"),
     (libc::SYS_write, "write"),
     (libc::SYS_readv, "readv"),
     (libc::SYS_writev, "writev"),
+    (libc::SYS_pread64, "pread64"),
     (libc::SYS_lseek, "lseek"),
     (libc::SYS_close, "close"),
     (libc::SYS_fstat, "fstat"),
@@ -62,27 +84,115 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_exit_group, "exit_group"),
 ];
 
-/// Allowed only in one form.
-pub const ALLOWED_IF: &[(i64, &str, ArgIs)] = &[
+const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
+/// Every `open` flag that writes, creates or truncates. `O_TMPFILE` is checked by its own bit
+/// (`__O_TMPFILE`), since the constant also carries `O_DIRECTORY`, which reading may use.
+const WRITING_FLAGS: u64 =
+    (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64 | 0o20000000;
+
+/// Allowed only in the listed forms: an entry's conditions must all hold; entries for the same
+/// call are alternatives.
+pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
+    // No executable memory once the interpreter is up: neither CPython nor QuickJS generates
+    // machine code, and every extension module was loaded before the fork.
+    (
+        libc::SYS_mmap,
+        "mmap without PROT_EXEC",
+        &[qword(2, PROT_EXEC, 0)],
+    ),
+    (
+        libc::SYS_mprotect,
+        "mprotect without PROT_EXEC",
+        &[qword(2, PROT_EXEC, 0)],
+    ),
     // glibc's fstat() is newfstatat(fd, "", buf, AT_EMPTY_PATH); with a path it would tell
-    // which host files exist.
+    // which host files exist, which Landlock does not hide.
     (
         libc::SYS_newfstatat,
         "newfstatat with AT_EMPTY_PATH",
-        ArgIs {
-            arg: 3,
-            mask: libc::AT_EMPTY_PATH as u64,
-            value: libc::AT_EMPTY_PATH as u64,
-        },
+        &[dword(
+            3,
+            libc::AT_EMPTY_PATH as u64,
+            libc::AT_EMPTY_PATH as u64,
+        )],
     ),
-    // Reading a limit (new_limit == NULL) is fine; setting one is not.
+    // Reading a limit (new_limit == NULL) is fine.
     (
         libc::SYS_prlimit64,
         "prlimit64 reading only",
-        ArgIs {
-            arg: 2,
-            mask: u64::MAX,
-            value: 0,
-        },
+        &[qword(2, u64::MAX, 0)],
     ),
+    // The child lowers its own memory and CPU limits to the job's once it has read the job.
+    // Without privilege a limit can only go down (soft and hard are set equal).
+    (
+        libc::SYS_prlimit64,
+        "prlimit64 on itself, RLIMIT_AS",
+        &[
+            qword(0, u64::MAX, 0),
+            dword(1, u32::MAX as u64, libc::RLIMIT_AS as u64),
+        ],
+    ),
+    (
+        libc::SYS_prlimit64,
+        "prlimit64 on itself, RLIMIT_CPU",
+        &[
+            qword(0, u64::MAX, 0),
+            dword(1, u32::MAX as u64, libc::RLIMIT_CPU as u64),
+        ],
+    ),
+];
+
+/// Only with Landlock on: opening for reading. Landlock decides *what* may be read (the
+/// interpreter's own files); without Landlock, `openat` falls to EPERM like every other call.
+pub const READ_ONLY_OPEN: (i64, &str, &[ArgIs]) = (
+    libc::SYS_openat,
+    "openat read-only",
+    &[dword(2, WRITING_FLAGS, 0)],
+);
+
+/// Calls no interpreter makes and no innocent code needs: the kernel attack surface of an
+/// exploit (debugging other processes, kernel modules and images, mounts and namespaces, keys,
+/// io_uring, eBPF, userfaultfd, perf, raw handles). The process is killed outright.
+pub const KILLED: &[(i64, &str)] = &[
+    (libc::SYS_ptrace, "ptrace"),
+    (libc::SYS_process_vm_readv, "process_vm_readv"),
+    (libc::SYS_process_vm_writev, "process_vm_writev"),
+    (libc::SYS_pidfd_getfd, "pidfd_getfd"),
+    (libc::SYS_kcmp, "kcmp"),
+    (libc::SYS_bpf, "bpf"),
+    (libc::SYS_perf_event_open, "perf_event_open"),
+    (libc::SYS_userfaultfd, "userfaultfd"),
+    (libc::SYS_io_uring_setup, "io_uring_setup"),
+    (libc::SYS_io_uring_enter, "io_uring_enter"),
+    (libc::SYS_io_uring_register, "io_uring_register"),
+    (libc::SYS_keyctl, "keyctl"),
+    (libc::SYS_add_key, "add_key"),
+    (libc::SYS_request_key, "request_key"),
+    (libc::SYS_mount, "mount"),
+    (libc::SYS_umount2, "umount2"),
+    (libc::SYS_pivot_root, "pivot_root"),
+    (libc::SYS_chroot, "chroot"),
+    (libc::SYS_fsopen, "fsopen"),
+    (libc::SYS_fsconfig, "fsconfig"),
+    (libc::SYS_fsmount, "fsmount"),
+    (libc::SYS_fspick, "fspick"),
+    (libc::SYS_move_mount, "move_mount"),
+    (libc::SYS_open_tree, "open_tree"),
+    (libc::SYS_mount_setattr, "mount_setattr"),
+    (libc::SYS_unshare, "unshare"),
+    (libc::SYS_setns, "setns"),
+    (libc::SYS_kexec_load, "kexec_load"),
+    (libc::SYS_kexec_file_load, "kexec_file_load"),
+    (libc::SYS_init_module, "init_module"),
+    (libc::SYS_finit_module, "finit_module"),
+    (libc::SYS_delete_module, "delete_module"),
+    (libc::SYS_open_by_handle_at, "open_by_handle_at"),
+    (libc::SYS_name_to_handle_at, "name_to_handle_at"),
+    (libc::SYS_iopl, "iopl"),
+    (libc::SYS_ioperm, "ioperm"),
+    (libc::SYS_swapon, "swapon"),
+    (libc::SYS_swapoff, "swapoff"),
+    (libc::SYS_reboot, "reboot"),
+    (libc::SYS_acct, "acct"),
+    (libc::SYS_quotactl, "quotactl"),
 ];

@@ -13,7 +13,8 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Every zygote is up; 503 while one starts or restarts.
+/// Every zygote is up; 503 while one starts or restarts. Lists any jail layer the server runs
+/// without (`--allow-degraded`).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let zygotes = state.supervisor.status();
     let ready = zygotes.iter().all(|z| z.ready);
@@ -25,6 +26,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "status": if ready { "ready" } else { "starting" },
         "zygotes": zygotes,
+        "degraded": state.config.degraded,
     });
     (status, Json(body))
 }

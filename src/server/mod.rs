@@ -55,6 +55,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| format!("reading the bound address: {e}"))?;
     let supervisor = Supervisor::start(
         &[ZygoteKind::Python, ZygoteKind::Javascript],
+        &config.jail,
         config.workers,
         config.queue,
     );

@@ -116,6 +116,16 @@ fn died(status: ExitStatus, elapsed: f64, job: &Job) -> RunResponse {
         ExitStatus::Signal(libc::SIGXCPU) | ExitStatus::Signal(libc::SIGALRM) => {
             timed_out(job, elapsed)
         }
+        // The seccomp kill list: a call only an exploit makes.
+        ExitStatus::Signal(libc::SIGSYS) => RunResponse::failed(
+            RunError::new(
+                ErrorKind::RuntimeError,
+                "the process was killed for a forbidden system call (SIGSYS): the sandbox \
+                 allows no mounts, namespaces, tracing, kernel modules, keys or io_uring",
+            ),
+            128 + libc::SIGSYS,
+            elapsed,
+        ),
         ExitStatus::Signal(signal) => RunResponse::failed(
             RunError::new(
                 ErrorKind::RuntimeError,

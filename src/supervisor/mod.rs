@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 
+use crate::jail::settings::JailSettings;
 use crate::protocol::Job;
 use crate::run::RunResponse;
 use crate::zygote::ZygoteKind;
@@ -29,9 +30,17 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Starts one zygote per kind; each comes up in the background.
-    pub fn start(kinds: &[ZygoteKind], workers: usize, max_waiting: usize) -> Arc<Self> {
+    pub fn start(
+        kinds: &[ZygoteKind],
+        jail: &JailSettings,
+        workers: usize,
+        max_waiting: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            zygotes: kinds.iter().map(|&k| ZygoteProcess::start(k)).collect(),
+            zygotes: kinds
+                .iter()
+                .map(|&k| ZygoteProcess::start(k, jail.clone()))
+                .collect(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
             waiting: AtomicUsize::new(0),
             max_waiting,

@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 use crate::control_socket;
+use crate::jail::settings::{JailSettings, SETTINGS_ENV};
 use crate::protocol::{ExitStatus, ZygoteCommand, ZygoteEvent};
 use crate::zygote::{ZygoteKind, CONTROL_FD};
 
@@ -36,6 +37,7 @@ pub struct ZygoteStatus {
 
 pub struct ZygoteProcess {
     kind: ZygoteKind,
+    jail: JailSettings,
     status: watch::Sender<ZygoteStatus>,
     control: Mutex<Control>,
 }
@@ -49,7 +51,7 @@ struct Control {
 }
 
 impl ZygoteProcess {
-    pub fn start(kind: ZygoteKind) -> Arc<Self> {
+    pub fn start(kind: ZygoteKind, jail: JailSettings) -> Arc<Self> {
         let (status, _) = watch::channel(ZygoteStatus {
             kind: kind.name(),
             ready: false,
@@ -59,6 +61,7 @@ impl ZygoteProcess {
         });
         let this = Arc::new(Self {
             kind,
+            jail,
             status,
             control: Mutex::new(Control::default()),
         });
@@ -134,7 +137,7 @@ impl ZygoteProcess {
     fn run_once(&self) -> Result<(), String> {
         let (ours, theirs) =
             control_socket::pair().map_err(|e| format!("control socketpair: {e}"))?;
-        let mut process = spawn_zygote(self.kind, &theirs)?;
+        let mut process = spawn_zygote(self.kind, &self.jail, &theirs)?;
         drop(theirs);
         let result = self.serve_events(&ours, process.id() as i32);
         let _ = process.kill();
@@ -224,7 +227,11 @@ impl ZygoteProcess {
 
 /// `/proc/self/exe __zygote <kind>`, with a scrubbed environment and its control socket on
 /// descriptor 3.
-fn spawn_zygote(kind: ZygoteKind, control: &OwnedFd) -> Result<std::process::Child, String> {
+fn spawn_zygote(
+    kind: ZygoteKind,
+    jail: &JailSettings,
+    control: &OwnedFd,
+) -> Result<std::process::Child, String> {
     let control_fd = control.as_raw_fd();
     let mut command = Command::new("/proc/self/exe");
     command
@@ -232,6 +239,7 @@ fn spawn_zygote(kind: ZygoteKind, control: &OwnedFd) -> Result<std::process::Chi
         .arg(kind.name())
         .env_clear()
         .envs(zygote_environment())
+        .env(SETTINGS_ENV, jail.to_env())
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,5 +1,6 @@
-//! A child's life: detach from the zygote's process group, die with the zygote, keep only its
-//! job channel, read the job, lock down, run, report once, `_exit`.
+//! A child's life: detach from the zygote's process group, die with the zygote, lock down, read
+//! the job, narrow the limits to it, run, report once, `_exit`. No byte of the job is read
+//! before the jail is complete, so a child can be forked and jailed before its job exists.
 
 use std::fs::File;
 use std::io::Write;
@@ -9,7 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use nix::unistd::{getppid, setpgid, Pid};
 
 use super::Engine;
-use crate::jail::{self, fds::CHANNEL_FD, seccomp::Filter};
+use crate::jail::{fds::CHANNEL_FD, Jail};
 use crate::protocol::{read_frame, write_frame, ChildReport, Job};
 use crate::run::{ErrorKind, RunError};
 
@@ -21,7 +22,7 @@ pub fn run<E: Engine>(
     zygote: Pid,
     devnull: &OwnedFd,
     channel: OwnedFd,
-    filter: &Filter,
+    jail: &Jail,
 ) -> ! {
     // Its own process group, so the server can kill it and anything it might start as one.
     let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -30,9 +31,10 @@ pub fn run<E: Engine>(
     if getppid() != zygote {
         exit(1); // the zygote died between fork and prctl
     }
-    if let Err(e) = jail::fds::isolate(devnull, channel) {
-        fail(&e.to_string());
-    }
+    let budget = match jail.lock_down(devnull, channel) {
+        Ok(budget) => budget,
+        Err(e) => fail(&e.to_string()),
+    };
     let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_BYTES) {
         Ok(bytes) => bytes,
         Err(_) => exit(1), // the server dropped the request before sending it
@@ -42,7 +44,7 @@ pub fn run<E: Engine>(
         Err(e) => fail(&format!("unreadable job: {e}")),
     };
     drop(job_bytes);
-    if let Err(e) = jail::lock_down(&job.limits, filter) {
+    if let Err(e) = budget.narrow(&job.limits) {
         fail(&e.to_string());
     }
     engine.run(job)

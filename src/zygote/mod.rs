@@ -18,7 +18,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::control_socket;
-use crate::jail::seccomp::Filter;
+use crate::jail::settings::{JailSettings, Layer};
+use crate::jail::{namespaces, Jail};
 use crate::protocol::{ExitStatus, ZygoteCommand, ZygoteEvent};
 
 /// The descriptor a zygote finds its control socket on.
@@ -52,6 +53,10 @@ impl ZygoteKind {
 pub trait Engine: Sized {
     /// Builds the interpreter and imports the whitelist; runs once, before any fork.
     fn prepare() -> Result<Self, String>;
+    /// Directories a child may read from (Landlock): where the interpreter loads its files.
+    fn readable_dirs(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
     /// Interpreter bookkeeping around `fork()` (CPython's `PyOS_*Fork*`).
     fn before_fork(&mut self) {}
     fn after_fork_parent(&mut self) {}
@@ -95,8 +100,14 @@ fn run_zygote<E: Engine>(control: &OwnedFd) -> Result<(), String> {
     let devnull: OwnedFd = std::fs::File::open("/dev/null")
         .map_err(|e| format!("opening /dev/null: {e}"))?
         .into();
-    let filter = Filter::compile().map_err(|e| format!("compiling the seccomp filter: {e}"))?;
+    let settings = JailSettings::from_env()?;
+    if settings.applies(Layer::Namespaces) {
+        namespaces::enter().map_err(|e| e.to_string())?;
+    }
     let mut engine = E::prepare()?;
+    let readable = engine.readable_dirs();
+    let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
+    let jail = Jail::prepare(settings, &readable).map_err(|e| e.to_string())?;
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.
     let mut sigchld = SigSet::empty();
@@ -133,7 +144,7 @@ fn run_zygote<E: Engine>(control: &OwnedFd) -> Result<(), String> {
         if command_ready {
             match control_socket::recv::<ZygoteCommand>(control) {
                 Ok(Some((ZygoteCommand::Fork, _))) => {
-                    fork_child(&mut engine, control, &devnull, &filter, &sigchld)?
+                    fork_child(&mut engine, control, &devnull, &jail, &sigchld)?
                 }
                 // The server is gone: so are we (our children die with us by PDEATHSIG).
                 Ok(None) => return Ok(()),
@@ -147,7 +158,7 @@ fn fork_child<E: Engine>(
     engine: &mut E,
     control: &OwnedFd,
     devnull: &OwnedFd,
-    filter: &Filter,
+    jail: &Jail,
     blocked: &SigSet,
 ) -> Result<(), String> {
     let (server_end, child_end) = match socketpair(
@@ -168,7 +179,7 @@ fn fork_child<E: Engine>(
             engine.after_fork_child();
             let _ = blocked.thread_unblock();
             drop(server_end);
-            child::run(engine, zygote_pid, devnull, child_end, filter)
+            child::run(engine, zygote_pid, devnull, child_end, jail)
         }
         Ok(ForkResult::Parent { child }) => {
             engine.after_fork_parent();

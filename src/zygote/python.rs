@@ -37,6 +37,29 @@ impl Engine for PythonEngine {
         })
     }
 
+    /// The standard library and site-packages directories (a lazily imported module or a
+    /// data file may still be read from them), and the time zone database.
+    fn readable_dirs(&self) -> Vec<std::path::PathBuf> {
+        let mut dirs: Vec<std::path::PathBuf> = Python::attach(|py| -> PyResult<Vec<String>> {
+            let paths = py.import("sysconfig")?.call_method0("get_paths")?;
+            ["stdlib", "platstdlib", "purelib", "platlib"]
+                .iter()
+                .map(|key| paths.get_item(*key)?.extract::<String>())
+                .collect()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .collect();
+        dirs.push("/usr/share/zoneinfo".into());
+        dirs.sort();
+        dirs.dedup();
+        // Only real directories, and never the root: a relative or empty entry must not widen
+        // the rule to the whole file system.
+        dirs.retain(|d| d.is_absolute() && d.parent().is_some() && d.is_dir());
+        dirs
+    }
+
     fn before_fork(&mut self) {
         // SAFETY: the interpreter is initialised; Ensure/BeforeFork are paired with
         // Release/AfterFork_Parent in the parent and AfterFork_Child in the child.

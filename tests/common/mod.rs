@@ -23,6 +23,16 @@ pub fn shared() -> &'static Server {
 
 /// A server of one's own, with extra flags and environment variables.
 pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
+    start_under(args, envs, || Ok(()))
+}
+
+/// Like [`start`], with `pre_exec` run in the server's process just before it execs (to start
+/// it under restrictions a real deployment might impose).
+pub fn start_under(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    pre_exec: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+) -> Server {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let envs: Vec<(String, String)> = envs
         .iter()
@@ -42,11 +52,12 @@ pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Server {
             .env_remove("SANDLOT_API_KEY")
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and touches no memory.
+        let mut pre_exec = pre_exec;
+        // SAFETY: prctl is async-signal-safe and touches no memory; callers' hooks are too.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                Ok(())
+                pre_exec()
             });
         }
         let mut child = command.spawn().expect("starting sandlot serve");

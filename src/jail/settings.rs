@@ -1,0 +1,88 @@
+//! What the server tells a zygote about the jail: which layers to apply, which uid to drop to,
+//! and the largest limits any job may carry (a child is jailed at those before it reads its
+//! job, then lowered to the job's own).
+
+use serde::{Deserialize, Serialize};
+
+use crate::run::Limits;
+
+/// The environment variable a zygote finds its [`JailSettings`] in, as JSON. It holds no
+/// secret, only policy.
+pub const SETTINGS_ENV: &str = "SANDLOT_JAIL";
+
+/// One isolation layer, as `sandlot doctor` and `/readyz` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// New network, IPC and UTS namespaces for each zygote and its children.
+    Namespaces,
+    /// Resource limits (memory, CPU, processes, files, core dumps).
+    Rlimits,
+    /// Children run as an unprivileged uid/gid with no supplementary groups.
+    UidDrop,
+    /// Landlock: read-only access to the interpreter's own files, no TCP bind or connect.
+    Landlock,
+    /// The seccomp system-call policy.
+    Seccomp,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 5] = [
+        Layer::Namespaces,
+        Layer::Rlimits,
+        Layer::UidDrop,
+        Layer::Landlock,
+        Layer::Seccomp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Namespaces => "namespaces",
+            Self::Rlimits => "rlimits",
+            Self::UidDrop => "uid_drop",
+            Self::Landlock => "landlock",
+            Self::Seccomp => "seccomp",
+        }
+    }
+}
+
+/// The unprivileged identity children take when sandlot runs as root ("nobody").
+pub const DEFAULT_CHILD_ID: u32 = 65534;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JailSettings {
+    /// Layers this machine cannot provide and the operator accepted running without
+    /// (`--allow-degraded`). Every other layer must apply, or the zygote fails.
+    pub skip: Vec<Layer>,
+    pub child_uid: u32,
+    pub child_gid: u32,
+    /// The server's maxima: what a child is held to before it knows its job.
+    pub max: Limits,
+}
+
+impl JailSettings {
+    pub fn new(max: Limits) -> Self {
+        Self {
+            skip: Vec::new(),
+            child_uid: DEFAULT_CHILD_ID,
+            child_gid: DEFAULT_CHILD_ID,
+            max,
+        }
+    }
+
+    pub fn applies(&self, layer: Layer) -> bool {
+        !self.skip.contains(&layer)
+    }
+
+    /// Reads the settings a zygote was started with.
+    pub fn from_env() -> Result<Self, String> {
+        let text = std::env::var(SETTINGS_ENV).map_err(|_| {
+            format!("{SETTINGS_ENV} is not set (zygotes are started by the server)")
+        })?;
+        serde_json::from_str(&text).map_err(|e| format!("{SETTINGS_ENV} is unreadable: {e}"))
+    }
+
+    pub fn to_env(&self) -> String {
+        serde_json::to_string(self).expect("jail settings serialize")
+    }
+}
