@@ -119,6 +119,11 @@ struct RunArgs {
     jail: JailArgs,
 }
 
+/// A failed allocation in a child becomes a `memory_limit` report rather than an abort.
+#[global_allocator]
+static ALLOCATOR: sandlot::zygote::out_of_memory::ReportingAllocator =
+    sandlot::zygote::out_of_memory::ReportingAllocator;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

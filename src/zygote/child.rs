@@ -44,6 +44,7 @@ pub fn run<E: Engine>(
         Err(e) => fail(&format!("unreadable job: {e}")),
     };
     drop(job_bytes);
+    super::out_of_memory::arm(job.limits.memory_mb);
     if let Err(e) = budget.narrow(&job.limits) {
         fail(&e.to_string());
     }

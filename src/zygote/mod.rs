@@ -6,6 +6,7 @@
 
 pub mod child;
 mod javascript;
+pub mod out_of_memory;
 mod python;
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};

@@ -1,0 +1,94 @@
+//! The kernel refusing memory to Rust code in a child (building the report, converting a
+//! result) is still the run hitting its memory limit. Rust's default answer to a failed
+//! allocation is to abort, which the server would see as death by SIGABRT; this allocator
+//! instead sends a `memory_limit` report prepared while memory was still available, and leaves.
+//!
+//! CPython and QuickJS allocate through libc and report their own MemoryError / out-of-memory;
+//! this covers the Rust side. Outside an armed child it is the system allocator, unchanged.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+use crate::jail::fds::CHANNEL_FD;
+use crate::protocol::{write_frame, ChildReport};
+use crate::run::{ErrorKind, RunError};
+
+pub struct ReportingAllocator;
+
+static REPORT: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+static REPORT_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Prepares the frame to send if an allocation fails from now on in this (child) process.
+pub fn arm(memory_mb: u64) {
+    let report = ChildReport {
+        result: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: 1,
+        error: Some(RunError::new(
+            ErrorKind::MemoryLimit,
+            format!("memory limit exceeded: the run may use {memory_mb} MB"),
+        )),
+        execution_time_ms: 0.0,
+    };
+    let mut frame = Vec::new();
+    let json = serde_json::to_vec(&report).expect("a fixed report serializes");
+    write_frame(&mut frame, &json).expect("writing to a Vec");
+    let frame: &'static mut [u8] = Box::leak(frame.into_boxed_slice());
+    REPORT_LEN.store(frame.len(), Ordering::Relaxed);
+    REPORT.store(frame.as_mut_ptr(), Ordering::Release);
+}
+
+fn refused() {
+    let report = REPORT.load(Ordering::Acquire);
+    if report.is_null() {
+        return; // not an armed child: let Rust report the failure as usual
+    }
+    let mut at = 0;
+    let len = REPORT_LEN.load(Ordering::Relaxed);
+    while at < len {
+        // SAFETY: `report` points at `len` leaked bytes that are never freed or changed.
+        let n = unsafe { libc::write(CHANNEL_FD, report.add(at).cast(), len - at) };
+        if n <= 0 {
+            break;
+        }
+        at += n as usize;
+    }
+    // SAFETY: _exit ends the process without running anything else (nothing may allocate).
+    unsafe { libc::_exit(0) }
+}
+
+// SAFETY: every method forwards to the system allocator; `refused` only writes and exits.
+unsafe impl GlobalAlloc for ReportingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc(layout) };
+        if p.is_null() {
+            refused();
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if p.is_null() {
+            refused();
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            refused();
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
