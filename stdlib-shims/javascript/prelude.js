@@ -1,13 +1,17 @@
-// The globals every JavaScript run sees, installed once in the zygote: console and require().
-// Evaluated as a function expression and called with the native output writer and the
-// require() allowlist, so neither is reachable from user code.
-(function install(write, allowedModules) {
+// The globals every JavaScript run sees, installed once in the zygote. Evaluated as a function
+// expression and called by src/zygote/javascript.rs with the native pieces (the output writer,
+// the OS random source), the require() allowlist and the bundled polyfills; it returns the
+// hooks the engine drives a run with, which user code cannot reach.
+(function install(write, randomBytes, allowedModules, polyfills) {
   'use strict';
   const allowed = new Set(allowedModules);
-  // Filled by the bundled npm modules; a whitelisted name that is missing here is reported as
-  // not bundled rather than silently undefined.
+  // Filled by registerModule() with each bundled npm module's exports.
   const bundled = Object.create(null);
+  const hide = (name, value) => Object.defineProperty(globalThis, name, {
+    value, writable: true, configurable: true, enumerable: false,
+  });
 
+  // ---- console: strings plain, objects as compact JSON, arguments joined by spaces ----
   function show(value) {
     if (typeof value === 'string') return value;
     if (value instanceof Error) {
@@ -16,6 +20,7 @@
     }
     if (typeof value === 'bigint') return `${value}n`;
     if (typeof value === 'function') return `[Function: ${value.name || 'anonymous'}]`;
+    if (typeof value === 'symbol') return value.toString();
     if (value !== null && typeof value === 'object') {
       try {
         const text = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
@@ -30,19 +35,21 @@
   const line = (args) => args.map(show).join(' ') + '\n';
   const toStdout = (...args) => write(1, line(args));
   const toStderr = (...args) => write(2, line(args));
-  const console = {
+  hide('console', {
     log: toStdout,
     info: toStdout,
     debug: toStdout,
     trace: toStdout,
     dir: toStdout,
+    table: toStdout,
     warn: toStderr,
     error: toStderr,
-  };
-  Object.defineProperty(globalThis, 'console', {
-    value: console, writable: true, configurable: true, enumerable: false,
+    assert: (condition, ...args) => {
+      if (!condition) toStderr('Assertion failed' + (args.length ? ':' : ''), ...args);
+    },
   });
 
+  // ---- require(), and the same modules for import ----
   function notAllowed(name) {
     const error = new Error(
       `Module '${name}' is not allowed in sandbox. Allowed modules: ${[...allowed].join(', ')}`);
@@ -60,7 +67,151 @@
     }
     return bundled[bare];
   }
-  Object.defineProperty(globalThis, 'require', {
-    value: require, writable: true, configurable: true, enumerable: false,
+  hide('require', require);
+  // The module loader's way to the same modules, whatever user code does to `require`.
+  Object.defineProperty(globalThis, Symbol.for('sandlot.module'), { value: require });
+
+  // ---- randomness: the OS's, fresh in every child ----
+  const crypto = {
+    getRandomValues(array) {
+      if (!ArrayBuffer.isView(array) || array instanceof Float32Array ||
+          array instanceof Float64Array || array instanceof DataView) {
+        throw new TypeError('crypto.getRandomValues expects an integer typed array');
+      }
+      if (array.byteLength > 65536) {
+        throw new RangeError('crypto.getRandomValues: at most 65536 bytes at a time');
+      }
+      new Uint8Array(array.buffer, array.byteOffset, array.byteLength)
+        .set(new Uint8Array(randomBytes(array.byteLength)));
+      return array;
+    },
+    randomUUID() {
+      const b = new Uint8Array(randomBytes(16));
+      b[6] = (b[6] & 0x0f) | 0x40;
+      b[8] = (b[8] & 0x3f) | 0x80;
+      const hex = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    },
+  };
+  hide('crypto', crypto);
+
+  // Math.random as xoshiro128**, reseeded from the OS in every child (QuickJS's own state
+  // would be the zygote's, the same in every run).
+  let s0 = 1, s1 = 2, s2 = 3, s3 = 4;
+  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+  function next() {
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9);
+    const t = s1 << 9;
+    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11);
+    return result >>> 0;
+  }
+  function reseed() {
+    const seed = new Uint32Array(randomBytes(16));
+    [s0, s1, s2, s3] = seed;
+    if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
+  }
+  Object.defineProperty(Math, 'random', {
+    value: function random() {
+      return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+    },
+    writable: true, configurable: true, enumerable: false,
+  });
+
+  // ---- timers: a queue in the child, run by the engine until the deadline ----
+  const timers = new Map();
+  let nextId = 1;
+  class Timeout {
+    constructor(id) { this.id = id; }
+    ref() { return this; }
+    unref() { return this; }
+    hasRef() { return true; }
+    refresh() {
+      const t = timers.get(this.id);
+      if (t) t.due = Date.now() + t.delay;
+      return this;
+    }
+    [Symbol.toPrimitive]() { return this.id; }
+  }
+  function schedule(fn, delay, args, repeat) {
+    if (typeof fn !== 'function') throw new TypeError('The callback must be a function');
+    const ms = Math.max(repeat ? 1 : 0, Number(delay) || 0);
+    const id = nextId++;
+    timers.set(id, { fn, args, delay: ms, due: Date.now() + ms, repeat });
+    return new Timeout(id);
+  }
+  const clear = (handle) => { timers.delete(Number(handle)); };
+  hide('setTimeout', (fn, delay, ...args) => schedule(fn, delay, args, false));
+  hide('setInterval', (fn, delay, ...args) => schedule(fn, delay, args, true));
+  hide('setImmediate', (fn, ...args) => schedule(fn, 0, args, false));
+  hide('clearTimeout', clear);
+  hide('clearInterval', clear);
+  hide('clearImmediate', clear);
+
+  /** Milliseconds until the earliest timer is due (0 if one is), or -1 with none left. */
+  function nextTimer() {
+    let due = Infinity;
+    for (const t of timers.values()) due = Math.min(due, t.due);
+    return due === Infinity ? -1 : Math.max(0, due - Date.now());
+  }
+  /** Runs every timer now due, earliest first; a throwing callback ends the run. */
+  function fireTimers() {
+    const now = Date.now();
+    const due = [...timers.entries()].filter(([, t]) => t.due <= now)
+      .sort((a, b) => a[1].due - b[1].due || a[0] - b[0]);
+    for (const [id, t] of due) {
+      if (!timers.has(id)) continue; // cleared by an earlier callback
+      if (t.repeat) t.due = now + t.delay; else timers.delete(id);
+      t.fn(...t.args);
+    }
+  }
+
+  // ---- Node-like globals from the bundled polyfills ----
+  for (const name of ['Buffer', 'URL', 'URLSearchParams', 'structuredClone', 'TextEncoder',
+    'TextDecoder']) {
+    hide(name, polyfills[name]);
+  }
+  hide('global', globalThis);
+
+  // ---- process: frozen and minimal; exit() ends a script ----
+  class ProcessExit {
+    constructor(code) { this.code = code; }
+  }
+  let scriptMode = false;
+  const processObject = Object.freeze({
+    env: Object.freeze({}),
+    argv: Object.freeze(['node', 'sandlot']),
+    platform: 'linux',
+    arch: 'x64',
+    version: 'v20.0.0',
+    versions: Object.freeze({ node: '20.0.0' }),
+    pid: 1,
+    exitCode: undefined,
+    cwd: () => '/',
+    hrtime: Object.assign(
+      (prev) => {
+        const ns = BigInt(Math.round(performance.now() * 1e6));
+        const now = [Number(ns / 1000000000n), Number(ns % 1000000000n)];
+        if (!prev) return now;
+        let s = now[0] - prev[0], n = now[1] - prev[1];
+        if (n < 0) { s -= 1; n += 1e9; }
+        return [s, n];
+      },
+      { bigint: () => BigInt(Math.round(performance.now() * 1e6)) }),
+    nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
+    exit(code = 0) {
+      if (!scriptMode) throw new Error('process.exit() is only available in script mode');
+      throw new ProcessExit(Number(code) | 0);
+    },
+  });
+  hide('process', processObject);
+
+  // What the engine drives a run with.
+  return Object.freeze({
+    registerModule(name, exports) { bundled[name] = exports; },
+    beginRun(script) { scriptMode = script; reseed(); },
+    nextTimer,
+    fireTimers,
+    /** The exit code a caught value asks for, if it is process.exit()'s. */
+    exitCode: (value) => (value instanceof ProcessExit ? value.code : undefined),
   });
 })

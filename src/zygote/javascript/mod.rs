@@ -1,0 +1,426 @@
+//! The JavaScript zygote: one QuickJS runtime and context (rquickjs) with, evaluated once, the
+//! Node-like globals of `stdlib-shims/javascript/prelude.js`, their npm polyfills, and every
+//! whitelisted npm module. A child inherits all of it by fork and uses it once.
+
+mod errors;
+mod event_loop;
+mod modules;
+mod output;
+
+use std::time::Instant;
+
+use rquickjs::context::EvalOptions;
+use rquickjs::function::Func;
+use rquickjs::{
+    ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent,
+    Promise, Runtime, Value,
+};
+use serde_json::value::RawValue;
+
+use super::Engine;
+use crate::protocol::Job;
+use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
+use crate::whitelist;
+use errors::describe;
+use event_loop::Stop;
+
+const PRELUDE: &str = include_str!("../../../stdlib-shims/javascript/prelude.js");
+const PRELUDE_FILE: &str = "<sandlot-prelude>";
+const USER_FILE: &str = "<code>";
+/// Appended to module-syntax code in main mode, so the module's `main` can be found.
+const MAIN_EXPORT: &str =
+    "\n;export const __sandlot_main = typeof main === 'function' ? main : undefined;\n";
+
+pub struct JavascriptEngine {
+    runtime: Runtime,
+    context: Context,
+    /// What the prelude returned: registerModule, beginRun, nextTimer, fireTimers, exitCode.
+    hooks: Persistent<Object<'static>>,
+}
+
+impl Engine for JavascriptEngine {
+    fn prepare() -> Result<Self, String> {
+        let runtime = Runtime::new().map_err(|e| format!("creating the QuickJS runtime: {e}"))?;
+        runtime.set_loader(modules::AnyName, modules::FromRequire);
+        event_loop::track_rejections(&runtime);
+        let context =
+            Context::full(&runtime).map_err(|e| format!("creating the QuickJS context: {e}"))?;
+        let hooks = context
+            .with(|ctx| -> rquickjs::Result<Persistent<Object<'static>>> {
+                let mut options = EvalOptions::default();
+                options.filename = Some(PRELUDE_FILE.into());
+                let install: Function = ctx.eval_with_options(PRELUDE, options)?;
+                let polyfills = modules::polyfills(&ctx)?;
+                let hooks: Object = install.call((
+                    Func::from(output::write_output),
+                    Func::from(random_bytes),
+                    whitelist::javascript(),
+                    polyfills,
+                ))?;
+                modules::register_all(&ctx, &hooks)?;
+                Ok(Persistent::save(&ctx, hooks))
+            })
+            .map_err(|e| format!("installing the JavaScript prelude and modules: {e}"))?;
+        runtime.run_gc();
+        Ok(Self {
+            runtime,
+            context,
+            hooks,
+        })
+    }
+
+    fn run(&mut self, job: Job) -> ! {
+        let limits = job.limits;
+        let started = Instant::now();
+        output::begin(
+            usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
+            started,
+        );
+        let deadline = started + std::time::Duration::from_millis(limits.timeout_ms);
+        self.runtime
+            .set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+        let in_use = usize::try_from(self.runtime.memory_usage().malloc_size).unwrap_or(0);
+        let budget =
+            usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        self.runtime.set_memory_limit(in_use.saturating_add(budget));
+
+        let hooks = self.hooks.clone();
+        let outcome = self.context.with(|ctx| match hooks.restore(&ctx) {
+            Ok(hooks) => execute(&ctx, &hooks, &job, deadline),
+            Err(e) => Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string())),
+        });
+        let mut outcome = match outcome {
+            Outcome {
+                result: Some(json), ..
+            } if json.get().len() > output::output_limit() => Outcome::failed(RunError::new(
+                ErrorKind::OutputLimit,
+                format!(
+                    "the returned value exceeds the limit of {} bytes",
+                    limits.max_output_bytes
+                ),
+            )),
+            other => other,
+        };
+        if let Some(error) = outcome.error.as_mut() {
+            match error.kind {
+                ErrorKind::Timeout => outcome.exit_code = TIMEOUT_EXIT_CODE,
+                ErrorKind::MemoryLimit => {
+                    error.message = format!(
+                        "memory limit exceeded: the run may use {} MB ({})",
+                        limits.memory_mb, error.message
+                    )
+                }
+                _ => {}
+            }
+            if job.mode == Mode::Script {
+                if let Some(traceback) = &error.traceback {
+                    let text = traceback.clone();
+                    output::push_output(2, &text);
+                }
+            }
+        }
+        output::report(outcome.result, outcome.exit_code, outcome.error)
+    }
+}
+
+/// `crypto.getRandomValues` and Math.random's seed: bytes from the kernel, in the child.
+fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<ArrayBuffer<'js>> {
+    let mut bytes = vec![0u8; n.min(65536)];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: getrandom writes at most the remaining length into the buffer.
+        let got = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if got <= 0 {
+            return Err(rquickjs::Error::new_from_js_message(
+                "getrandom",
+                "bytes",
+                std::io::Error::last_os_error().to_string(),
+            ));
+        }
+        filled += got as usize;
+    }
+    ArrayBuffer::new(ctx, bytes)
+}
+
+struct Outcome {
+    result: Option<Box<RawValue>>,
+    exit_code: i32,
+    error: Option<RunError>,
+}
+
+impl Outcome {
+    fn ok(result: Option<Box<RawValue>>) -> Self {
+        Self {
+            result,
+            exit_code: 0,
+            error: None,
+        }
+    }
+
+    fn exited(code: i32) -> Self {
+        Self {
+            result: None,
+            exit_code: code,
+            error: None,
+        }
+    }
+
+    fn failed(error: RunError) -> Self {
+        Self {
+            result: None,
+            exit_code: 1,
+            error: Some(error),
+        }
+    }
+}
+
+/// Evaluates the user's code (as a script, or as a module when it uses `import`/`export`),
+/// then runs `main` or lets the script's timers and promises finish.
+fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instant) -> Outcome {
+    let script = job.mode == Mode::Script;
+    let begin = hooks
+        .get::<_, Function>("beginRun")
+        .and_then(|f| f.call::<_, ()>((script,)));
+    if let Err(e) = begin {
+        return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string()));
+    }
+    let inputs = match ctx.json_parse(job.inputs.get()) {
+        Ok(value) => value,
+        Err(e) => return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string())),
+    };
+    let main = if modules::uses_module_syntax(&job.code) {
+        match evaluate_module(ctx, hooks, job, deadline) {
+            Ok(main) => main,
+            Err(outcome) => return outcome,
+        }
+    } else {
+        match evaluate_script(ctx, job) {
+            Ok(main) => main,
+            Err(caught) => return caught_outcome(ctx, hooks, caught, true),
+        }
+    };
+    if script {
+        return finish_script(ctx, hooks, deadline);
+    }
+    let Some(main) = main.as_ref().and_then(Value::as_function) else {
+        return Outcome::failed(RunError::new(
+            ErrorKind::InvalidReturn,
+            "no main function: define `function main(inputs)` returning an object",
+        ));
+    };
+    let returned = match main.call::<_, Value>((inputs,)).catch(ctx) {
+        Ok(value) => value,
+        Err(caught) => return caught_outcome(ctx, hooks, caught, false),
+    };
+    let returned = match returned.as_promise() {
+        Some(promise) => match settle(ctx, hooks, promise, deadline) {
+            Ok(value) => value,
+            Err(outcome) => return outcome,
+        },
+        None => returned,
+    };
+    to_result(ctx, returned)
+}
+
+/// Evaluates a plain script; `main` is then a global.
+fn evaluate_script<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Option<Value<'js>>, CaughtError<'js>> {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = false; // Dify's template relies on sloppy mode
+    options.backtrace_barrier = true;
+    options.promise = false;
+    options.filename = Some(USER_FILE.into());
+    ctx.eval_with_options::<Value, _>(job.code.as_str(), options)
+        .catch(ctx)?;
+    if job.mode == Mode::Script {
+        return Ok(None);
+    }
+    ctx.eval::<Value, _>("typeof main === 'function' ? main : undefined")
+        .catch(ctx)
+        .map(Some)
+}
+
+/// Evaluates ES-module code (its imports go through [`modules::FromRequire`]), waiting for a
+/// top-level `await`; `main` comes back as an export.
+fn evaluate_module<'js>(
+    ctx: &Ctx<'js>,
+    hooks: &Object<'js>,
+    job: &Job,
+    deadline: Instant,
+) -> Result<Option<Value<'js>>, Outcome> {
+    let source = if job.mode == Mode::Main {
+        format!("{}{MAIN_EXPORT}", job.code)
+    } else {
+        job.code.clone()
+    };
+    let declared = Module::declare(ctx.clone(), USER_FILE, source)
+        .catch(ctx)
+        .map_err(|caught| caught_outcome(ctx, hooks, caught, true))?;
+    let (module, promise) = declared
+        .eval()
+        .catch(ctx)
+        .map_err(|caught| caught_outcome(ctx, hooks, caught, false))?;
+    settle(ctx, hooks, &promise, deadline)?;
+    if job.mode == Mode::Script {
+        return Ok(None);
+    }
+    Ok(module.get::<_, Value>("__sandlot_main").ok())
+}
+
+/// Runs the event loop until `promise` settles; its value, or the outcome that ends the run.
+fn settle<'js>(
+    ctx: &Ctx<'js>,
+    hooks: &Object<'js>,
+    promise: &Promise<'js>,
+    deadline: Instant,
+) -> Result<Value<'js>, Outcome> {
+    let pending = || promise.state() == rquickjs::promise::PromiseState::Pending;
+    match event_loop::run_until(ctx, hooks, deadline, &|| !pending()) {
+        Ok(()) => {}
+        Err(Stop::Timeout) => return Err(Outcome::failed(interrupted())),
+        Err(Stop::Thrown(caught)) => return Err(caught_outcome(ctx, hooks, caught, false)),
+    }
+    if pending() {
+        // A promise job stopped by the interrupt handler leaves the queue dry, not a rejection.
+        if Instant::now() >= deadline {
+            return Err(Outcome::failed(interrupted()));
+        }
+        return Err(Outcome::failed(RunError::new(
+            ErrorKind::RuntimeError,
+            "main() returned a promise that never settled (nothing left to wait for)",
+        )));
+    }
+    match promise.result::<Value>() {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(e)) => Err(caught_outcome(
+            ctx,
+            hooks,
+            CaughtError::from_error(ctx, e),
+            false,
+        )),
+        None => Err(Outcome::failed(RunError::new(
+            ErrorKind::Internal,
+            "a settled promise without a result",
+        ))),
+    }
+}
+
+/// A script's end: its timers and promise jobs run out; an unhandled rejection fails it as in
+/// Node (exit 1, the error on stderr); `process.exit(n)` ends it with n.
+fn finish_script<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, deadline: Instant) -> Outcome {
+    let exit_requested = || {
+        event_loop::first_unhandled(ctx).is_some_and(|reason| exit_code(hooks, &reason).is_some())
+    };
+    match event_loop::run_until(ctx, hooks, deadline, &exit_requested) {
+        Ok(()) => {}
+        Err(Stop::Timeout) => return Outcome::failed(interrupted()),
+        Err(Stop::Thrown(caught)) => return caught_outcome(ctx, hooks, caught, false),
+    }
+    match event_loop::first_unhandled(ctx) {
+        None => Outcome::ok(None),
+        Some(reason) => caught_outcome(ctx, hooks, CaughtError::Value(reason), false).in_promise(),
+    }
+}
+
+impl Outcome {
+    /// An unhandled rejection reads "Uncaught (in promise)".
+    fn in_promise(mut self) -> Self {
+        if let Some(error) = self.error.as_mut() {
+            error.message = format!("Uncaught (in promise) {}", error.message);
+        }
+        self
+    }
+}
+
+/// An exception or thrown value: `process.exit(n)` (a plain exit), or an error.
+fn caught_outcome<'js>(
+    ctx: &Ctx<'js>,
+    hooks: &Object<'js>,
+    caught: CaughtError<'js>,
+    while_loading: bool,
+) -> Outcome {
+    let thrown = match &caught {
+        CaughtError::Exception(e) => Some(e.clone().into_value()),
+        CaughtError::Value(v) => Some(v.clone()),
+        CaughtError::Error(_) => None,
+    };
+    if let Some(code) = thrown.and_then(|v| exit_code(hooks, &v)) {
+        return Outcome::exited(code);
+    }
+    // A rejection's reason arrives as a value; an Error among them is an exception.
+    let caught = match caught {
+        CaughtError::Value(v) if v.as_exception().is_some() => {
+            CaughtError::Exception(v.into_exception().expect("checked"))
+        }
+        other => other,
+    };
+    let _ = ctx;
+    Outcome::failed(describe(caught, while_loading))
+}
+
+fn exit_code<'js>(hooks: &Object<'js>, value: &Value<'js>) -> Option<i32> {
+    let check: Function = hooks.get("exitCode").ok()?;
+    check
+        .call::<_, Option<i32>>((value.clone(),))
+        .ok()
+        .flatten()
+}
+
+fn to_result<'js>(ctx: &Ctx<'js>, returned: Value<'js>) -> Outcome {
+    if !returned.is_object() || returned.is_array() || returned.is_function() {
+        return Outcome::failed(RunError::new(
+            ErrorKind::InvalidReturn,
+            format!("main() must return an object, not {}", type_name(&returned)),
+        ));
+    }
+    match ctx.json_stringify(returned).catch(ctx) {
+        Ok(Some(text)) => match text.to_string().map(RawValue::from_string) {
+            Ok(Ok(json)) => Outcome::ok(Some(json)),
+            _ => Outcome::failed(RunError::new(
+                ErrorKind::InvalidReturn,
+                "the returned value holds a string that is not valid Unicode",
+            )),
+        },
+        Ok(None) => Outcome::failed(RunError::new(
+            ErrorKind::InvalidReturn,
+            "main() returned a value JSON cannot carry",
+        )),
+        Err(caught) => {
+            let mut error = describe(caught, false);
+            if error.kind == ErrorKind::RuntimeError {
+                error.kind = ErrorKind::InvalidReturn;
+                error.message = format!(
+                    "the returned value cannot be converted to JSON: {}",
+                    error.message
+                );
+            }
+            Outcome::failed(error)
+        }
+    }
+}
+
+fn interrupted() -> RunError {
+    RunError::new(ErrorKind::Timeout, "the run exceeded its time limit")
+}
+
+fn type_name(value: &Value<'_>) -> &'static str {
+    if value.is_null() {
+        "null"
+    } else if value.is_undefined() {
+        "undefined"
+    } else if value.is_array() {
+        "an array"
+    } else if value.is_function() {
+        "a function"
+    } else if value.is_string() {
+        "a string"
+    } else if value.is_number() {
+        "a number"
+    } else if value.is_bool() {
+        "a boolean"
+    } else {
+        "this value"
+    }
+}
