@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Median latency of a trivial Python and JavaScript main() over HTTP, at concurrency 1 and 8,
+# Median latency of a trivial Python and JavaScript main() (and one that requires lodash) over HTTP, at concurrency 1 and 8,
 # measured by oha (installed with cargo when missing) against a release build of sandlot.
 #   bench/latency.sh [REQUESTS]      (default 2000 per case)
 set -euo pipefail
@@ -17,10 +17,15 @@ grep -q "ready on" "$log" || { cat "$log"; exit 1; }
 
 python_body='{"language":"python","code":"def main(a, b):\n    return {\"sum\": a + b}","inputs":{"a":1,"b":2}}'
 js_body='{"language":"javascript","code":"function main({a, b}) { return {sum: a + b} }","inputs":{"a":1,"b":2}}'
+lodash_body='{"language":"javascript","code":"const _ = require(\"lodash\");\nfunction main({a, b}) { return {sum: _.add(a, b)} }","inputs":{"a":1,"b":2}}'
 
 printf '%-12s %5s %10s %10s %10s %10s\n' case conc "p50 ms" "p90 ms" "p99 ms" "req/s"
-for lang in python javascript; do
-  body=$python_body; [ "$lang" = javascript ] && body=$js_body
+for lang in python javascript js+lodash; do
+  case $lang in
+    python) body=$python_body ;;
+    javascript) body=$js_body ;;
+    js+lodash) body=$lodash_body ;;
+  esac
   for conc in 1 8; do
     oha --no-tui --output-format json -n "$requests" -c "$conc" -m POST \
       -H 'content-type: application/json' -d "$body" "http://127.0.0.1:$port/v1/run" >"$log.json"

@@ -9,7 +9,7 @@
 use rquickjs::context::EvalOptions;
 use rquickjs::loader::{ImportAttributes, Loader, Resolver};
 use rquickjs::module::Declared;
-use rquickjs::{Ctx, Function, Module, Object, Result};
+use rquickjs::{CatchResultExt, CaughtError, Ctx, Function, Module, Object, Result, Value};
 
 mod bundles {
     include!(concat!(env!("OUT_DIR"), "/bundles.rs"));
@@ -88,10 +88,22 @@ impl Loader for FromRequire {
         _attributes: Option<ImportAttributes<'js>>,
     ) -> Result<Module<'js, Declared>> {
         let quoted = serde_json::to_string(name).expect("a string serializes");
-        let keys: Vec<String> = ctx.eval(format!(
-            "(() => {{ try {{ return Object.keys(globalThis[Symbol.for('sandlot.module')]({quoted})) }} \
-             catch (_) {{ return [] }} }})()"
-        ))?;
+        // A refused name fails here, before linking, so `import {x} from 'fs'` reports the
+        // refusal rather than a missing export.
+        let exports: Value = ctx
+            .eval::<Value, _>(format!(
+                "globalThis[Symbol.for('sandlot.module')]({quoted})"
+            ))
+            .catch(ctx)
+            .map_err(|caught| match caught {
+                CaughtError::Exception(e) => ctx.throw(e.into_value()),
+                CaughtError::Value(v) => ctx.throw(v),
+                CaughtError::Error(e) => e,
+            })?;
+        let keys: Vec<String> = match exports.as_object() {
+            Some(object) => object.keys().collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
         let named: Vec<&str> = keys
             .iter()
             .map(String::as_str)
