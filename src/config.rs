@@ -89,3 +89,66 @@ pub fn default_workers() -> usize {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     (cores * 4).max(4)
 }
+
+/// The environment names dify-sandbox and fastgpt-sandbox deployments already set, read as
+/// their sandlot equivalents when those are not set themselves: a platform can switch to
+/// sandlot without touching its configuration.
+///
+/// | peer variable | sandlot variable |
+/// |---|---|
+/// | `API_KEY` (Dify), `SANDBOX_TOKEN` (FastGPT) | `SANDLOT_API_KEY` |
+/// | `SANDBOX_PORT` (both) | `SANDLOT_LISTEN` = `0.0.0.0:PORT` (the peers listen on every interface) |
+/// | `WORKER_TIMEOUT` (Dify, seconds) | `SANDLOT_DEFAULT_TIMEOUT_MS` |
+/// | `SANDBOX_MAX_TIMEOUT` (FastGPT, ms) | `SANDLOT_MAX_TIMEOUT_MS` |
+/// | `SANDBOX_MAX_MEMORY_MB` (FastGPT) | `SANDLOT_MAX_MEMORY_MB` |
+/// | `MAX_WORKERS` (Dify) | `SANDLOT_WORKERS` |
+/// | `MAX_REQUESTS` (Dify) | `SANDLOT_QUEUE` |
+///
+/// Must run while the process is single-threaded (it sets environment variables).
+/// A peer's value turned into ours, or `None` when it does not parse.
+type Convert<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+pub fn apply_peer_aliases() {
+    let seconds_to_ms = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .map(|s| format!("{}", (s * 1000.0) as u64))
+    };
+    let aliases: &[(&str, &str, Convert)] = &[
+        ("API_KEY", "SANDLOT_API_KEY", &|v| Some(v.to_owned())),
+        ("SANDBOX_TOKEN", "SANDLOT_API_KEY", &|v| Some(v.to_owned())),
+        ("SANDBOX_PORT", "SANDLOT_LISTEN", &|v| {
+            v.trim().parse::<u16>().ok().map(|p| format!("0.0.0.0:{p}"))
+        }),
+        (
+            "WORKER_TIMEOUT",
+            "SANDLOT_DEFAULT_TIMEOUT_MS",
+            &seconds_to_ms,
+        ),
+        ("SANDBOX_MAX_TIMEOUT", "SANDLOT_MAX_TIMEOUT_MS", &|v| {
+            Some(v.trim().to_owned())
+        }),
+        ("SANDBOX_MAX_MEMORY_MB", "SANDLOT_MAX_MEMORY_MB", &|v| {
+            Some(v.trim().to_owned())
+        }),
+        ("MAX_WORKERS", "SANDLOT_WORKERS", &|v| {
+            Some(v.trim().to_owned())
+        }),
+        ("MAX_REQUESTS", "SANDLOT_QUEUE", &|v| {
+            Some(v.trim().to_owned())
+        }),
+    ];
+    for (peer, ours, convert) in aliases {
+        if std::env::var_os(ours).is_some() {
+            continue;
+        }
+        if let Some(value) = std::env::var(peer)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .and_then(|v| convert(&v))
+        {
+            std::env::set_var(ours, value);
+        }
+    }
+}

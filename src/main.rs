@@ -60,6 +60,10 @@ struct ServeArgs {
     /// Allow listening on a non-loopback address with no API key.
     #[arg(long, env = "SANDLOT_INSECURE_NO_AUTH")]
     insecure_no_auth: bool,
+    /// Time limit of a request that asks for none, in milliseconds (raises the maximum if
+    /// above it). Dify's WORKER_TIMEOUT (seconds) sets it too.
+    #[arg(long, env = "SANDLOT_DEFAULT_TIMEOUT_MS")]
+    default_timeout_ms: Option<u64>,
     /// Longest time limit a request may ask for, in milliseconds.
     #[arg(long, env = "SANDLOT_MAX_TIMEOUT_MS", default_value_t = LimitPolicy::default().max.timeout_ms)]
     max_timeout_ms: u64,
@@ -125,6 +129,7 @@ static ALLOCATOR: sandlot::zygote::out_of_memory::ReportingAllocator =
     sandlot::zygote::out_of_memory::ReportingAllocator;
 
 fn main() -> ExitCode {
+    sandlot::config::apply_peer_aliases();
     let cli = Cli::parse();
     match cli.command {
         // Before anything else: a zygote must stay single-threaded.
@@ -188,7 +193,9 @@ impl JailArgs {
 
 fn serve(args: ServeArgs) -> ExitCode {
     let max = Limits {
-        timeout_ms: args.max_timeout_ms,
+        timeout_ms: args
+            .max_timeout_ms
+            .max(args.default_timeout_ms.unwrap_or(0)),
         memory_mb: args.max_memory_mb,
         max_output_bytes: args.max_output_bytes,
     };
@@ -207,7 +214,13 @@ fn serve(args: ServeArgs) -> ExitCode {
             .filter(|k| !k.is_empty())
             .collect(),
         insecure_no_auth: args.insecure_no_auth,
-        limits: LimitPolicy::with_max(max),
+        limits: {
+            let mut policy = LimitPolicy::with_max(max);
+            if let Some(timeout_ms) = args.default_timeout_ms {
+                policy.default.timeout_ms = timeout_ms.max(1);
+            }
+            policy
+        },
         workers: args.workers,
         queue: args.queue,
         max_body_bytes: args.max_body_bytes,

@@ -61,6 +61,22 @@ pub struct Job {
     pub limits: Limits,
     /// The Python import whitelist for this run (already narrowed by the request).
     pub allowed_modules: Vec<String>,
+    /// How `main` is called and what it may return.
+    #[serde(default)]
+    pub convention: Convention,
+}
+
+/// Calling conventions of the APIs sandlot serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Convention {
+    /// sandlot's own: Python `main(**inputs)`, JavaScript `main(inputs)`; a dict/object back.
+    #[default]
+    Native,
+    /// FastGPT's: the inputs are also globals; Python `main` gets them by parameter name (or
+    /// whole, or not at all); any JSON value may come back (Python via `str` where JSON has
+    /// no type for it); stderr joins stdout in one log; the legacy JavaScript helpers exist.
+    Fastgpt,
 }
 
 /// Child to server: the outcome of one run.

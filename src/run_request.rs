@@ -96,6 +96,7 @@ impl RunRequest {
                 mode: self.mode.unwrap_or(Mode::Main),
                 limits,
                 allowed_modules,
+                convention: Default::default(),
             },
         })
     }

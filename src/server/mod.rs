@@ -2,9 +2,12 @@
 
 mod api_error;
 mod auth;
+mod dify;
+mod fastgpt;
 mod health;
 mod json_body;
 mod native;
+mod sandbox_module;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +29,31 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let keys = auth::ApiKeys(Arc::new(state.config.api_keys.clone()));
-    let protected = Router::new().route("/v1/run", post(native::run)).layer(
-        axum::middleware::from_fn_with_state(keys, auth::require_key),
-    );
+    let protected = Router::new()
+        .route("/v1/run", post(native::run))
+        .route("/v1/sandbox/run", post(dify::run))
+        .route("/v1/sandbox/dependencies", get(dify::dependencies))
+        .route("/v1/sandbox/dependencies/refresh", get(dify::dependencies))
+        .route(
+            "/v1/sandbox/dependencies/update",
+            post(dify::update_dependencies),
+        )
+        .route("/sandbox/js", post(fastgpt::javascript))
+        .route("/sandbox/python", post(fastgpt::python))
+        .route("/sandbox/modules", get(fastgpt::modules))
+        .route("/v1/sandbox/execute_js", post(sandbox_module::execute_js))
+        .route(
+            "/v1/sandbox/execute_python",
+            post(sandbox_module::execute_python),
+        )
+        .route(
+            "/v1/sandbox/execute_shell",
+            post(sandbox_module::execute_shell),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            keys,
+            auth::require_key,
+        ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/health", get(health::healthz))

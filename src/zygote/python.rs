@@ -108,6 +108,7 @@ impl Engine for PythonEngine {
                     job.inputs.get(),
                     mode,
                     job.allowed_modules,
+                    job.convention == crate::protocol::Convention::Fastgpt,
                     job.limits.max_output_bytes,
                     job.limits.memory_mb,
                     finish,

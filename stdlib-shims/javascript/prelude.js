@@ -205,10 +205,49 @@
   });
   hide('process', processObject);
 
+  // ---- the helpers old FastGPT code nodes call, on FastGPT's route only ----
+  function installFastgptHelpers() {
+    const CryptoJS = bundled['crypto-js'];
+    hide('delay', (ms) => {
+      if (Number(ms) > 10000) throw new Error('delay(ms): ms must be at most 10000');
+      return new Promise((resolve) => setTimeout(resolve, Number(ms) || 0));
+    });
+    // An estimate in the spirit of GPT tokenizers: a CJK character is about a token, other
+    // text about four characters a token.
+    hide('countToken', (text = '') => {
+      const s = typeof text === 'string' ? text : JSON.stringify(text) ?? '';
+      const cjk = (s.match(/[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]/g) || []).length;
+      return cjk + Math.ceil((s.length - cjk) / 4);
+    });
+    hide('strToBase64', (str, prefix = '') =>
+      `${prefix}${polyfills.Buffer.from(String(str), 'utf8').toString('base64')}`);
+    // A signature as DingTalk and Feishu robots want it: base64 of HMAC(timestamp\nsecret).
+    hide('createHmac', (algorithm, secret) => {
+      const names = { sha1: 'HmacSHA1', sha256: 'HmacSHA256', sha512: 'HmacSHA512', md5: 'HmacMD5' };
+      const fn = CryptoJS[names[String(algorithm).toLowerCase()]];
+      if (!fn) throw new Error(`createHmac: unsupported algorithm '${algorithm}'`);
+      const timestamp = Date.now().toString();
+      const sign = encodeURIComponent(
+        CryptoJS.enc.Base64.stringify(fn(`${timestamp}\n${secret}`, secret)));
+      return { timestamp, sign };
+    });
+    // The HTTP broker is not in this build: the helpers exist and refuse, saying why.
+    const noBroker = async () => {
+      throw new Error('SystemHelper.httpRequest is not available: this sandlot build has no ' +
+        'HTTP broker yet, and a run has no network of its own');
+    };
+    hide('SystemHelper', Object.freeze({ httpRequest: noBroker }));
+    hide('httpRequest', noBroker);
+  }
+
   // What the engine drives a run with.
   return Object.freeze({
     registerModule(name, exports) { bundled[name] = exports; },
-    beginRun(script) { scriptMode = script; reseed(); },
+    beginRun(script, fastgpt) {
+      scriptMode = script;
+      reseed();
+      if (fastgpt) installFastgptHelpers();
+    },
     nextTimer,
     fireTimers,
     /** The exit code a caught value asks for, if it is process.exit()'s. */

@@ -11,6 +11,7 @@ walks the object graph to `os` anyway lands in a process that the kernel has alr
 import builtins
 import encodings
 import gc
+import inspect
 import json
 import linecache
 import math
@@ -18,6 +19,7 @@ import pkgutil
 import sys
 import time
 import traceback
+import types
 
 # User code shares these modules and may patch them (`json.dumps = ...`); the bootstrap keeps
 # its own references, taken before any user code runs.
@@ -27,6 +29,9 @@ _encode_key = json.JSONEncoder().encode
 _decode = json.JSONDecoder().decode
 _perf_counter = time.perf_counter
 _isfinite = math.isfinite
+_signature = inspect.signature
+_Parameter = inspect.Parameter
+_ModuleType = types.ModuleType
 
 USER_FILE = "<code>"
 BOOTSTRAP_FILE = "<sandlot-bootstrap>"
@@ -183,8 +188,9 @@ class _Stream:
         return False
 
 
-def run(code, inputs_json, mode, allowed_modules, max_output, memory_mb, finish):
-    """Runs one job and sends its report through finish(); never returns."""
+def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb, finish):
+    """Runs one job and sends its report through finish(); never returns. `fastgpt` selects
+    FastGPT's calling convention (see _call_fastgpt) and one output stream for its log."""
     started = _perf_counter()
 
     def send(result_json="null", exit_code=0, error=None):
@@ -205,9 +211,9 @@ def run(code, inputs_json, mode, allowed_modules, max_output, memory_mb, finish)
 
     output = _Output(max_output, overflow)
     sys.stdout = _Stream(output, 0, "<stdout>")
-    sys.stderr = _Stream(output, 1, "<stderr>")
+    sys.stderr = _Stream(output, 0 if fastgpt else 1, "<stderr>")
     try:
-        outcome = _execute(code, inputs_json, mode, frozenset(allowed_modules), memory_mb)
+        outcome = _execute(code, inputs_json, mode, frozenset(allowed_modules), memory_mb, fastgpt)
     except BaseException as e:  # a fault of this module, not of the user's code
         outcome = {"exit_code": 1, "error": _error("internal", f"sandlot bootstrap: {e!r}")}
     if outcome.get("result_json") is not None and len(outcome["result_json"]) > max_output:
@@ -222,16 +228,18 @@ def run(code, inputs_json, mode, allowed_modules, max_output, memory_mb, finish)
     send(outcome.get("result_json") or "null", outcome.get("exit_code", 0), outcome.get("error"))
 
 
-def _execute(code, inputs_json, mode, allowed, memory_mb):
+def _execute(code, inputs_json, mode, allowed, memory_mb, fastgpt):
     linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
     try:
         compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
         return {"exit_code": 1, "error": _exception_error(e, memory_mb, "syntax_error")}
     user_builtins = dict(_user_builtins)
-    user_builtins["__import__"] = _guarded_import(allowed)
+    user_builtins["__import__"] = _guarded_import(allowed, user_builtins)
     namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None}
     inputs = _decode(inputs_json)
+    if fastgpt:
+        namespace.update(inputs)  # FastGPT's variables are module globals too
     try:
         exec(compiled, namespace)
         if mode == "script":
@@ -240,6 +248,10 @@ def _execute(code, inputs_json, mode, allowed, memory_mb):
         if not callable(main):
             return {"exit_code": 1, "error": _error(
                 "invalid_return", "no main function: define `def main(...)` returning a dict")}
+        if fastgpt:
+            value = _call_fastgpt(main, inputs)
+            return {"exit_code": 0,
+                    "result_json": _encode_result(_to_json(value, "result", set(), True))}
         value = main(**inputs)
         if not isinstance(value, dict):
             return {"exit_code": 1, "error": _error(
@@ -262,11 +274,47 @@ def _execute(code, inputs_json, mode, allowed, memory_mb):
         return {"exit_code": 1, "error": _exception_error(e, memory_mb)}
 
 
-def _guarded_import(allowed):
+def _call_fastgpt(main, variables):
+    """FastGPT 4.14.8's call: no parameters, main(); one, main(variables[p]) when p is a key,
+    else main(variables); several, by name, with defaults (a missing one fails, "Missing")."""
+    parameters = list(_signature(main).parameters.values())
+    named = [p for p in parameters if p.kind in (
+        _Parameter.POSITIONAL_ONLY, _Parameter.POSITIONAL_OR_KEYWORD, _Parameter.KEYWORD_ONLY)]
+    takes_rest = any(p.kind == _Parameter.VAR_KEYWORD for p in parameters)
+    if not named:
+        return main(**variables) if takes_rest else main()
+    if len(named) == 1 and not takes_rest and named[0].kind != _Parameter.KEYWORD_ONLY:
+        name = named[0].name
+        return main(variables[name] if name in variables else variables)
+    arguments, missing = {}, []
+    for p in named:
+        if p.name in variables:
+            arguments[p.name] = variables[p.name]
+        elif p.default is _Parameter.empty:
+            missing.append(p.name)
+    if missing:
+        raise TypeError(f"Missing required argument(s) for main(): {', '.join(missing)}")
+    if takes_rest:
+        arguments.update({k: v for k, v in variables.items() if k not in arguments})
+    positional = [arguments.pop(p.name) for p in named
+                  if p.kind == _Parameter.POSITIONAL_ONLY and p.name in arguments]
+    return main(*positional, **arguments)
+
+
+def _guarded_import(allowed, user_builtins):
+    builtins_module = []
+
     def __import__(name, globals=None, locals=None, fromlist=(), level=0):
         if level:
             raise ModuleNotAllowedError(
                 "relative imports are not available in the sandbox", name=name)
+        if name == "builtins":
+            # The run's own builtins (open refused, imports guarded), as a module.
+            if not builtins_module:
+                module = _ModuleType("builtins")
+                module.__dict__.update(user_builtins)
+                builtins_module.append(module)
+            return builtins_module[0]
         top = name.partition(".")[0]
         if top not in allowed:
             raise ModuleNotAllowedError(
@@ -277,8 +325,9 @@ def _guarded_import(allowed):
     return __import__
 
 
-def _to_json(value, path, active):
-    """A JSON-ready copy of a returned value; NaN and infinities become None."""
+def _to_json(value, path, active, lenient=False):
+    """A JSON-ready copy of a returned value; NaN and infinities become None. `lenient` turns
+    what JSON has no type for into its str() (json.dumps' default=str, as FastGPT does)."""
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
@@ -301,11 +350,14 @@ def _to_json(value, path, active):
                         raise _InvalidReturn(
                             f"{path} has a key of type {type(key).__name__}; "
                             "JSON object keys must be strings")
-                    out[name] = _to_json(item, f"{path}.{name}", active)
+                    out[name] = _to_json(item, f"{path}.{name}", active, lenient)
                 return out
-            return [_to_json(item, f"{path}[{i}]", active) for i, item in enumerate(value)]
+            return [_to_json(item, f"{path}[{i}]", active, lenient)
+                    for i, item in enumerate(value)]
         finally:
             active.discard(id(value))
+    if lenient:
+        return str(value)
     raise _InvalidReturn(
         f"{path} is of type {type(value).__name__}, which JSON cannot carry; "
         "convert it to a str, number, bool, None, list or dict")

@@ -111,12 +111,15 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        reply(
-            agent()
-                .get(format!("{}{}", self.base, path))
-                .call()
-                .expect("HTTP request"),
-        )
+        self.get_with(path, &[])
+    }
+
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = agent().get(format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        reply(request.call().expect("HTTP request"))
     }
 
     /// POST /v1/run with a JSON body; asserts HTTP 200.

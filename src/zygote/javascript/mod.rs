@@ -18,7 +18,7 @@ use rquickjs::{
 use serde_json::value::RawValue;
 
 use super::Engine;
-use crate::protocol::Job;
+use crate::protocol::{Convention, Job};
 use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
 use crate::whitelist;
 use errors::describe;
@@ -81,6 +81,7 @@ impl Engine for JavascriptEngine {
         output::begin(
             usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
             started,
+            job.convention == Convention::Fastgpt,
         );
         let deadline = started + std::time::Duration::from_millis(limits.timeout_ms);
         self.runtime
@@ -190,9 +191,10 @@ impl Outcome {
 /// then runs `main` or lets the script's timers and promises finish.
 fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instant) -> Outcome {
     let script = job.mode == Mode::Script;
+    let fastgpt = job.convention == Convention::Fastgpt;
     let begin = hooks
         .get::<_, Function>("beginRun")
-        .and_then(|f| f.call::<_, ()>((script,)));
+        .and_then(|f| f.call::<_, ()>((script, fastgpt)));
     if let Err(e) = begin {
         return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string()));
     }
@@ -200,6 +202,12 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
         Ok(value) => value,
         Err(e) => return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string())),
     };
+    if fastgpt {
+        // FastGPT's variables are a global too.
+        if let Err(e) = ctx.globals().set("variables", inputs.clone()) {
+            return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string()));
+        }
+    }
     let main = if modules::uses_module_syntax(&job.code) {
         match evaluate_module(ctx, hooks, job, deadline) {
             Ok(main) => main,
@@ -231,7 +239,7 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
         },
         None => returned,
     };
-    to_result(ctx, returned)
+    to_result(ctx, returned, fastgpt)
 }
 
 /// Evaluates a plain script; `main` is then a global.
@@ -378,8 +386,10 @@ fn exit_code<'js>(hooks: &Object<'js>, value: &Value<'js>) -> Option<i32> {
         .flatten()
 }
 
-fn to_result<'js>(ctx: &Ctx<'js>, returned: Value<'js>) -> Outcome {
-    if !returned.is_object() || returned.is_array() || returned.is_function() {
+/// The JSON of what `main` returned: an object, or with `any_value` any JSON value
+/// (`undefined` and functions as `null`).
+fn to_result<'js>(ctx: &Ctx<'js>, returned: Value<'js>, any_value: bool) -> Outcome {
+    if !any_value && (!returned.is_object() || returned.is_array() || returned.is_function()) {
         return Outcome::failed(RunError::new(
             ErrorKind::InvalidReturn,
             format!("main() must return an object, not {}", type_name(&returned)),
@@ -393,6 +403,7 @@ fn to_result<'js>(ctx: &Ctx<'js>, returned: Value<'js>) -> Outcome {
                 "the returned value holds a string that is not valid Unicode",
             )),
         },
+        Ok(None) if any_value => Outcome::ok(RawValue::from_string("null".into()).ok()),
         Ok(None) => Outcome::failed(RunError::new(
             ErrorKind::InvalidReturn,
             "main() returned a value JSON cannot carry",

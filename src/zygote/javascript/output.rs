@@ -16,6 +16,8 @@ struct Output {
     stderr: String,
     limit: usize,
     started: Instant,
+    /// One stream: stderr writes go to stdout (FastGPT's single log).
+    merged: bool,
 }
 
 thread_local! {
@@ -23,13 +25,14 @@ thread_local! {
 }
 
 /// Starts collecting a run's output (in the child).
-pub fn begin(limit: usize, started: Instant) {
+pub fn begin(limit: usize, started: Instant, merged: bool) {
     OUTPUT.with(|o| {
         *o.borrow_mut() = Some(Output {
             stdout: String::new(),
             stderr: String::new(),
             limit,
             started,
+            merged,
         })
     });
 }
@@ -47,7 +50,7 @@ pub fn push_output(stream: i32, text: &str) {
             return false;
         };
         let used = out.stdout.len() + out.stderr.len();
-        let target = if stream == 2 {
+        let target = if stream == 2 && !out.merged {
             &mut out.stderr
         } else {
             &mut out.stdout

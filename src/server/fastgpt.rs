@@ -1,0 +1,197 @@
+//! fastgpt-sandbox's API (FastGPT 4.14.8): `POST /sandbox/js`, `POST /sandbox/python`,
+//! `GET /sandbox/modules`. `{code, variables}` in; `{success: true, data: {codeReturn, log}}`
+//! or `{success: false, message}` out. The calling convention is FastGPT's
+//! ([`Convention::Fastgpt`]).
+//!
+//! Differences from fastgpt-sandbox, on purpose: `import` of a whitelisted module works in
+//! JavaScript (FastGPT refuses every `import(`); anything else is refused with the same
+//! "not allowed" message `require` gives.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::protocol::Convention;
+use crate::run::{ErrorKind, Mode, RunError, RunResponse};
+use crate::run_request::{RequestedLimits, RunRequest};
+use crate::whitelist;
+
+/// FastGPT caps the log it returns at 1 MB.
+const LOG_BYTES: usize = 1024 * 1024;
+
+/// The globals a FastGPT JavaScript run has beyond the language's own.
+const BUILTIN_GLOBALS: &[&str] = &[
+    "SystemHelper.httpRequest",
+    "httpRequest",
+    "delay",
+    "countToken",
+    "strToBase64",
+    "createHmac",
+    "variables",
+    "console",
+    "require",
+    "Buffer",
+    "URL",
+    "URLSearchParams",
+    "TextEncoder",
+    "TextDecoder",
+    "atob",
+    "btoa",
+    "setTimeout",
+    "clearTimeout",
+    "setInterval",
+    "clearInterval",
+    "setImmediate",
+    "structuredClone",
+    "crypto",
+    "process",
+];
+
+#[derive(Deserialize)]
+struct FastgptRun {
+    #[serde(default)]
+    code: Value,
+    #[serde(default)]
+    variables: Option<Box<RawValue>>,
+}
+
+pub async fn javascript(State(state): State<AppState>, body: Bytes) -> Response {
+    run(state, "javascript", &body).await
+}
+
+pub async fn python(State(state): State<AppState>, body: Bytes) -> Response {
+    run(state, "python", &body).await
+}
+
+async fn run(state: AppState, language: &str, body: &[u8]) -> Response {
+    let request: FastgptRun = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(e) => return invalid(&format!("invalid JSON body: {e}")),
+    };
+    let code = match request.code {
+        Value::String(code) if !code.trim().is_empty() => code,
+        Value::String(_) | Value::Null => return invalid("code is required and must not be empty"),
+        _ => return invalid("code must be a string"),
+    };
+    let variables = match request.variables {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) if raw.get().trim_start().starts_with('{') => Some(raw),
+        Some(_) => return invalid("variables must be an object"),
+    };
+    let max = state.config.limits.max;
+    let native = RunRequest {
+        language: language.into(),
+        code,
+        inputs: variables,
+        mode: Some(Mode::Main),
+        // The log is cut at 1 MB in the answer, not by failing the run.
+        limits: RequestedLimits {
+            max_output_bytes: Some(max.max_output_bytes),
+            ..Default::default()
+        },
+        allowed_modules: None,
+        network: None,
+        working_dir: None,
+        env: None,
+    };
+    let mut plan = match native.plan(&state.config.limits) {
+        Ok(plan) => plan,
+        Err(e) => return invalid(&e.0),
+    };
+    plan.job.convention = Convention::Fastgpt;
+    let timeout_ms = plan.job.limits.timeout_ms;
+    match state.supervisor.run(plan.kind, &plan.job).await {
+        Ok(response) => Json(answer(response, language, timeout_ms)).into_response(),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "1")],
+            Json(json!({"success": false, "message": "the sandbox is busy; retry shortly"})),
+        )
+            .into_response(),
+    }
+}
+
+fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> Value {
+    if let Some(error) = &response.error {
+        return json!({"success": false, "message": message(error, language, timeout_ms)});
+    }
+    let mut log = response.stdout;
+    if log.ends_with('\n') {
+        log.pop();
+    }
+    if log.len() > LOG_BYTES {
+        let mut cut = LOG_BYTES;
+        while !log.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        log.truncate(cut);
+    }
+    let code_return = response.result.map_or(Value::Null, |raw| {
+        serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+    });
+    json!({"success": true, "data": {"codeReturn": code_return, "log": log}})
+}
+
+/// FastGPT's wording: JavaScript gives `err.message` (no "Error: " in front); a timeout says it
+/// timed out.
+fn message(error: &RunError, language: &str, timeout_ms: u64) -> String {
+    match error.kind {
+        ErrorKind::Timeout => format!("Script execution timed out after {timeout_ms} ms"),
+        _ if language == "javascript" => strip_error_name(&error.message).to_owned(),
+        _ => error.message.clone(),
+    }
+}
+
+/// "TypeError: x is undefined" → "x is undefined".
+fn strip_error_name(message: &str) -> &str {
+    match message.split_once(": ") {
+        Some((name, rest)) if name.ends_with("Error") && !name.contains(' ') => rest,
+        _ => message,
+    }
+}
+
+fn invalid(message: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"success": false, "message": format!("Invalid request: {message}")})),
+    )
+        .into_response()
+}
+
+/// `GET /sandbox/modules`: what `require`/`import` accept in each language, and the globals.
+pub async fn modules() -> Json<Value> {
+    Json(json!({
+        "success": true,
+        "data": {
+            "js": whitelist::javascript(),
+            "python": whitelist::python(),
+            "builtinGlobals": BUILTIN_GLOBALS,
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_stripped_like_err_message() {
+        assert_eq!(
+            strip_error_name("TypeError: x is undefined"),
+            "x is undefined"
+        );
+        assert_eq!(
+            strip_error_name("ModuleNotAllowedError: Module 'fs' is not allowed"),
+            "Module 'fs' is not allowed"
+        );
+        assert_eq!(strip_error_name("Uncaught 42"), "Uncaught 42");
+        assert_eq!(strip_error_name("bad thing: here"), "bad thing: here");
+    }
+}

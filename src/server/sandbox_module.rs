@@ -1,0 +1,161 @@
+//! The sandbox module API: `POST /v1/sandbox/execute_js`, `…/execute_python`,
+//! `…/execute_shell`. Code runs as a script; `timeout` is in seconds (default 10);
+//! `allowed_modules` narrows the Python whitelist (empty or absent: all of it). The answer is
+//! `{stdout, stderr, exit_code, execution_time_ms}`; why a run failed (a timeout, a refused
+//! import) is on stderr, as a subprocess would show it.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::api_error::ApiError;
+use super::json_body::JsonBody;
+use super::AppState;
+use crate::run::{Mode, RunResponse};
+use crate::run_request::{RequestedLimits, RunRequest};
+
+const DEFAULT_TIMEOUT_S: f64 = 10.0;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteCode {
+    code: String,
+    #[serde(default)]
+    timeout: Option<f64>,
+    #[serde(default)]
+    allowed_modules: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteShell {
+    command: String,
+    #[serde(default)]
+    timeout: Option<f64>,
+    #[serde(default)]
+    working_dir: Option<String>,
+    #[serde(default)]
+    env: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Serialize)]
+pub struct Executed {
+    stdout: String,
+    stderr: String,
+    exit_code: i32,
+    execution_time_ms: f64,
+}
+
+pub async fn execute_js(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ExecuteCode>,
+) -> Result<Json<Executed>, ApiError> {
+    if body.allowed_modules.is_some() {
+        return Err(ApiError::BadRequest(
+            "allowed_modules: applies to execute_python only".into(),
+        ));
+    }
+    execute(
+        &state,
+        "javascript",
+        body.code,
+        body.timeout,
+        None,
+        None,
+        None,
+    )
+    .await
+}
+
+pub async fn execute_python(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ExecuteCode>,
+) -> Result<Json<Executed>, ApiError> {
+    execute(
+        &state,
+        "python",
+        body.code,
+        body.timeout,
+        body.allowed_modules,
+        None,
+        None,
+    )
+    .await
+}
+
+pub async fn execute_shell(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ExecuteShell>,
+) -> Result<Json<Executed>, ApiError> {
+    execute(
+        &state,
+        "shell",
+        body.command,
+        body.timeout,
+        None,
+        body.working_dir,
+        body.env,
+    )
+    .await
+}
+
+async fn execute(
+    state: &AppState,
+    language: &str,
+    code: String,
+    timeout: Option<f64>,
+    allowed_modules: Option<Vec<String>>,
+    working_dir: Option<String>,
+    env: Option<BTreeMap<String, String>>,
+) -> Result<Json<Executed>, ApiError> {
+    let seconds = timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(ApiError::BadRequest(format!(
+            "timeout: must be a positive number of seconds, got {seconds}"
+        )));
+    }
+    let request = RunRequest {
+        language: language.into(),
+        code,
+        inputs: None,
+        mode: Some(Mode::Script),
+        limits: RequestedLimits {
+            timeout_ms: Some((seconds * 1000.0).ceil().min(u64::MAX as f64) as u64),
+            ..Default::default()
+        },
+        allowed_modules,
+        network: None,
+        working_dir,
+        env,
+    };
+    let plan = request
+        .plan(&state.config.limits)
+        .map_err(|invalid| ApiError::BadRequest(invalid.0))?;
+    let response = state
+        .supervisor
+        .run(plan.kind, &plan.job)
+        .await
+        .map_err(|_| ApiError::Busy)?;
+    Ok(Json(executed(response)))
+}
+
+fn executed(response: RunResponse) -> Executed {
+    let mut stderr = response.stderr;
+    if let Some(error) = &response.error {
+        if !stderr.contains(&error.message) {
+            if !stderr.is_empty() && !stderr.ends_with('\n') {
+                stderr.push('\n');
+            }
+            stderr.push_str(&error.message);
+            stderr.push('\n');
+        }
+    }
+    Executed {
+        stdout: response.stdout,
+        stderr,
+        exit_code: response.exit_code,
+        execution_time_ms: response.execution_time_ms,
+    }
+}
