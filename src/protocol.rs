@@ -64,6 +64,12 @@ pub struct Job {
     /// How `main` is called and what it may return.
     #[serde(default)]
     pub convention: Convention,
+    /// Shell runs: the directory the command starts in (inside the run's tmpfs) and the
+    /// variables added to its minimal environment.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// Calling conventions of the APIs sandlot serves.

@@ -64,17 +64,37 @@ impl RunRequest {
         let kind = match language {
             Language::Python => ZygoteKind::Python,
             Language::Javascript => ZygoteKind::Javascript,
-            Language::Shell => {
-                return Err(Invalid(
-                    "language: shell is not available in this version of sandlot yet".into(),
-                ))
-            }
+            Language::Shell => ZygoteKind::Shell,
         };
-        if self.working_dir.is_some() {
+        let shell = kind == ZygoteKind::Shell;
+        if self.working_dir.is_some() && !shell {
             return Err(Invalid("working_dir: applies to shell runs only".into()));
         }
-        if self.env.is_some() {
+        if self.env.is_some() && !shell {
             return Err(Invalid("env: applies to shell runs only".into()));
+        }
+        if shell && self.mode == Some(Mode::Main) {
+            return Err(Invalid(
+                "mode: a shell command runs as a script; `main` applies to python and javascript"
+                    .into(),
+            ));
+        }
+        if shell && self.inputs.is_some() {
+            return Err(Invalid(
+                "inputs: a shell command takes no inputs; pass values in `env`".into(),
+            ));
+        }
+        let working_dir = match self.working_dir {
+            Some(dir) => Some(shell_working_dir(&dir)?),
+            None => None,
+        };
+        let env = self.env.unwrap_or_default();
+        for (name, value) in &env {
+            if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
+                return Err(Invalid(format!(
+                    "env: {name:?} is not a valid variable (no '=' or NUL in names, no NUL in values)"
+                )));
+            }
         }
         let inputs = match self.inputs {
             None => RawValue::from_string("{}".into()).expect("valid JSON"),
@@ -93,10 +113,14 @@ impl RunRequest {
             job: Job {
                 code: self.code,
                 inputs,
-                mode: self.mode.unwrap_or(Mode::Main),
+                mode: self
+                    .mode
+                    .unwrap_or(if shell { Mode::Script } else { Mode::Main }),
                 limits,
                 allowed_modules,
                 convention: Default::default(),
+                working_dir,
+                env,
             },
         })
     }
@@ -157,6 +181,30 @@ fn allowed_modules(language: Language, asked: Option<Vec<String>>) -> Result<Vec
         }
     }
     Ok(asked)
+}
+
+/// Where a shell command may start: an absolute path without `..`, created inside the run's own
+/// file system; the read-only system directories are not places to work in.
+fn shell_working_dir(dir: &str) -> Result<String, Invalid> {
+    let path = std::path::Path::new(dir);
+    let refuse = |why: &str| Err(Invalid(format!("working_dir: {dir:?} {why}")));
+    if !path.is_absolute() {
+        return refuse("must be an absolute path, like /tmp/work");
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return refuse("must not contain '..'");
+    }
+    const SYSTEM: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc"];
+    if SYSTEM.iter().any(|s| path.starts_with(s)) {
+        return refuse("is a read-only system directory; use a directory under /tmp");
+    }
+    if dir.len() > 4096 || dir.contains('\0') {
+        return refuse("is not a usable path");
+    }
+    Ok(dir.to_owned())
 }
 
 fn describe_json(text: &str) -> &'static str {

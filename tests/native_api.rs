@@ -359,14 +359,14 @@ fn health_routes_answer() {
         .iter()
         .map(|z| z["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["python", "javascript"]);
+    assert_eq!(kinds, ["python", "javascript", "shell"]);
 }
 
 #[test]
 fn each_zygote_is_a_single_threaded_process_of_our_own_binary() {
     let ready = common::shared().get("/readyz");
     let zygotes = ready.body["zygotes"].as_array().unwrap().clone();
-    assert_eq!(zygotes.len(), 2);
+    assert_eq!(zygotes.len(), 3);
     for zygote in zygotes {
         let pid = zygote["pid"].as_i64().expect("a ready zygote has a pid");
         let threads = std::fs::read_dir(format!("/proc/{pid}/task"))

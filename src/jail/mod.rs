@@ -8,6 +8,7 @@
 
 pub mod credentials;
 pub mod fds;
+pub mod filesystem_view;
 pub mod landlock;
 pub mod namespaces;
 pub mod no_new_privs;
@@ -34,6 +35,7 @@ pub enum JailError {
     NoNewPrivs(std::io::Error),
     Landlock(String),
     Seccomp(seccompiler::Error),
+    Filesystem(String),
 }
 
 impl fmt::Display for JailError {
@@ -46,6 +48,7 @@ impl fmt::Display for JailError {
             Self::NoNewPrivs(e) => write!(f, "setting no_new_privs failed: {e}"),
             Self::Landlock(e) => write!(f, "Landlock failed: {e}"),
             Self::Seccomp(e) => write!(f, "installing the seccomp filter failed: {e}"),
+            Self::Filesystem(e) => write!(f, "building the shell's file system failed: {e}"),
         }
     }
 }

@@ -62,6 +62,12 @@ impl Filter {
         })
     }
 
+    /// Installs the kill list alone: a shell needs fork, exec and files, which its namespaces
+    /// and read-only view confine, but never an exploit's calls.
+    pub fn apply_kill_list(&self) -> Result<(), JailError> {
+        seccompiler::apply_filter(&self.kill).map_err(JailError::Seccomp)
+    }
+
     /// Installs both programs on the calling (only) thread, with `no_new_privs`.
     pub fn apply(&self) -> Result<(), JailError> {
         seccompiler::apply_filter(&self.kill).map_err(JailError::Seccomp)?;

@@ -31,24 +31,34 @@ pub fn run<E: Engine>(
     if getppid() != zygote {
         exit(1); // the zygote died between fork and prctl
     }
+    if E::JAILS_ITSELF {
+        if let Err(e) = crate::jail::fds::isolate(devnull, channel, None) {
+            fail(&e.to_string());
+        }
+        let job = read_job();
+        engine.run(job)
+    }
     let budget = match jail.lock_down(devnull, channel) {
         Ok(budget) => budget,
         Err(e) => fail(&e.to_string()),
     };
-    let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_BYTES) {
-        Ok(bytes) => bytes,
-        Err(_) => exit(1), // the server dropped the request before sending it
-    };
-    let job: Job = match serde_json::from_slice(&job_bytes) {
-        Ok(job) => job,
-        Err(e) => fail(&format!("unreadable job: {e}")),
-    };
-    drop(job_bytes);
+    let job = read_job();
     super::out_of_memory::arm(job.limits.memory_mb);
     if let Err(e) = budget.narrow(&job.limits) {
         fail(&e.to_string());
     }
     engine.run(job)
+}
+
+fn read_job() -> Job {
+    let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_BYTES) {
+        Ok(bytes) => bytes,
+        Err(_) => exit(1), // the server dropped the request before sending it
+    };
+    match serde_json::from_slice(&job_bytes) {
+        Ok(job) => job,
+        Err(e) => fail(&format!("unreadable job: {e}")),
+    }
 }
 
 /// Sends the report (JSON of a [`ChildReport`]) and leaves. Nothing runs after this: no

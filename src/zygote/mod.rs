@@ -8,6 +8,7 @@ pub mod child;
 mod javascript;
 pub mod out_of_memory;
 mod python;
+mod shell;
 
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
@@ -31,6 +32,7 @@ pub const CONTROL_FD: i32 = 3;
 pub enum ZygoteKind {
     Python,
     Javascript,
+    Shell,
 }
 
 impl ZygoteKind {
@@ -38,6 +40,7 @@ impl ZygoteKind {
         match self {
             Self::Python => "python",
             Self::Javascript => "javascript",
+            Self::Shell => "shell",
         }
     }
 
@@ -45,6 +48,7 @@ impl ZygoteKind {
         match name {
             "python" => Some(Self::Python),
             "javascript" => Some(Self::Javascript),
+            "shell" => Some(Self::Shell),
             _ => None,
         }
     }
@@ -64,6 +68,9 @@ pub trait Engine: Sized {
     fn after_fork_child(&mut self) {}
     /// Runs one job in the locked-down child; ends with [`child::finish`].
     fn run(&mut self, job: crate::protocol::Job) -> !;
+    /// An engine whose child is a trusted supervisor that jails a process of its own (the
+    /// shell): its child gets only the descriptor step of [`Jail::lock_down`].
+    const JAILS_ITSELF: bool = false;
 }
 
 /// Entry point of `sandlot __zygote <kind>`; returns the process exit code.
@@ -71,6 +78,7 @@ pub fn main(kind: &str) -> i32 {
     match ZygoteKind::parse(kind) {
         Some(ZygoteKind::Python) => serve::<python::PythonEngine>(kind),
         Some(ZygoteKind::Javascript) => serve::<javascript::JavascriptEngine>(kind),
+        Some(ZygoteKind::Shell) => serve::<shell::ShellEngine>(kind),
         None => {
             eprintln!("sandlot zygote: unknown kind {kind:?}");
             2

@@ -1,0 +1,328 @@
+//! The shell zygote: no interpreter, only a jail-maker. Its child (trusted code) reads the job,
+//! enters new mount and pid namespaces, builds the command's file system
+//! ([`filesystem_view`]), and forks the process that becomes pid 1 of that pid namespace:
+//! it enters the new root, takes the rlimits, the unprivileged uid, `no_new_privs` and the
+//! seccomp kill list, and execs `/bin/sh -c COMMAND` with a minimal environment.
+//!
+//! The child collects the command's stdout and stderr and enforces the deadline and the output
+//! limit by killing pid 1, which takes the whole namespace — every background process — with
+//! it. If the child itself is killed (the server's deadline), pid 1 dies by its parent-death
+//! signal, with the same effect.
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, pipe, ForkResult, Pid};
+use rlimit::Resource;
+
+use super::{child, Engine};
+use crate::jail::settings::{JailSettings, Layer};
+use crate::jail::{credentials, filesystem_view, no_new_privs, seccomp, JailError};
+use crate::protocol::{ChildReport, Job};
+use crate::run::{ErrorKind, RunError, TIMEOUT_EXIT_CODE};
+
+/// Processes the command may run at once (per uid, as the kernel counts).
+const MAX_PROCESSES: u64 = 128;
+const MAX_OPEN_FILES: u64 = 256;
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+pub struct ShellEngine {
+    settings: JailSettings,
+    filter: Option<seccomp::Filter>,
+}
+
+impl Engine for ShellEngine {
+    const JAILS_ITSELF: bool = true;
+
+    fn prepare() -> Result<Self, String> {
+        let settings = JailSettings::from_env()?;
+        let filter = if settings.applies(Layer::Seccomp) {
+            Some(seccomp::Filter::compile(false).map_err(|e| format!("seccomp: {e}"))?)
+        } else {
+            None
+        };
+        Ok(Self { settings, filter })
+    }
+
+    fn run(&mut self, job: Job) -> ! {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(job.limits.timeout_ms);
+        let working_dir = job.working_dir.clone().unwrap_or_else(|| "/tmp".into());
+        if let Err(e) = self.stage(&job, Path::new(&working_dir)) {
+            child::fail(&e.to_string());
+        }
+        let (out_read, out_write) = pipe().unwrap_or_else(|e| child::fail(&format!("pipe: {e}")));
+        let (err_read, err_write) = pipe().unwrap_or_else(|e| child::fail(&format!("pipe: {e}")));
+        let command = prepare_exec(&job, &working_dir);
+        // SAFETY: this child is single-threaded; the forked process only makes system calls
+        // and execs (or `_exit`s).
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop((out_read, err_read));
+                let error = self.become_shell(&job, &working_dir, out_write, err_write, &command);
+                let message = format!("sandlot: starting the shell failed: {error}\n");
+                // SAFETY: writes a buffer we own to stderr, then leaves at once.
+                unsafe {
+                    libc::write(2, message.as_ptr().cast(), message.len());
+                    libc::_exit(127)
+                }
+            }
+            Ok(ForkResult::Parent { child: shell }) => {
+                drop((out_write, err_write));
+                let collected = collect(shell, out_read, err_read, deadline, &job);
+                let status = waitpid(shell, None);
+                report(collected, status, started, &job)
+            }
+            Err(e) => child::fail(&format!("fork: {e}")),
+        }
+    }
+}
+
+impl ShellEngine {
+    /// New mount and pid namespaces, and the command's file system.
+    fn stage(&self, job: &Job, working_dir: &Path) -> Result<(), JailError> {
+        // SAFETY: unshare only changes this process's namespace membership.
+        if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID) } != 0 {
+            return Err(JailError::Namespaces(std::io::Error::last_os_error()));
+        }
+        let (uid, gid) = self.identity();
+        filesystem_view::build(job.limits.memory_mb, working_dir, uid, gid)
+    }
+
+    /// Who runs the command: the configured unprivileged user when we are root.
+    fn identity(&self) -> (u32, u32) {
+        // SAFETY: geteuid and getegid have no preconditions.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        if euid == 0 && self.settings.applies(Layer::UidDrop) {
+            (self.settings.child_uid, self.settings.child_gid)
+        } else {
+            (euid, egid)
+        }
+    }
+
+    /// In the forked process, pid 1 of the new namespace: returns only on failure.
+    fn become_shell(
+        &self,
+        job: &Job,
+        working_dir: &str,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        command: &Exec,
+    ) -> JailError {
+        // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number has no memory effects.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        // SAFETY: dup2 onto the stdio slots; close_range closes everything above them.
+        unsafe {
+            libc::dup2(stdout.as_raw_fd(), 1);
+            libc::dup2(stderr.as_raw_fd(), 2);
+            libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0);
+        }
+        std::mem::forget((stdout, stderr)); // already closed by close_range
+        if let Err(e) = filesystem_view::enter(Path::new(working_dir)) {
+            return e;
+        }
+        if let Err(e) = limit(job) {
+            return e;
+        }
+        if self.settings.applies(Layer::UidDrop) {
+            let (uid, gid) = self.identity();
+            if let Err(e) = credentials::drop_to(uid, gid) {
+                return e;
+            }
+        }
+        if let Err(e) = no_new_privs::set() {
+            return e;
+        }
+        if let Some(filter) = &self.filter {
+            if let Err(e) = filter.apply_kill_list() {
+                return e;
+            }
+        }
+        // SAFETY: every pointer array is NULL-terminated and points at CStrings that live in
+        // `command` until the call (execve only returns on failure).
+        unsafe { libc::execve(command.path.as_ptr(), command.argv.as_ptr(), command.envp.as_ptr()) };
+        JailError::Filesystem(format!("exec /bin/sh: {}", std::io::Error::last_os_error()))
+    }
+}
+
+/// rlimits of the command's processes: memory per process, CPU as a backstop, processes, open
+/// files, file size (the tmpfs is capped anyway), no core dumps.
+fn limit(job: &Job) -> Result<(), JailError> {
+    let memory = job.limits.memory_mb.saturating_mul(1024 * 1024);
+    let cpu = job.limits.timeout_ms.div_ceil(1000) + 1;
+    for (resource, value, name) in [
+        (Resource::AS, memory, "RLIMIT_AS"),
+        (Resource::CPU, cpu, "RLIMIT_CPU"),
+        (Resource::NPROC, MAX_PROCESSES, "RLIMIT_NPROC"),
+        (Resource::NOFILE, MAX_OPEN_FILES, "RLIMIT_NOFILE"),
+        (Resource::FSIZE, memory, "RLIMIT_FSIZE"),
+        (Resource::CORE, 0, "RLIMIT_CORE"),
+    ] {
+        resource
+            .set(value, value)
+            .map_err(|e| JailError::ResourceLimit(name, e))?;
+    }
+    Ok(())
+}
+
+/// `/bin/sh -c COMMAND` and its environment, built before the fork (no allocation after it).
+struct Exec {
+    path: CString,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+    _strings: Vec<CString>,
+}
+
+fn prepare_exec(job: &Job, working_dir: &str) -> Exec {
+    let mut env = std::collections::BTreeMap::from([
+        ("PATH".to_owned(), PATH.to_owned()),
+        ("HOME".to_owned(), "/tmp".to_owned()),
+        ("LANG".to_owned(), "C.UTF-8".to_owned()),
+        ("PWD".to_owned(), working_dir.to_owned()),
+    ]);
+    env.extend(job.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let cstring = |s: String| CString::new(s.replace('\0', "")).expect("NUL removed");
+    let argv_strings = vec![
+        cstring("sh".into()),
+        cstring("-c".into()),
+        cstring(job.code.clone()),
+    ];
+    let env_strings: Vec<CString> = env
+        .into_iter()
+        .map(|(k, v)| cstring(format!("{k}={v}")))
+        .collect();
+    let argv = argv_strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    let envp = env_strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain([std::ptr::null()])
+        .collect();
+    Exec {
+        path: cstring("/bin/sh".into()),
+        argv,
+        envp,
+        _strings: argv_strings.into_iter().chain(env_strings).collect(),
+    }
+}
+
+struct Collected {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    timed_out: bool,
+    overflowed: bool,
+}
+
+/// Reads both pipes until they close, the deadline passes, or the output limit is crossed (the
+/// last two kill pid 1, and with it the namespace).
+fn collect(shell: Pid, stdout: OwnedFd, stderr: OwnedFd, deadline: Instant, job: &Job) -> Collected {
+    let limit = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
+    let mut out = Collected {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        timed_out: false,
+        overflowed: false,
+    };
+    let mut files = [
+        Some(std::fs::File::from(stdout)),
+        Some(std::fs::File::from(stderr)),
+    ];
+    let mut buf = vec![0u8; 64 * 1024];
+    while files.iter().any(Option::is_some) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            out.timed_out = true;
+            let _ = kill(shell, Signal::SIGKILL);
+            break;
+        }
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> = files
+                .iter()
+                .flatten()
+                .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let wait = PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, wait) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => break,
+            }
+            fds.iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect()
+        };
+        let mut index = 0;
+        for (slot, target) in files.iter_mut().zip([0usize, 1]) {
+            let Some(file) = slot.as_mut() else { continue };
+            let hit = ready.get(index).copied().unwrap_or(false);
+            index += 1;
+            if !hit {
+                continue;
+            }
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => *slot = None,
+                Ok(n) => {
+                    let used = out.stdout.len() + out.stderr.len();
+                    let room = limit.saturating_sub(used).min(n);
+                    let sink = if target == 0 { &mut out.stdout } else { &mut out.stderr };
+                    sink.extend_from_slice(&buf[..room]);
+                    if room < n {
+                        out.overflowed = true;
+                        let _ = kill(shell, Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+        if out.overflowed {
+            break;
+        }
+    }
+    out
+}
+
+fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instant, job: &Job) -> ! {
+    let (exit_code, error) = if collected.timed_out {
+        (
+            TIMEOUT_EXIT_CODE,
+            Some(RunError::new(
+                ErrorKind::Timeout,
+                format!("the command timed out after {} ms", job.limits.timeout_ms),
+            )),
+        )
+    } else if collected.overflowed {
+        (
+            1,
+            Some(RunError::new(
+                ErrorKind::OutputLimit,
+                format!("output exceeded the limit of {} bytes", job.limits.max_output_bytes),
+            )),
+        )
+    } else {
+        match status {
+            Ok(WaitStatus::Exited(_, code)) => (code, None),
+            Ok(WaitStatus::Signaled(_, signal, _)) => (128 + signal as i32, None),
+            other => (1, Some(RunError::new(ErrorKind::Internal, format!("waitpid: {other:?}")))),
+        }
+    };
+    let report = ChildReport {
+        result: None,
+        stdout: String::from_utf8_lossy(&collected.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&collected.stderr).into_owned(),
+        exit_code,
+        error,
+        execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    match serde_json::to_vec(&report) {
+        Ok(bytes) => child::finish(&bytes),
+        Err(e) => child::fail(&format!("encoding the report: {e}")),
+    }
+}
