@@ -197,7 +197,9 @@ fn shell_working_dir(dir: &str) -> Result<String, Invalid> {
     {
         return refuse("must not contain '..'");
     }
-    const SYSTEM: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc"];
+    const SYSTEM: &[&str] = &[
+        "/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/dev", "/proc",
+    ];
     if SYSTEM.iter().any(|s| path.starts_with(s)) {
         return refuse("is a read-only system directory; use a directory under /tmp");
     }

@@ -19,7 +19,9 @@ use super::JailError;
 pub const ROOT: &str = "/tmp";
 
 /// The system directories shown read-only, when the host has them.
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+];
 /// Host files of `/etc` a shell needs to run programs (the loader's cache, Debian's
 /// alternatives such as awk), shown read-only.
 const ETC_BINDS: &[&str] = &["/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime"];
@@ -84,7 +86,10 @@ pub fn build(size_mb: u64, working_dir: &Path, uid: u32, gid: u32) -> Result<(),
     let c = cstring(&work)?;
     // SAFETY: chown on a path we just created, with a NUL-terminated string.
     if unsafe { libc::chown(c.as_ptr(), uid, gid) } != 0 {
-        return Err(fail("handing over the working directory", io::Error::last_os_error()));
+        return Err(fail(
+            "handing over the working directory",
+            io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -110,7 +115,10 @@ pub fn enter(working_dir: &Path) -> Result<(), JailError> {
     }
     // SAFETY: detaches the old root, which now sits on top of ".".
     if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
-        return Err(fail("detaching the host's root", io::Error::last_os_error()));
+        return Err(fail(
+            "detaching the host's root",
+            io::Error::last_os_error(),
+        ));
     }
     std::env::set_current_dir(working_dir).map_err(|e| fail("entering the working directory", e))
 }
@@ -132,8 +140,14 @@ fn show(source: &Path, target: &Path) -> Result<(), JailError> {
     }
     .map_err(|e| fail("creating a mount point", e))?;
     let (source, target) = (path_str(source)?, path_str(target)?);
-    mount(Some(&source), &target, None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(|e| fail(&format!("binding {source}"), e))?;
+    mount(
+        Some(&source),
+        &target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(|e| fail(&format!("binding {source}"), e))?;
     let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID;
     mount(None, &target, None, flags, None)
         .map_err(|e| fail(&format!("making {source} read-only"), e))
@@ -177,4 +191,3 @@ fn path_str(p: &Path) -> Result<String, JailError> {
 fn cstring(p: &Path) -> Result<CString, JailError> {
     CString::new(path_str(p)?).map_err(|_| JailError::Filesystem("a path holds NUL".into()))
 }
-

@@ -79,7 +79,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .local_addr()
         .map_err(|e| format!("reading the bound address: {e}"))?;
     let supervisor = Supervisor::start(
-        &[ZygoteKind::Python, ZygoteKind::Javascript, ZygoteKind::Shell],
+        &[
+            ZygoteKind::Python,
+            ZygoteKind::Javascript,
+            ZygoteKind::Shell,
+        ],
         &config.jail,
         config.workers,
         config.queue,

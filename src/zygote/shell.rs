@@ -1,8 +1,12 @@
 //! The shell zygote: no interpreter, only a jail-maker. Its child (trusted code) reads the job,
 //! enters new mount and pid namespaces, builds the command's file system
 //! ([`filesystem_view`]), and forks the process that becomes pid 1 of that pid namespace:
-//! it enters the new root, takes the rlimits, the unprivileged uid, `no_new_privs` and the
-//! seccomp kill list, and execs `/bin/sh -c COMMAND` with a minimal environment.
+//! it enters the new root, takes the rlimits, an unprivileged uid of the run's own, `no_new_privs`
+//! and the seccomp kill list, then forks `/bin/sh -c COMMAND` (minimal environment) and stays
+//! as its init: it reaps orphans and exits with the shell's status.
+//!
+//! Each run's uid is its own (`SHELL_UID_BASE` + the child's pid, unique while the run lives),
+//! so RLIMIT_NPROC, which the kernel counts per uid, bounds one run without starving another.
 //!
 //! The child collects the command's stdout and stderr and enforces the deadline and the output
 //! limit by killing pid 1, which takes the whole namespace — every background process — with
@@ -29,12 +33,17 @@ use crate::run::{ErrorKind, RunError, TIMEOUT_EXIT_CODE};
 
 /// Processes the command may run at once (per uid, as the kernel counts).
 const MAX_PROCESSES: u64 = 128;
+/// The first uid of the range shell runs take when sandlot runs as root; far above any
+/// account a host has.
+const SHELL_UID_BASE: u32 = 2_000_000_000;
 const MAX_OPEN_FILES: u64 = 256;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct ShellEngine {
     settings: JailSettings,
     filter: Option<seccomp::Filter>,
+    /// The uid and gid the command runs as, fixed by [`ShellEngine::stage`].
+    runner: (u32, u32),
 }
 
 impl Engine for ShellEngine {
@@ -47,7 +56,11 @@ impl Engine for ShellEngine {
         } else {
             None
         };
-        Ok(Self { settings, filter })
+        Ok(Self {
+            settings,
+            filter,
+            runner: (0, 0),
+        })
     }
 
     fn run(&mut self, job: Job) -> ! {
@@ -86,21 +99,24 @@ impl Engine for ShellEngine {
 
 impl ShellEngine {
     /// New mount and pid namespaces, and the command's file system.
-    fn stage(&self, job: &Job, working_dir: &Path) -> Result<(), JailError> {
+    fn stage(&mut self, job: &Job, working_dir: &Path) -> Result<(), JailError> {
         // SAFETY: unshare only changes this process's namespace membership.
         if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID) } != 0 {
             return Err(JailError::Namespaces(std::io::Error::last_os_error()));
         }
         let (uid, gid) = self.identity();
-        filesystem_view::build(job.limits.memory_mb, working_dir, uid, gid)
+        filesystem_view::build(job.limits.memory_mb, working_dir, uid, gid)?;
+        self.runner = (uid, gid);
+        Ok(())
     }
 
-    /// Who runs the command: the configured unprivileged user when we are root.
+    /// Who runs the command: as root, a uid of this run's own (see the module comment) and the
+    /// configured unprivileged group; otherwise our own identity.
     fn identity(&self) -> (u32, u32) {
-        // SAFETY: geteuid and getegid have no preconditions.
-        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        // SAFETY: geteuid, getegid and getpid have no preconditions.
+        let (euid, egid, pid) = unsafe { (libc::geteuid(), libc::getegid(), libc::getpid()) };
         if euid == 0 && self.settings.applies(Layer::UidDrop) {
-            (self.settings.child_uid, self.settings.child_gid)
+            (SHELL_UID_BASE + pid as u32, self.settings.child_gid)
         } else {
             (euid, egid)
         }
@@ -131,7 +147,7 @@ impl ShellEngine {
             return e;
         }
         if self.settings.applies(Layer::UidDrop) {
-            let (uid, gid) = self.identity();
+            let (uid, gid) = self.runner;
             if let Err(e) = credentials::drop_to(uid, gid) {
                 return e;
             }
@@ -144,11 +160,42 @@ impl ShellEngine {
                 return e;
             }
         }
-        // SAFETY: every pointer array is NULL-terminated and points at CStrings that live in
-        // `command` until the call (execve only returns on failure).
-        unsafe { libc::execve(command.path.as_ptr(), command.argv.as_ptr(), command.envp.as_ptr()) };
-        JailError::Filesystem(format!("exec /bin/sh: {}", std::io::Error::last_os_error()))
+        // As the namespace's init, stay: the shell runs as our child, so it gets ordinary
+        // signal semantics, and orphans are reaped here.
+        // SAFETY: single-threaded; the child only execs (or `_exit`s).
+        let shell = match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                // SAFETY: every pointer array is NULL-terminated and points at CStrings that
+                // live in `command` until the call (execve only returns on failure).
+                unsafe {
+                    libc::execve(
+                        command.path.as_ptr(),
+                        command.argv.as_ptr(),
+                        command.envp.as_ptr(),
+                    );
+                    libc::_exit(127)
+                }
+            }
+            Ok(ForkResult::Parent { child }) => child,
+            Err(e) => return JailError::Filesystem(format!("fork: {e}")),
+        };
+        loop {
+            match waitpid(None, None) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == shell => exit_now(code),
+                Ok(WaitStatus::Signaled(pid, signal, _)) if pid == shell => {
+                    exit_now(128 + signal as i32)
+                }
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return JailError::Filesystem(format!("waitpid: {e}")),
+            }
+        }
     }
+}
+
+/// Leaves at once with `code`; the kernel then ends every process left in the namespace.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
 }
 
 /// rlimits of the command's processes: memory per process, CPU as a backstop, processes, open
@@ -224,7 +271,13 @@ struct Collected {
 
 /// Reads both pipes until they close, the deadline passes, or the output limit is crossed (the
 /// last two kill pid 1, and with it the namespace).
-fn collect(shell: Pid, stdout: OwnedFd, stderr: OwnedFd, deadline: Instant, job: &Job) -> Collected {
+fn collect(
+    shell: Pid,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    deadline: Instant,
+    job: &Job,
+) -> Collected {
     let limit = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
     let mut out = Collected {
         stdout: Vec::new(),
@@ -273,7 +326,11 @@ fn collect(shell: Pid, stdout: OwnedFd, stderr: OwnedFd, deadline: Instant, job:
                 Ok(n) => {
                     let used = out.stdout.len() + out.stderr.len();
                     let room = limit.saturating_sub(used).min(n);
-                    let sink = if target == 0 { &mut out.stdout } else { &mut out.stderr };
+                    let sink = if target == 0 {
+                        &mut out.stdout
+                    } else {
+                        &mut out.stderr
+                    };
                     sink.extend_from_slice(&buf[..room]);
                     if room < n {
                         out.overflowed = true;
@@ -303,14 +360,23 @@ fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instan
             1,
             Some(RunError::new(
                 ErrorKind::OutputLimit,
-                format!("output exceeded the limit of {} bytes", job.limits.max_output_bytes),
+                format!(
+                    "output exceeded the limit of {} bytes",
+                    job.limits.max_output_bytes
+                ),
             )),
         )
     } else {
         match status {
             Ok(WaitStatus::Exited(_, code)) => (code, None),
             Ok(WaitStatus::Signaled(_, signal, _)) => (128 + signal as i32, None),
-            other => (1, Some(RunError::new(ErrorKind::Internal, format!("waitpid: {other:?}")))),
+            other => (
+                1,
+                Some(RunError::new(
+                    ErrorKind::Internal,
+                    format!("waitpid: {other:?}"),
+                )),
+            ),
         }
     };
     let report = ChildReport {
