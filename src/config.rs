@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use crate::broker::Broker;
 use crate::jail::probe::LayerStatus;
 use crate::jail::settings::JailSettings;
 use crate::run::Limits;
@@ -21,6 +22,7 @@ pub struct Config {
     pub queue: usize,
     pub max_body_bytes: usize,
     pub jail: JailSettings,
+    pub broker: Broker,
     /// Layers this machine lacks and the operator accepted (`--allow-degraded`); `/readyz`
     /// lists them.
     pub degraded: Vec<LayerStatus>,
@@ -79,6 +81,7 @@ impl Default for Config {
             queue: 512,
             max_body_bytes: 16 * 1024 * 1024,
             jail: JailSettings::new(LimitPolicy::default().max),
+            broker: Broker::default(),
             degraded: Vec::new(),
         }
     }
@@ -103,6 +106,7 @@ pub fn default_workers() -> usize {
 /// | `SANDBOX_MAX_MEMORY_MB` (FastGPT) | `SANDLOT_MAX_MEMORY_MB` |
 /// | `MAX_WORKERS` (Dify) | `SANDLOT_WORKERS` |
 /// | `MAX_REQUESTS` (Dify) | `SANDLOT_QUEUE` |
+/// | `ENABLE_NETWORK` (Dify) | `SANDLOT_NETWORK` |
 ///
 /// Must run while the process is single-threaded (it sets environment variables).
 /// A peer's value turned into ours, or `None` when it does not parse.
@@ -137,6 +141,13 @@ pub fn apply_peer_aliases() {
         }),
         ("MAX_REQUESTS", "SANDLOT_QUEUE", &|v| {
             Some(v.trim().to_owned())
+        }),
+        ("ENABLE_NETWORK", "SANDLOT_NETWORK", &|v| {
+            let on = matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "on"
+            );
+            Some(on.to_string())
         }),
     ];
     for (peer, ours, convert) in aliases {

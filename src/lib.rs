@@ -6,12 +6,14 @@
 //! - [`run`]: what a run is — limits, response, error kinds; [`run_request`]: its request.
 //! - [`server`]: the HTTP APIs, one module per API family.
 //! - [`supervisor`]: the server's side of the zygotes: starting, restarting, running a job.
+//! - [`broker`]: `SystemHelper.httpRequest`, performed by the server for a child.
 //! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child.
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
 //! - [`jail`]: the steps that confine a child, one per file.
 //! - [`whitelist`]: the module allowlists.
 //! - [`config`]: the server's settings.
 
+pub mod broker;
 pub mod config;
 pub mod control_socket;
 pub mod jail;

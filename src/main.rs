@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use sandlot::broker::destination::Allowed;
+use sandlot::broker::Broker;
 use sandlot::config::{default_workers, Config, LimitPolicy};
 use sandlot::jail::probe::{self, LayerStatus};
 use sandlot::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
@@ -82,6 +84,14 @@ struct ServeArgs {
     /// Largest request body, in bytes (413 past it).
     #[arg(long, env = "SANDLOT_MAX_BODY_BYTES", default_value_t = Config::default().max_body_bytes)]
     max_body_bytes: usize,
+    /// Open a destination to SystemHelper.httpRequest on purpose: a CIDR range (10.0.0.0/8),
+    /// an address, or a host name. Repeatable; SANDLOT_HTTP_ALLOW takes a comma-separated list.
+    #[arg(long = "http-allow", env = "SANDLOT_HTTP_ALLOW", value_delimiter = ',')]
+    http_allow: Vec<String>,
+    /// Whether runs may use SystemHelper.httpRequest at all (`--network false` refuses every
+    /// call). Dify's ENABLE_NETWORK sets it too.
+    #[arg(long, env = "SANDLOT_NETWORK", default_value_t = true, action = clap::ArgAction::Set)]
+    network: bool,
     #[command(flatten)]
     jail: JailArgs,
 }
@@ -199,6 +209,19 @@ fn serve(args: ServeArgs) -> ExitCode {
         memory_mb: args.max_memory_mb,
         max_output_bytes: args.max_output_bytes,
     };
+    let allow = match args
+        .http_allow
+        .iter()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| Allowed::parse(e))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(allow) => allow,
+        Err(message) => {
+            eprintln!("sandlot: {message}");
+            return ExitCode::from(2);
+        }
+    };
     let (jail, degraded) = match args.jail.checked_settings(max) {
         Ok(checked) => checked,
         Err(message) => {
@@ -225,6 +248,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         queue: args.queue,
         max_body_bytes: args.max_body_bytes,
         jail,
+        broker: Broker {
+            enabled: args.network,
+            allow,
+        },
         degraded,
     };
     let result = runtime().block_on(sandlot::server::serve(config));
@@ -309,7 +336,7 @@ fn run_request(request: RunRequest, jail: &JailSettings) -> ExitCode {
         }
     };
     let response = runtime().block_on(async {
-        let supervisor = Supervisor::start(&[plan.kind], jail, 1, 0);
+        let supervisor = Supervisor::start(&[plan.kind], jail, Broker::default(), 1, 0);
         if !supervisor.wait_ready(Duration::from_secs(120)).await {
             return Err(format!(
                 "the interpreter did not start: {:?}",

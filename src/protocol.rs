@@ -70,6 +70,13 @@ pub struct Job {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub env: std::collections::BTreeMap<String, String>,
+    /// Whether `SystemHelper.httpRequest` may be used (the server's policy still applies).
+    #[serde(default = "yes")]
+    pub network: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Calling conventions of the APIs sandlot serves.

@@ -121,6 +121,7 @@ impl RunRequest {
                 convention: Default::default(),
                 working_dir,
                 env,
+                network: self.network.unwrap_or(true),
             },
         })
     }

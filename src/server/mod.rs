@@ -85,6 +85,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
             ZygoteKind::Shell,
         ],
         &config.jail,
+        config.broker.clone(),
         config.workers,
         config.queue,
     );

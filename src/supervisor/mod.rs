@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+pub use execute::BROKER_REQUEST;
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 
+use crate::broker::Broker;
 use crate::jail::settings::JailSettings;
 use crate::protocol::Job;
 use crate::run::RunResponse;
@@ -23,6 +25,7 @@ pub struct Busy;
 
 pub struct Supervisor {
     zygotes: Vec<Arc<ZygoteProcess>>,
+    broker: Broker,
     workers: Arc<Semaphore>,
     waiting: AtomicUsize,
     max_waiting: usize,
@@ -33,10 +36,12 @@ impl Supervisor {
     pub fn start(
         kinds: &[ZygoteKind],
         jail: &JailSettings,
+        broker: Broker,
         workers: usize,
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
+            broker,
             zygotes: kinds
                 .iter()
                 .map(|&k| ZygoteProcess::start(k, jail.clone()))
@@ -88,7 +93,7 @@ impl Supervisor {
                 kind.name()
             )));
         };
-        Ok(execute::execute(zygote, job).await)
+        Ok(execute::execute(zygote, job, &self.broker).await)
     }
 }
 

@@ -61,6 +61,26 @@ fn read_job() -> Job {
     }
 }
 
+/// The largest broker answer a child accepts: a 2 MiB body, JSON-escaped, and headers.
+const MAX_BROKER_ANSWER: usize = 16 * 1024 * 1024;
+
+/// Asks the server's broker for an HTTP request (JSON of [`crate::broker::Request`]) and
+/// blocks for its answer (`{"ok": ...}` or `{"error": ...}`, as JSON).
+pub fn broker_call(request: &[u8]) -> std::io::Result<Vec<u8>> {
+    if request.len() > crate::broker::MAX_REQUEST_FRAME {
+        let answer = serde_json::json!({"error": {"denied": true, "message": format!(
+            "the request is too large: a request body may have at most {} bytes (5 MB)",
+            crate::broker::MAX_REQUEST_BYTES
+        )}});
+        return Ok(answer.to_string().into_bytes());
+    }
+    let mut frame = Vec::with_capacity(request.len() + 1);
+    frame.push(crate::supervisor::BROKER_REQUEST);
+    frame.extend_from_slice(request);
+    write_frame(&mut *channel_file(), &frame)?;
+    read_frame(&mut *channel_file(), MAX_BROKER_ANSWER)
+}
+
 /// Sends the report (JSON of a [`ChildReport`]) and leaves. Nothing runs after this: no
 /// destructors, no atexit handlers, no interpreter shutdown.
 pub fn finish(report: &[u8]) -> ! {

@@ -100,6 +100,21 @@ impl Engine for PythonEngine {
                     child::finish(report.cast::<PyBytes>()?.as_bytes())
                 },
             )?;
+            let broker = PyCFunction::new_closure(
+                py,
+                Some(c"broker"),
+                None,
+                |args, _kwargs| -> PyResult<Py<PyBytes>> {
+                    let request = args.get_item(0)?;
+                    let answer = child::broker_call(request.cast::<PyBytes>()?.as_bytes())
+                        .map_err(|e| {
+                            pyo3::exceptions::PyConnectionError::new_err(format!(
+                                "the server did not answer the HTTP request: {e}"
+                            ))
+                        })?;
+                    Ok(PyBytes::new(args.py(), &answer).unbind())
+                },
+            )?;
             self.bootstrap.call_method1(
                 py,
                 "run",
@@ -112,6 +127,7 @@ impl Engine for PythonEngine {
                     job.limits.max_output_bytes,
                     job.limits.memory_mb,
                     finish,
+                    broker,
                 ),
             )?;
             Ok(())

@@ -2,8 +2,10 @@
 // expression and called by src/zygote/javascript.rs with the native pieces (the output writer,
 // the OS random source), the require() allowlist and the bundled polyfills; it returns the
 // hooks the engine drives a run with, which user code cannot reach.
-(function install(write, randomBytes, allowedModules, polyfills) {
+(function install(write, randomBytes, broker, allowedModules, polyfills) {
   'use strict';
+  // Our own references: user code may replace JSON's methods for its run.
+  const { parse: jsonParse, stringify: jsonStringify } = JSON;
   const allowed = new Set(allowedModules);
   // Filled by registerModule() with each bundled npm module's exports.
   const bundled = Object.create(null);
@@ -23,7 +25,7 @@
     if (typeof value === 'symbol') return value.toString();
     if (value !== null && typeof value === 'object') {
       try {
-        const text = JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
+        const text = jsonStringify(value, (_k, v) => (typeof v === 'bigint' ? `${v}n` : v));
         if (text !== undefined) return text;
       } catch (_) {
         // cyclic: fall through to String()
@@ -165,6 +167,26 @@
     }
   }
 
+  // ---- SystemHelper.httpRequest: HTTP performed by the server, which checks every destination ----
+  async function httpRequest(url, options = {}) {
+    const { method = 'GET', headers = {}, body = null, timeout } = options || {};
+    const request = jsonStringify({
+      url: String(url), method: String(method), headers, timeout: timeout ?? null,
+      body: body === undefined ? null : body,
+    });
+    const answer = jsonParse(broker(request));
+    if (answer.error) {
+      const error = new Error(answer.error.message);
+      if (answer.error.denied) {
+        error.name = 'NetworkDeniedError';
+        error.code = 'NETWORK_DENIED';
+      }
+      throw error;
+    }
+    return answer.ok;
+  }
+  hide('SystemHelper', Object.freeze({ httpRequest }));
+
   // ---- Node-like globals from the bundled polyfills ----
   for (const name of ['Buffer', 'URL', 'URLSearchParams', 'structuredClone', 'TextEncoder',
     'TextDecoder']) {
@@ -231,13 +253,7 @@
         CryptoJS.enc.Base64.stringify(fn(`${timestamp}\n${secret}`, secret)));
       return { timestamp, sign };
     });
-    // The HTTP broker is not in this build: the helpers exist and refuse, saying why.
-    const noBroker = async () => {
-      throw new Error('SystemHelper.httpRequest is not available: this sandlot build has no ' +
-        'HTTP broker yet, and a run has no network of its own');
-    };
-    hide('SystemHelper', Object.freeze({ httpRequest: noBroker }));
-    hide('httpRequest', noBroker);
+    hide('httpRequest', httpRequest);
   }
 
   // What the engine drives a run with.

@@ -27,6 +27,7 @@ _encode_report = json.JSONEncoder(ensure_ascii=False).encode
 _encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 _encode_key = json.JSONEncoder().encode
 _decode = json.JSONDecoder().decode
+_encode_request = json.JSONEncoder(default=str).encode
 _perf_counter = time.perf_counter
 _isfinite = math.isfinite
 _signature = inspect.signature
@@ -50,6 +51,40 @@ ModuleNotAllowedError.__module__ = "builtins"  # tracebacks name it without our 
 
 class _InvalidReturn(Exception):
     pass
+
+
+class NetworkDeniedError(PermissionError):
+    """A request SystemHelper.httpRequest refused: the destination, the run's budget, or the
+    server's policy. Uncaught, the run's error kind is network_denied."""
+
+
+NetworkDeniedError.__module__ = "builtins"
+
+
+class _SystemHelper:
+    """FastGPT's SystemHelper: HTTP performed by the server, which checks every destination."""
+
+    NetworkDeniedError = NetworkDeniedError
+
+    def __init__(self, broker):
+        self._broker = broker
+
+    def httpRequest(self, url, method="GET", headers=None, body=None, timeout=60):
+        """Returns {"status", "headers", "data"}; data is parsed JSON when the response is."""
+        if isinstance(body, (bytes, bytearray)):
+            body = bytes(body).decode("utf-8", "replace")
+        request = {"url": str(url), "method": str(method), "headers": dict(headers or {}),
+                   "body": body, "timeout": timeout}
+        try:
+            encoded = _encode_request(request)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"httpRequest: the request cannot be sent: {e}") from None
+        answer = _decode(self._broker(encoded.encode("utf-8")).decode("utf-8"))
+        if "error" in answer:
+            error = answer["error"]
+            kind = NetworkDeniedError if error.get("denied") else ConnectionError
+            raise kind(error.get("message", "the request failed"))
+        return answer["ok"]
 
 
 def _open_refused(*args, **kwargs):
@@ -188,7 +223,8 @@ class _Stream:
         return False
 
 
-def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb, finish):
+def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb, finish,
+        broker):
     """Runs one job and sends its report through finish(); never returns. `fastgpt` selects
     FastGPT's calling convention (see _call_fastgpt) and one output stream for its log."""
     started = _perf_counter()
@@ -213,7 +249,8 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
     sys.stdout = _Stream(output, 0, "<stdout>")
     sys.stderr = _Stream(output, 0 if fastgpt else 1, "<stderr>")
     try:
-        outcome = _execute(code, inputs_json, mode, frozenset(allowed_modules), memory_mb, fastgpt)
+        outcome = _execute(code, inputs_json, mode, frozenset(allowed_modules), memory_mb, fastgpt,
+                           _SystemHelper(broker))
     except BaseException as e:  # a fault of this module, not of the user's code
         outcome = {"exit_code": 1, "error": _error("internal", f"sandlot bootstrap: {e!r}")}
     if outcome.get("result_json") is not None and len(outcome["result_json"]) > max_output:
@@ -228,7 +265,7 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
     send(outcome.get("result_json") or "null", outcome.get("exit_code", 0), outcome.get("error"))
 
 
-def _execute(code, inputs_json, mode, allowed, memory_mb, fastgpt):
+def _execute(code, inputs_json, mode, allowed, memory_mb, fastgpt, system_helper):
     linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
     try:
         compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
@@ -236,7 +273,8 @@ def _execute(code, inputs_json, mode, allowed, memory_mb, fastgpt):
         return {"exit_code": 1, "error": _exception_error(e, memory_mb, "syntax_error")}
     user_builtins = dict(_user_builtins)
     user_builtins["__import__"] = _guarded_import(allowed, user_builtins)
-    namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None}
+    namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None,
+                 "SystemHelper": system_helper}
     inputs = _decode(inputs_json)
     if fastgpt:
         namespace.update(inputs)  # FastGPT's variables are module globals too
@@ -377,6 +415,8 @@ def _exception_error(exc, memory_mb, kind=None):
         message = _one_line(exc)
     elif isinstance(exc, ModuleNotAllowedError):
         kind, message = "module_not_allowed", str(exc)
+    elif isinstance(exc, NetworkDeniedError):
+        kind, message = "network_denied", _one_line(exc)
     elif isinstance(exc, MemoryError):
         kind = "memory_limit"
         message = f"memory limit exceeded: the run may use {memory_mb} MB (MemoryError)"

@@ -32,6 +32,8 @@ pub fn describe(caught: CaughtError<'_>, while_loading: bool) -> RunError {
                 ErrorKind::MemoryLimit
             } else if code.as_deref() == Some("MODULE_NOT_ALLOWED") {
                 ErrorKind::ModuleNotAllowed
+            } else if code.as_deref() == Some("NETWORK_DENIED") {
+                ErrorKind::NetworkDenied
             } else if parse_error {
                 ErrorKind::SyntaxError
             } else {

@@ -58,6 +58,7 @@ impl Engine for JavascriptEngine {
                 let hooks: Object = install.call((
                     Func::from(output::write_output),
                     Func::from(random_bytes),
+                    Func::from(broker_call),
                     whitelist::javascript(),
                     polyfills,
                 ))?;
@@ -153,6 +154,15 @@ fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<ArrayBuffer<'j
         filled += got as usize;
     }
     ArrayBuffer::new(ctx, bytes)
+}
+
+/// `SystemHelper.httpRequest`'s way to the server: request JSON in, answer JSON out. Blocks the
+/// run until the server answers (the server's deadline still applies).
+fn broker_call(request: String) -> rquickjs::Result<String> {
+    let answer = super::child::broker_call(request.as_bytes())
+        .map_err(|e| rquickjs::Error::new_from_js_message("request", "answer", e.to_string()))?;
+    String::from_utf8(answer)
+        .map_err(|e| rquickjs::Error::new_from_js_message("answer", "string", e.to_string()))
 }
 
 struct Outcome {

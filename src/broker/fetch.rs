@@ -1,0 +1,153 @@
+//! Performing one checked request with ureq: the connection goes to the addresses
+//! [`destination::check`] approved (a resolver that answers with them, so there is no second
+//! DNS lookup to race), redirects are followed by hand so each hop is checked again, and the
+//! response body is read up to its cap.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use ureq::http::{self, Uri};
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+use super::destination::{self, Allowed};
+use super::{Failure, Request, MAX_REDIRECTS, MAX_RESPONSE_BYTES};
+
+/// Answers every lookup with the addresses that were checked.
+#[derive(Debug)]
+struct Pinned(Vec<SocketAddr>);
+
+impl Resolver for Pinned {
+    fn resolve(
+        &self,
+        _uri: &Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let mut out = self.empty();
+        for address in self.0.iter().take(16) {
+            out.push(*address);
+        }
+        if out.is_empty() {
+            return Err(ureq::Error::HostNotFound);
+        }
+        Ok(out)
+    }
+}
+
+/// Sends `request`, following at most [`MAX_REDIRECTS`] checked redirects.
+pub fn fetch(request: &Request, allow: &[Allowed], timeout: Duration) -> Result<Value, Failure> {
+    let mut url = request.url.clone();
+    let mut method = request.method.to_ascii_uppercase();
+    let mut body = request.body_bytes();
+    for _hop in 0..=MAX_REDIRECTS {
+        let checked = destination::check(&url, allow).map_err(Failure::Denied)?;
+        let config = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            Pinned(checked.addresses.clone()),
+        );
+        let mut builder = http::Request::builder()
+            .method(method.as_str())
+            .uri(checked.url.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str().unwrap_or_default());
+        }
+        if body.is_some() && request.json_body && !request.has_header("content-type") {
+            builder = builder.header("content-type", "application/json");
+        }
+        let sent = builder
+            .body(body.clone().unwrap_or_default())
+            .map_err(|e| Failure::Failed(format!("the request is malformed: {e}")))?;
+        let mut response = agent.run(sent).map_err(|e| match e {
+            ureq::Error::Timeout(_) => Failure::Failed(format!(
+                "the request timed out after {} s",
+                timeout.as_secs_f64()
+            )),
+            other => Failure::Failed(format!("the request failed: {other}")),
+        })?;
+        let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            if let Some(location) = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+            {
+                url = join(&checked.url, location);
+                if status == 303 || ((status == 301 || status == 302) && method == "POST") {
+                    method = "GET".into();
+                    body = None;
+                }
+                continue;
+            }
+        }
+        let mut headers = Map::new();
+        for (name, value) in response.headers() {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            match headers.get_mut(name.as_str()) {
+                Some(Value::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(&value);
+                }
+                _ => {
+                    headers.insert(name.as_str().to_owned(), Value::String(value));
+                }
+            }
+        }
+        let is_json = headers
+            .get("content-type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.contains("json"));
+        let mut bytes = Vec::new();
+        response
+            .body_mut()
+            .as_reader()
+            .take(MAX_RESPONSE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Failure::Failed(format!("reading the response failed: {e}")))?;
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(Failure::Denied(format!(
+                "the response body is too large: over {} bytes (2 MiB)",
+                MAX_RESPONSE_BYTES
+            )));
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let data = if is_json {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        } else {
+            Value::String(text)
+        };
+        return Ok(serde_json::json!({"status": status, "headers": headers, "data": data}));
+    }
+    Err(Failure::Denied(format!(
+        "too many redirects: at most {MAX_REDIRECTS} are followed"
+    )))
+}
+
+/// A redirect's Location against the URL that answered with it.
+fn join(base: &Uri, location: &str) -> String {
+    if location.starts_with("http://")
+        || location.starts_with("https://")
+        || location.contains("://")
+    {
+        return location.to_owned();
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    if let Some(rest) = location.strip_prefix("//") {
+        return format!("{scheme}://{rest}");
+    }
+    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
+    if location.starts_with('/') {
+        return format!("{scheme}://{authority}{location}");
+    }
+    let path = base.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    format!("{scheme}://{authority}{dir}{location}")
+}

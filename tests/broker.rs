@@ -1,0 +1,380 @@
+//! SystemHelper.httpRequest, brokered by the server. Two local HTTP servers: one on 127.0.0.2,
+//! opened with `--http-allow 127.0.0.2/32`, that echoes what it gets; one on 127.0.0.1 that
+//! must never receive a connection, whatever spelling, redirect or name user code tries.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Fixture {
+    server: common::Server,
+    /// The allowed echo server, on 127.0.0.2.
+    allowed: u16,
+    /// The forbidden listener on 127.0.0.1, and how many connections it saw.
+    forbidden: u16,
+    forbidden_hits: Arc<AtomicUsize>,
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let forbidden_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let forbidden = forbidden_listener.local_addr().unwrap().port();
+        let forbidden_hits = Arc::new(AtomicUsize::new(0));
+        let hits = forbidden_hits.clone();
+        std::thread::spawn(move || {
+            for stream in forbidden_listener.incoming() {
+                hits.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        let allowed_listener = TcpListener::bind("127.0.0.2:0").unwrap();
+        let allowed = allowed_listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in allowed_listener.incoming().flatten() {
+                std::thread::spawn(move || serve(stream, forbidden));
+            }
+        });
+        let server = common::start(&["--http-allow", "127.0.0.2/32"], &[]);
+        Fixture {
+            server,
+            allowed,
+            forbidden,
+            forbidden_hits,
+        }
+    })
+}
+
+/// One request of the echo server: `/slow` sleeps, `/big` sends 3 MiB, `/redirect?to=URL`
+/// redirects, `/text` answers plain text; anything else echoes the request as JSON.
+fn serve(mut stream: TcpStream, _forbidden: u16) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut headers = serde_json::Map::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.trim_end().split_once(':') {
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+            if name == "content-length" {
+                length = value.parse().unwrap_or(0);
+            }
+            headers.insert(name, Value::String(value));
+        }
+    }
+    let mut body = vec![0u8; length];
+    let _ = reader.read_exact(&mut body);
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let target = parts.next().unwrap_or("").to_owned();
+    let (status, content_type, payload): (&str, &str, Vec<u8>) = if target == "/slow" {
+        std::thread::sleep(Duration::from_secs(5));
+        ("200 OK", "text/plain", b"late".to_vec())
+    } else if target == "/big" {
+        ("200 OK", "text/plain", vec![b'x'; 3 * 1024 * 1024])
+    } else if let Some(to) = target.strip_prefix("/redirect?to=") {
+        let response = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let _ = stream.write_all(response.as_bytes());
+        return;
+    } else if target == "/text" {
+        (
+            "200 OK",
+            "text/plain; charset=utf-8",
+            "plain text ✓".as_bytes().to_vec(),
+        )
+    } else {
+        let echo = json!({"method": method, "path": target, "headers": headers,
+            "body": String::from_utf8_lossy(&body)});
+        (
+            "201 Created",
+            "application/json",
+            echo.to_string().into_bytes(),
+        )
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nX-Echo: yes\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        payload.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&payload);
+}
+
+fn py(code: &str) -> Value {
+    fixture().server.python(
+        code,
+        json!({"allowed": fixture().allowed, "forbidden": fixture().forbidden}),
+    )
+}
+
+fn js(code: &str) -> Value {
+    fixture().server.javascript(
+        code,
+        json!({"allowed": fixture().allowed, "forbidden": fixture().forbidden}),
+    )
+}
+
+fn assert_forbidden_untouched() {
+    assert_eq!(
+        fixture().forbidden_hits.load(Ordering::SeqCst),
+        0,
+        "127.0.0.1 got a connection"
+    );
+}
+
+#[test]
+fn get_and_post_with_headers_and_json_in_python() {
+    let r = py("def main(allowed, forbidden):\n    base = f'http://127.0.0.2:{allowed}'\n\
+        \x20   got = SystemHelper.httpRequest(base + '/get?x=1', headers={'X-Token': 'abc'})\n\
+        \x20   posted = SystemHelper.httpRequest(base + '/post', method='POST', body={'a': [1, 'é']})\n\
+        \x20   text = SystemHelper.httpRequest(base + '/text')\n\
+        \x20   return {'got': got, 'posted': posted, 'text': text['data']}");
+    assert_eq!(r["ok"], true, "{r}");
+    let got = &r["result"]["got"];
+    assert_eq!(got["status"], 201);
+    assert_eq!(got["headers"]["x-echo"], "yes");
+    assert_eq!(got["data"]["method"], "GET");
+    assert_eq!(got["data"]["path"], "/get?x=1");
+    assert_eq!(got["data"]["headers"]["x-token"], "abc");
+    let posted = &r["result"]["posted"]["data"];
+    assert_eq!(posted["method"], "POST");
+    assert_eq!(posted["headers"]["content-type"], "application/json");
+    assert_eq!(
+        serde_json::from_str::<Value>(posted["body"].as_str().unwrap()).unwrap(),
+        json!({"a": [1, "é"]})
+    );
+    assert_eq!(r["result"]["text"], "plain text ✓");
+}
+
+#[test]
+fn get_and_post_with_headers_and_json_in_javascript() {
+    let r = js("async function main({allowed}) { const base = `http://127.0.0.2:${allowed}`;\n\
+        const got = await SystemHelper.httpRequest(base + '/get', {headers: {'X-Token': 'xyz'}, timeout: 10});\n\
+        const posted = await SystemHelper.httpRequest(base + '/post', {method: 'POST', body: {n: 42}});\n\
+        const raw = await SystemHelper.httpRequest(base + '/put', {method: 'PUT', body: 'raw text', headers: {'content-type': 'text/plain'}});\n\
+        return {got, posted: posted.data, raw: raw.data} }");
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["got"]["status"], 201);
+    assert_eq!(r["result"]["got"]["data"]["headers"]["x-token"], "xyz");
+    assert_eq!(r["result"]["posted"]["body"], "{\"n\":42}");
+    assert_eq!(
+        r["result"]["posted"]["headers"]["content-type"],
+        "application/json"
+    );
+    assert_eq!(r["result"]["raw"]["method"], "PUT");
+    assert_eq!(r["result"]["raw"]["body"], "raw text");
+    assert_eq!(r["result"]["raw"]["headers"]["content-type"], "text/plain");
+}
+
+/// Every way to 127.0.0.1 (and other internal places) is refused, and the listener there never
+/// sees a connection.
+#[test]
+fn loopback_private_and_metadata_destinations_are_refused() {
+    let f = fixture();
+    let p = f.forbidden;
+    let urls = [
+        format!("http://127.0.0.1:{p}/"),
+        format!("http://localhost:{p}/"),
+        format!("http://localhost.:{p}/"),
+        format!("http://2130706433:{p}/"),
+        format!("http://0x7f000001:{p}/"),
+        format!("http://0x7f.1:{p}/"),
+        format!("http://0177.0.0.1:{p}/"),
+        format!("http://127.1:{p}/"),
+        format!("http://017700000001:{p}/"),
+        format!("http://[::1]:{p}/"),
+        format!("http://[::ffff:127.0.0.1]:{p}/"),
+        format!("http://[::ffff:7f00:1]:{p}/"),
+        format!("http://0.0.0.0:{p}/"),
+        format!("http://0:{p}/"),
+        format!("http://user@127.0.0.1:{p}/"),
+        format!(
+            "http://127.0.0.2:{}/redirect?to=http://127.0.0.1:{p}/",
+            f.allowed
+        ),
+        format!(
+            "http://127.0.0.2:{}/redirect?to=http://localhost:{p}/",
+            f.allowed
+        ),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://10.0.0.1/".to_owned(),
+        "http://192.168.1.1/".to_owned(),
+        "http://172.16.0.1/".to_owned(),
+        "http://100.64.0.1/".to_owned(),
+        "http://[fd00::1]/".to_owned(),
+        "http://[fe80::1]/".to_owned(),
+        "file:///etc/passwd".to_owned(),
+        format!("gopher://127.0.0.1:{p}/"),
+        format!("ftp://127.0.0.1:{p}/"),
+    ];
+    for url in &urls {
+        for language in ["python", "javascript"] {
+            let r = if language == "python" {
+                py(&format!(
+                    "def main(allowed, forbidden):\n    return SystemHelper.httpRequest({url:?})"
+                ))
+            } else {
+                js(&format!(
+                    "async function main() {{ return await SystemHelper.httpRequest({url:?}) }}"
+                ))
+            };
+            assert_eq!(
+                r["error"]["kind"], "network_denied",
+                "{language} {url}: {r}"
+            );
+        }
+    }
+    let r = py("def main(allowed, forbidden):\n    try:\n        SystemHelper.httpRequest('gopher://x/')\n    except SystemHelper.NetworkDeniedError as e:\n        return {'message': str(e)}");
+    assert!(
+        r["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("protocol"),
+        "{r}"
+    );
+    let r = js(&format!("async function main() {{ try {{ await SystemHelper.httpRequest('http://10.1.1.1:{p}/') }} catch (e) {{ return {{message: e.message, code: e.code}} }} }}"));
+    assert!(
+        r["result"]["message"].as_str().unwrap().contains("private"),
+        "{r}"
+    );
+    assert_eq!(r["result"]["code"], "NETWORK_DENIED");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_forbidden_untouched();
+}
+
+#[test]
+fn at_most_thirty_requests_a_run() {
+    let r = py("def main(allowed, forbidden):\n    n = 0\n    for i in range(31):\n        try:\n\
+        \x20           SystemHelper.httpRequest('http://10.0.0.1/' if i % 2 else f'http://127.0.0.2:{allowed}/')\n\
+        \x20           n += 1\n        except SystemHelper.NetworkDeniedError as e:\n            last = str(e)\n\
+        \x20   return {'ok': n, 'last': last}");
+    assert_eq!(r["result"]["ok"], 15, "refused calls count too: {r}");
+    assert!(
+        r["result"]["last"].as_str().unwrap().contains("limit"),
+        "{r}"
+    );
+}
+
+#[test]
+fn oversized_bodies_and_slow_servers_fail_clearly() {
+    let r = js("async function main({allowed}) { return await SystemHelper.httpRequest(`http://127.0.0.2:${allowed}/big`) }");
+    assert_eq!(r["error"]["kind"], "network_denied", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{r}"
+    );
+
+    let r = py("def main(allowed, forbidden):\n    return SystemHelper.httpRequest(f'http://127.0.0.2:{allowed}/post', method='POST', body='x' * (5 * 1024 * 1024 + 1))");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{r}"
+    );
+
+    let r = js("async function main({allowed}) { return await SystemHelper.httpRequest(`http://127.0.0.2:${allowed}/post`, {method: 'POST', body: 'y'.repeat(12 * 1024 * 1024)}) }");
+    assert_eq!(r["error"]["kind"], "network_denied", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too large"),
+        "{r}"
+    );
+
+    let started = Instant::now();
+    let r = js("async function main({allowed}) { try { await SystemHelper.httpRequest(`http://127.0.0.2:${allowed}/slow`, {timeout: 1}) } catch (e) { return {message: e.message, code: e.code ?? null} } }");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        r["result"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{r}"
+    );
+    assert_eq!(
+        r["result"]["code"],
+        Value::Null,
+        "a timeout is a failure, not a refusal"
+    );
+}
+
+#[test]
+fn network_off_refuses_every_call() {
+    let f = fixture();
+    let code = format!(
+        "def main():\n    return SystemHelper.httpRequest('http://127.0.0.2:{}/')",
+        f.allowed
+    );
+    let r = f
+        .server
+        .run(json!({"language": "python", "code": code, "network": false}));
+    assert_eq!(r["error"]["kind"], "network_denied", "{r}");
+
+    let off = common::start(&["--http-allow", "127.0.0.2/32", "--network", "false"], &[]);
+    let r = off.python(&code, json!({}));
+    assert_eq!(r["error"]["kind"], "network_denied", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("turned off"),
+        "{r}"
+    );
+
+    // Dify's enable_network: false maps to the same refusal.
+    let reply = f.server.post(
+        "/v1/sandbox/run",
+        &json!({"language": "python3", "code": format!("print(SystemHelper.httpRequest('http://127.0.0.2:{}/')['status'])", f.allowed), "enable_network": false}).to_string(),
+        &[],
+    );
+    assert!(
+        reply.body["data"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("NetworkDeniedError"),
+        "{}",
+        reply.text
+    );
+    let reply = f.server.post(
+        "/v1/sandbox/run",
+        &json!({"language": "python3", "code": format!("print(SystemHelper.httpRequest('http://127.0.0.2:{}/')['status'])", f.allowed), "enable_network": true}).to_string(),
+        &[],
+    );
+    assert_eq!(reply.body["data"]["stdout"], "201\n", "{}", reply.text);
+}
+
+#[test]
+fn fastgpt_routes_have_both_spellings() {
+    let f = fixture();
+    let code = format!("async function main() {{ const a = await SystemHelper.httpRequest('http://127.0.0.2:{0}/a'); const b = await httpRequest('http://127.0.0.2:{0}/b'); return [a.data.path, b.data.path] }}", f.allowed);
+    let reply = f
+        .server
+        .post("/sandbox/js", &json!({"code": code}).to_string(), &[]);
+    assert_eq!(
+        reply.body["data"]["codeReturn"],
+        json!(["/a", "/b"]),
+        "{}",
+        reply.text
+    );
+    assert_forbidden_untouched();
+}
