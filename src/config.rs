@@ -23,6 +23,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub jail: JailSettings,
     pub broker: Broker,
+    /// Where sandlot installs the Python data packages.
+    pub data_dir: std::path::PathBuf,
     /// Layers this machine lacks and the operator accepted (`--allow-degraded`); `/readyz`
     /// lists them.
     pub degraded: Vec<LayerStatus>,
@@ -82,6 +84,7 @@ impl Default for Config {
             max_body_bytes: 16 * 1024 * 1024,
             jail: JailSettings::new(LimitPolicy::default().max),
             broker: Broker::default(),
+            data_dir: crate::python_packages::default_data_dir(),
             degraded: Vec::new(),
         }
     }

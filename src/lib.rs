@@ -10,7 +10,7 @@
 //! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child.
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
 //! - [`jail`]: the steps that confine a child, one per file.
-//! - [`whitelist`]: the module allowlists.
+//! - [`whitelist`]: the module allowlists; [`python_packages`]: installing the data packages.
 //! - [`config`]: the server's settings.
 
 pub mod broker;
@@ -18,6 +18,7 @@ pub mod config;
 pub mod control_socket;
 pub mod jail;
 pub mod protocol;
+pub mod python_packages;
 pub mod run;
 pub mod run_request;
 pub mod server;

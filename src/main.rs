@@ -12,9 +12,11 @@ use sandlot::broker::Broker;
 use sandlot::config::{default_workers, Config, LimitPolicy};
 use sandlot::jail::probe::{self, LayerStatus};
 use sandlot::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
+use sandlot::python_packages;
 use sandlot::run::{Limits, Mode};
 use sandlot::run_request::{RequestedLimits, RunRequest};
 use sandlot::supervisor::Supervisor;
+use sandlot::zygote::ZygoteKind;
 
 /// Runs untrusted Python and JavaScript code-node snippets behind a local HTTP endpoint.
 ///
@@ -36,6 +38,15 @@ enum Command {
     ///
     /// Exits with the run's exit code (124 on timeout).
     Run(RunArgs),
+    /// Install or list the third-party Python packages (numpy, pandas, matplotlib, jinja2) of
+    /// whitelist/python-requirements.txt. `serve` installs them at its first start too.
+    Deps {
+        #[command(subcommand)]
+        action: DepsAction,
+        /// sandlot's data directory (default: $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).
+        #[arg(long, env = "SANDLOT_DATA_DIR", global = true)]
+        data_dir: Option<PathBuf>,
+    },
     /// Show which isolation layers work on this machine, and why a missing one is missing.
     ///
     /// Exits 0 when every layer is active, 1 otherwise.
@@ -81,6 +92,10 @@ struct ServeArgs {
     /// Requests that may wait for a worker; past this, 503 with Retry-After.
     #[arg(long, env = "SANDLOT_QUEUE", default_value_t = Config::default().queue)]
     queue: usize,
+    /// Where sandlot keeps the Python data packages it installs (default:
+    /// $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).
+    #[arg(long, env = "SANDLOT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Largest request body, in bytes (413 past it).
     #[arg(long, env = "SANDLOT_MAX_BODY_BYTES", default_value_t = Config::default().max_body_bytes)]
     max_body_bytes: usize,
@@ -108,6 +123,14 @@ struct JailArgs {
     /// The gid children run as when sandlot runs as root.
     #[arg(long, env = "SANDLOT_CHILD_GID", default_value_t = DEFAULT_CHILD_ID)]
     child_gid: u32,
+}
+
+#[derive(Subcommand)]
+enum DepsAction {
+    /// Install the packages (pip install --target into the data directory), showing progress.
+    Install,
+    /// Print the installed packages and their versions.
+    List,
 }
 
 #[derive(Args)]
@@ -147,6 +170,39 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run_file(args),
         Command::Doctor(args) => doctor(args),
+        Command::Deps { action, data_dir } => deps(action, data_dir),
+    }
+}
+
+fn deps(action: DepsAction, data_dir: Option<PathBuf>) -> ExitCode {
+    let data_dir = data_dir.unwrap_or_else(python_packages::default_data_dir);
+    match action {
+        DepsAction::Install => match python_packages::install(&data_dir, &mut std::io::stdout()) {
+            Ok(()) => {
+                println!(
+                    "installed in {}",
+                    python_packages::site_dir(&data_dir).display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("sandlot deps install: {why}");
+                ExitCode::FAILURE
+            }
+        },
+        DepsAction::List => {
+            let installed = python_packages::installed(&data_dir);
+            if installed.is_empty() {
+                println!(
+                    "no packages installed in {} (run `sandlot deps install`)",
+                    data_dir.display()
+                );
+            }
+            for (name, version) in installed {
+                println!("{name}=={version}");
+            }
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -247,6 +303,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         workers: args.workers,
         queue: args.queue,
         max_body_bytes: args.max_body_bytes,
+        data_dir: args
+            .data_dir
+            .unwrap_or_else(python_packages::default_data_dir),
         jail,
         broker: Broker {
             enabled: args.network,
@@ -336,8 +395,25 @@ fn run_request(request: RunRequest, jail: &JailSettings) -> ExitCode {
         }
     };
     let response = runtime().block_on(async {
-        let supervisor = Supervisor::start(&[plan.kind], jail, Broker::default(), 1, 0);
-        if !supervisor.wait_ready(Duration::from_secs(120)).await {
+        let data = plan.kind == ZygoteKind::PythonData;
+        let data_dir = python_packages::default_data_dir();
+        if data {
+            python_packages::install(&data_dir, &mut std::io::stderr())?;
+        }
+        let kinds: &[ZygoteKind] = if data { &[] } else { &[plan.kind] };
+        let supervisor = Supervisor::start(
+            kinds,
+            jail,
+            Broker::default(),
+            data.then_some(data_dir),
+            1,
+            0,
+        );
+        let ready = match supervisor.python_data() {
+            Some(python_data) if data => python_data.wait_ready(Duration::from_secs(120)).await,
+            _ => supervisor.wait_ready(Duration::from_secs(120)).await,
+        };
+        if !ready {
             return Err(format!(
                 "the interpreter did not start: {:?}",
                 supervisor.status()

@@ -107,6 +107,9 @@ pub struct ChildReport {
     pub error: Option<RunError>,
     #[serde(default)]
     pub execution_time_ms: f64,
+    /// matplotlib figures left open: `{"format": "png", "base64": ...}`.
+    #[serde(default)]
+    pub images: Vec<serde_json::Value>,
 }
 
 /// Largest control packet; a `Forked` or `Exited` event is a few dozen bytes.

@@ -62,6 +62,9 @@ impl RunRequest {
             ))
         })?;
         let kind = match language {
+            Language::Python if whitelist::imports_python_data(&self.code) => {
+                ZygoteKind::PythonData
+            }
             Language::Python => ZygoteKind::Python,
             Language::Javascript => ZygoteKind::Javascript,
             Language::Shell => ZygoteKind::Shell,
@@ -107,7 +110,7 @@ impl RunRequest {
             }
         };
         let limits = resolve_limits(&self.limits, policy)?;
-        let allowed_modules = allowed_modules(language, self.allowed_modules)?;
+        let allowed_modules = allowed_modules(language, kind, self.allowed_modules)?;
         Ok(Plan {
             kind,
             job: Job {
@@ -163,8 +166,13 @@ fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limit
 
 /// The run's whitelist: the server's, narrowed to `asked` when given. Naming a module the
 /// server does not allow is refused rather than silently dropped.
-fn allowed_modules(language: Language, asked: Option<Vec<String>>) -> Result<Vec<String>, Invalid> {
+fn allowed_modules(
+    language: Language,
+    kind: ZygoteKind,
+    asked: Option<Vec<String>>,
+) -> Result<Vec<String>, Invalid> {
     let server = match language {
+        Language::Python if kind == ZygoteKind::PythonData => whitelist::python_with_data(),
         Language::Python => whitelist::python(),
         Language::Javascript => whitelist::javascript(),
         Language::Shell => Vec::new(),

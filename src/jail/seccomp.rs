@@ -13,7 +13,7 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-use super::seccomp_policy::{ArgIs, ALLOWED, ALLOWED_IF, KILLED, READ_ONLY_OPEN};
+use super::seccomp_policy::{ArgIs, ALLOWED, ALLOWED_IF, KILLED, LIST_DIRECTORY, READ_ONLY_OPEN};
 use super::JailError;
 
 /// The compiled programs, ready to install.
@@ -27,7 +27,10 @@ impl Filter {
     /// per zygote; a child only installs the result.
     pub fn compile(read_only_open: bool) -> Result<Self, seccompiler::Error> {
         let mut allowed: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for (nr, _name) in ALLOWED {
+        for (nr, _name) in ALLOWED
+            .iter()
+            .chain(read_only_open.then_some(&LIST_DIRECTORY))
+        {
             allowed.insert(*nr, Vec::new());
         }
         let conditional = ALLOWED_IF

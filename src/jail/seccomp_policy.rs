@@ -150,6 +150,10 @@ pub const READ_ONLY_OPEN: (i64, &str, &[ArgIs]) = (
     &[dword(2, WRITING_FLAGS, 0)],
 );
 
+/// Only with Landlock on: listing a directory opened read-only (Python's import system lists
+/// the directories it imports from; Landlock limits which).
+pub const LIST_DIRECTORY: (i64, &str) = (libc::SYS_getdents64, "getdents64");
+
 /// Calls no interpreter makes and no innocent code needs: the kernel attack surface of an
 /// exploit (debugging other processes, kernel modules and images, mounts and namespaces, keys,
 /// io_uring, eBPF, userfaultfd, perf, raw handles). The process is killed outright.

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use super::api_error::ApiError;
 use super::json_body::parse;
 use super::AppState;
+use crate::python_packages;
 use crate::run::{ErrorKind, Limits, Mode, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
 
@@ -127,13 +128,16 @@ pub struct DependencyQuery {
 }
 
 /// `GET /v1/sandbox/dependencies?language=python3` (and `/refresh`): the third-party Python
-/// packages this server has installed. None until the data stack is installed.
-pub async fn dependencies(Query(query): Query<DependencyQuery>) -> Response {
+/// packages this server has installed (none while they are being installed).
+pub async fn dependencies(
+    State(state): State<AppState>,
+    Query(query): Query<DependencyQuery>,
+) -> Response {
     match query.language.as_deref() {
         None | Some("python3") | Some("python") => Json(json!({
             "code": 0,
             "message": "success",
-            "data": {"dependencies": installed_dependencies()},
+            "data": {"dependencies": installed_dependencies(&state.config.data_dir)},
         }))
         .into_response(),
         Some(other) => refusal(&format!(
@@ -142,17 +146,29 @@ pub async fn dependencies(Query(query): Query<DependencyQuery>) -> Response {
     }
 }
 
-/// `POST /v1/sandbox/dependencies/update`: reinstalling is not available in this build; the
-/// answer says so rather than pretending.
-pub async fn update_dependencies() -> Response {
-    Json(json!({
-        "code": 0,
-        "message": "success: nothing to update (this build installs no third-party Python packages)",
-        "data": {"dependencies": installed_dependencies()},
-    }))
-    .into_response()
+/// `POST /v1/sandbox/dependencies/update`: installs `whitelist/python-requirements.txt` if it
+/// is not installed yet (waiting for an install already under way), then lists the packages.
+pub async fn update_dependencies(State(state): State<AppState>) -> Response {
+    let data_dir = state.config.data_dir.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        python_packages::install(&data_dir, &mut std::io::stderr())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match outcome {
+        Ok(()) => Json(json!({
+            "code": 0,
+            "message": "success",
+            "data": {"dependencies": installed_dependencies(&state.config.data_dir)},
+        }))
+        .into_response(),
+        Err(why) => Json(json!({"code": -500, "message": why, "data": null})).into_response(),
+    }
 }
 
-fn installed_dependencies() -> Vec<Value> {
-    Vec::new()
+fn installed_dependencies(data_dir: &std::path::Path) -> Vec<Value> {
+    python_packages::installed(data_dir)
+        .into_iter()
+        .map(|(name, version)| json!({"name": name, "version": version}))
+        .collect()
 }

@@ -171,7 +171,7 @@ pub async fn modules() -> Json<Value> {
         "success": true,
         "data": {
             "js": whitelist::javascript(),
-            "python": whitelist::python(),
+            "python": whitelist::python_with_data(),
             "builtinGlobals": BUILTIN_GLOBALS,
         },
     }))

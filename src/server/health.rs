@@ -27,6 +27,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "status": if ready { "ready" } else { "starting" },
         "zygotes": zygotes,
         "degraded": state.config.degraded,
+        "python_packages": state.supervisor.python_data().map(|d| d.status()),
     });
     (status, Json(body))
 }

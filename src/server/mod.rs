@@ -86,6 +86,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
         ],
         &config.jail,
         config.broker.clone(),
+        Some(config.data_dir.clone()),
         config.workers,
         config.queue,
     );

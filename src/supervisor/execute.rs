@@ -105,7 +105,7 @@ fn from_report(bytes: &[u8]) -> RunResponse {
             stderr: report.stderr,
             exit_code: report.exit_code,
             execution_time_ms: report.execution_time_ms,
-            images: Vec::new(),
+            images: report.images,
             error: report.error,
         },
         Err(e) => internal(format!("the child's report was unreadable: {e}")),

@@ -2,8 +2,10 @@
 //! many children run at once, and drives each run to its report or its deadline.
 
 mod execute;
+pub mod python_data;
 mod zygote_process;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +13,13 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use execute::BROKER_REQUEST;
+pub use python_data::PythonData;
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 
 use crate::broker::Broker;
 use crate::jail::settings::JailSettings;
 use crate::protocol::Job;
-use crate::run::RunResponse;
+use crate::run::{ErrorKind, RunError, RunResponse};
 use crate::zygote::ZygoteKind;
 
 /// Too many requests are already waiting; the caller answers 503.
@@ -25,6 +28,8 @@ pub struct Busy;
 
 pub struct Supervisor {
     zygotes: Vec<Arc<ZygoteProcess>>,
+    /// Started once its packages are installed; `None` when this server runs no Python.
+    python_data: Option<Arc<PythonData>>,
     broker: Broker,
     workers: Arc<Semaphore>,
     waiting: AtomicUsize,
@@ -37,10 +42,12 @@ impl Supervisor {
         kinds: &[ZygoteKind],
         jail: &JailSettings,
         broker: Broker,
+        data_dir: Option<PathBuf>,
         workers: usize,
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
+            python_data: data_dir.map(|dir| PythonData::start(dir, jail.clone())),
             broker,
             zygotes: kinds
                 .iter()
@@ -54,6 +61,10 @@ impl Supervisor {
 
     pub fn zygote(&self, kind: ZygoteKind) -> Option<&Arc<ZygoteProcess>> {
         self.zygotes.iter().find(|z| z.kind() == kind)
+    }
+
+    pub fn python_data(&self) -> Option<&Arc<PythonData>> {
+        self.python_data.as_ref()
     }
 
     pub fn status(&self) -> Vec<ZygoteStatus> {
@@ -87,11 +98,26 @@ impl Supervisor {
                     .expect("the worker semaphore is never closed")
             }
         };
-        let Some(zygote) = self.zygote(kind) else {
-            return Ok(execute::internal(format!(
-                "no {} zygote is running in this server",
-                kind.name()
-            )));
+        let zygote = match (kind, &self.python_data) {
+            (ZygoteKind::PythonData, Some(data)) => match data.zygote() {
+                Ok(zygote) => zygote,
+                Err(why) => {
+                    return Ok(RunResponse::failed(
+                        RunError::new(ErrorKind::ModuleNotAllowed, why),
+                        1,
+                        0.0,
+                    ))
+                }
+            },
+            _ => match self.zygote(kind) {
+                Some(zygote) => zygote,
+                None => {
+                    return Ok(execute::internal(format!(
+                        "no {} zygote is running in this server",
+                        kind.name()
+                    )))
+                }
+            },
         };
         Ok(execute::execute(zygote, job, &self.broker).await)
     }

@@ -38,6 +38,8 @@ pub struct ZygoteStatus {
 pub struct ZygoteProcess {
     kind: ZygoteKind,
     jail: JailSettings,
+    /// Variables this kind of zygote needs beyond the common minimal environment.
+    env: Vec<(String, String)>,
     status: watch::Sender<ZygoteStatus>,
     control: Mutex<Control>,
 }
@@ -52,6 +54,14 @@ struct Control {
 
 impl ZygoteProcess {
     pub fn start(kind: ZygoteKind, jail: JailSettings) -> Arc<Self> {
+        Self::start_with_env(kind, jail, Vec::new())
+    }
+
+    pub fn start_with_env(
+        kind: ZygoteKind,
+        jail: JailSettings,
+        env: Vec<(String, String)>,
+    ) -> Arc<Self> {
         let (status, _) = watch::channel(ZygoteStatus {
             kind: kind.name(),
             ready: false,
@@ -62,6 +72,7 @@ impl ZygoteProcess {
         let this = Arc::new(Self {
             kind,
             jail,
+            env,
             status,
             control: Mutex::new(Control::default()),
         });
@@ -137,7 +148,7 @@ impl ZygoteProcess {
     fn run_once(&self) -> Result<(), String> {
         let (ours, theirs) =
             control_socket::pair().map_err(|e| format!("control socketpair: {e}"))?;
-        let mut process = spawn_zygote(self.kind, &self.jail, &theirs)?;
+        let mut process = spawn_zygote(self.kind, &self.jail, &self.env, &theirs)?;
         drop(theirs);
         let result = self.serve_events(&ours, process.id() as i32);
         let _ = process.kill();
@@ -230,6 +241,7 @@ impl ZygoteProcess {
 fn spawn_zygote(
     kind: ZygoteKind,
     jail: &JailSettings,
+    env: &[(String, String)],
     control: &OwnedFd,
 ) -> Result<std::process::Child, String> {
     let control_fd = control.as_raw_fd();
@@ -240,6 +252,7 @@ fn spawn_zygote(
         .env_clear()
         .envs(zygote_environment())
         .env(SETTINGS_ENV, jail.to_env())
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

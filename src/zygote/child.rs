@@ -100,6 +100,7 @@ pub fn fail(message: &str) -> ! {
         exit_code: 1,
         error: Some(RunError::new(ErrorKind::Internal, message)),
         execution_time_ms: 0.0,
+        images: Vec::new(),
     };
     let bytes = serde_json::to_vec(&report).unwrap_or_default();
     finish(&bytes)

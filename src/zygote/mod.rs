@@ -31,6 +31,8 @@ pub const CONTROL_FD: i32 = 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ZygoteKind {
     Python,
+    /// Python with numpy, pandas, matplotlib and jinja2 pre-imported.
+    PythonData,
     Javascript,
     Shell,
 }
@@ -39,6 +41,7 @@ impl ZygoteKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Python => "python",
+            Self::PythonData => "python-data",
             Self::Javascript => "javascript",
             Self::Shell => "shell",
         }
@@ -47,6 +50,7 @@ impl ZygoteKind {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "python" => Some(Self::Python),
+            "python-data" => Some(Self::PythonData),
             "javascript" => Some(Self::Javascript),
             "shell" => Some(Self::Shell),
             _ => None,
@@ -76,7 +80,7 @@ pub trait Engine: Sized {
 /// Entry point of `sandlot __zygote <kind>`; returns the process exit code.
 pub fn main(kind: &str) -> i32 {
     match ZygoteKind::parse(kind) {
-        Some(ZygoteKind::Python) => serve::<python::PythonEngine>(kind),
+        Some(ZygoteKind::Python | ZygoteKind::PythonData) => serve::<python::PythonEngine>(kind),
         Some(ZygoteKind::Javascript) => serve::<javascript::JavascriptEngine>(kind),
         Some(ZygoteKind::Shell) => serve::<shell::ShellEngine>(kind),
         None => {

@@ -30,6 +30,7 @@ pub fn arm(memory_mb: u64) {
             format!("memory limit exceeded: the run may use {memory_mb} MB"),
         )),
         execution_time_ms: 0.0,
+        images: Vec::new(),
     };
     let mut frame = Vec::new();
     let json = serde_json::to_vec(&report).expect("a fixed report serializes");

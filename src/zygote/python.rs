@@ -11,6 +11,7 @@ use pyo3::types::{PyBytes, PyCFunction, PyModule};
 use super::{child, Engine};
 use crate::protocol::Job;
 use crate::run::Mode;
+use crate::supervisor::python_data::PACKAGES_ENV;
 use crate::whitelist;
 
 const BOOTSTRAP: &str = include_str!("../../stdlib-shims/python/bootstrap.py");
@@ -27,7 +28,18 @@ impl Engine for PythonEngine {
             let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
             let module =
                 PyModule::from_code(py, &source, c"<sandlot-bootstrap>", c"_sandlot_bootstrap")?;
-            module.call_method1("prepare", (whitelist::python(),))?;
+            match std::env::var(PACKAGES_ENV) {
+                Ok(site) => {
+                    module.call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
+                    module.call_method1(
+                        "prepare",
+                        (whitelist::python(), whitelist::PYTHON_DATA_PACKAGES),
+                    )?;
+                }
+                Err(_) => {
+                    module.call_method1("prepare", (whitelist::python(),))?;
+                }
+            }
             Ok(module.unbind())
         })
         .map_err(|e| format!("building the Python interpreter: {e}"))?;
@@ -52,6 +64,13 @@ impl Engine for PythonEngine {
         .map(std::path::PathBuf::from)
         .collect();
         dirs.push("/usr/share/zoneinfo".into());
+        // The python-data zygote's packages, and matplotlib's configuration and font cache.
+        if let Ok(site) = std::env::var(PACKAGES_ENV) {
+            dirs.push(site.into());
+        }
+        if let Ok(mpl) = std::env::var("MPLCONFIGDIR") {
+            dirs.push(mpl.into());
+        }
         dirs.sort();
         dirs.dedup();
         // Only real directories, and never the root: a relative or empty entry must not widen

@@ -386,6 +386,7 @@ fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instan
         exit_code,
         error,
         execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+        images: Vec::new(),
     };
     match serde_json::to_vec(&report) {
         Ok(bytes) => child::finish(&bytes),

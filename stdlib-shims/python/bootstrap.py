@@ -33,6 +33,8 @@ _isfinite = math.isfinite
 _signature = inspect.signature
 _Parameter = inspect.Parameter
 _ModuleType = types.ModuleType
+_datetime = __import__("datetime")
+_Decimal = __import__("decimal").Decimal
 
 USER_FILE = "<code>"
 BOOTSTRAP_FILE = "<sandlot-bootstrap>"
@@ -96,11 +98,12 @@ def _open_refused(*args, **kwargs):
 # ---------------------------------------------------------------------------------------------
 
 
-def prepare(whitelist):
+def prepare(whitelist, prepared=()):
     """Imports every whitelisted module (and the submodules of packages) and warms the lazy
-    paths of the stdlib, so that no child ever needs to read a file."""
+    paths of the stdlib, so that no child ever needs to read a file. `prepared` are allowed
+    packages already imported their own way (prepare_data)."""
     global _user_builtins, _whitelist
-    _whitelist = frozenset(whitelist)
+    _whitelist = frozenset(whitelist) | frozenset(prepared)
     failed = []
     for name in whitelist:
         try:
@@ -124,6 +127,71 @@ def prepare(whitelist):
     sys.dont_write_bytecode = True
     gc.collect()
     gc.freeze()
+
+
+def prepare_data(site_dir, package_names):
+    """The python-data zygote: puts the installed packages first on sys.path and imports them
+    with the modules their everyday paths load lazily (a child cannot load an extension module:
+    seccomp refuses executable mappings), including one matplotlib render (Agg), so fonts and
+    caches are loaded before any child exists."""
+    sys.path.insert(0, site_dir)
+    for name in package_names:
+        _real_import(name)
+    io = _real_import("io")
+    steps = [
+        lambda: _real_import("matplotlib").use("Agg"),
+        lambda: _real_import("matplotlib.pyplot"),
+        lambda: _render_warm_up(io),
+        lambda: _pandas_warm_up(io),
+        lambda: _numpy_warm_up(),
+        lambda: _real_import("jinja2").Template(
+            "{% for x in xs %}{{ x|upper }}{% endfor %}{{ y|default('-') }}").render(xs=["é"]),
+    ]
+    for step in steps:
+        step()
+
+
+def _render_warm_up(io):
+    plt = sys.modules["matplotlib.pyplot"]
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3, 1, 2], label="é")
+    ax.bar([1, 2], [2, 3])
+    ax.scatter([1], [2])
+    ax.hist([1, 2, 2, 3])
+    ax.set_title("warm-up ✓")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close("all")
+
+
+def _pandas_warm_up(io):
+    pd = sys.modules["pandas"]
+    df = pd.DataFrame({"a": [1, 2, 2], "b": [1.5, None, 3.0], "c": ["x", "y", "z"],
+                       "d": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
+    df.groupby("a").agg({"b": "sum"}).reset_index()
+    df.groupby("a")["b"].mean()
+    df.describe()
+    df.sort_values("b").head(2)
+    df.merge(df, on="a")
+    df.pivot_table(index="a", values="b", aggfunc="mean")
+    df.to_dict(orient="records")
+    df.to_json()
+    df.to_csv()
+    df["d"].dt.strftime("%Y")
+    pd.read_csv(io.StringIO("a,b\n1,2\n"))
+    pd.read_json(io.StringIO('[{"a": 1}]'))
+    pd.Series([1, 2]).rolling(2).mean()
+    pd.Timestamp("2024-01-01").isoformat()
+
+
+def _numpy_warm_up():
+    np = sys.modules["numpy"]
+    np.linalg.inv(np.eye(2))
+    np.random.default_rng(0).random(3)
+    np.random.rand(2)
+    np.fft.fft([1.0, 2.0])
+    np.percentile([1, 2, 3], 50)
+    np.polyfit([0, 1, 2], [0, 1, 4], 2)
 
 
 def _warm_up():
@@ -230,8 +298,10 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
     started = _perf_counter()
 
     def send(result_json="null", exit_code=0, error=None):
+        images = _collect_figures()
         stdout, stderr = output.texts()
         report = {
+            "images": images,
             "stdout": stdout,
             "stderr": stderr,
             "exit_code": exit_code,
@@ -246,6 +316,9 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
                                        f"output exceeded the limit of {max_output} bytes"))
 
     output = _Output(max_output, overflow)
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()  # the zygote's state would be every child's: fresh from the OS
     sys.stdout = _Stream(output, 0, "<stdout>")
     sys.stderr = _Stream(output, 0 if fastgpt else 1, "<stderr>")
     try:
@@ -263,6 +336,34 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
         except BaseException:
             pass
     send(outcome.get("result_json") or "null", outcome.get("exit_code", 0), outcome.get("error"))
+
+
+MAX_IMAGES = 16
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+
+
+def _collect_figures():
+    """matplotlib figures left open, as PNG: `{"format": "png", "base64": ...}` each."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return []
+    images = []
+    try:
+        io = _real_import("io")
+        base64 = _real_import("base64")
+        for number in plt.get_fignums()[:MAX_IMAGES]:
+            buffer = io.BytesIO()
+            plt.figure(number).savefig(buffer, format="png")
+            data = buffer.getvalue()
+            if len(data) > MAX_IMAGE_BYTES:
+                sys.stderr.write(f"sandlot: figure {number} is over {MAX_IMAGE_BYTES} bytes "
+                                 "as PNG and was left out\n")
+                continue
+            images.append({"format": "png", "base64": base64.b64encode(data).decode("ascii")})
+        plt.close("all")
+    except BaseException as e:
+        sys.stderr.write(f"sandlot: a figure could not be rendered: {e!r}\n")
+    return images
 
 
 def _execute(code, inputs_json, mode, allowed, memory_mb, fastgpt, system_helper):
@@ -371,7 +472,10 @@ def _to_json(value, path, active, lenient=False):
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
-        return value if _isfinite(value) else None
+        return float(value) if _isfinite(value) else None
+    converted = _convert_special(value, lenient)
+    if converted is not _NOT_SPECIAL:
+        return _to_json(converted, path, active, lenient)
     if isinstance(value, (dict, list, tuple)):
         if id(value) in active:
             raise _InvalidReturn(f"{path} refers back to itself; JSON cannot carry a cycle")
@@ -404,6 +508,38 @@ def _to_json(value, path, active, lenient=False):
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
+
+
+_NOT_SPECIAL = object()
+
+
+def _convert_special(value, lenient):
+    """numpy and pandas values, dates and decimals as plain Python (or _NOT_SPECIAL)."""
+    module = type(value).__module__ or ""
+    if module.startswith("numpy"):
+        if hasattr(value, "tolist"):
+            return value.tolist()  # arrays to lists, scalars to int/float/bool
+    if module.startswith("pandas"):
+        name = type(value).__name__
+        if name == "DataFrame":
+            return value.to_dict(orient="records")
+        if name in ("Series", "Index", "DatetimeIndex", "Categorical"):
+            return value.tolist()
+        if name == "NaTType":
+            return None
+        if name == "Timestamp":
+            return str(value) if lenient else value.isoformat()
+        if name == "Timedelta":
+            return str(value)
+        if name in ("NAType",):
+            return None
+    if isinstance(value, (_datetime.datetime, _datetime.date, _datetime.time)):
+        return str(value) if lenient else value.isoformat()
+    if isinstance(value, _Decimal):
+        if value.is_nan() or value.is_infinite():
+            return None
+        return str(value)
+    return _NOT_SPECIAL
 
 
 def _error(kind, message, line=None, column=None, tb=None):

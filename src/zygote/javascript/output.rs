@@ -103,6 +103,7 @@ pub fn report(result: Option<Box<RawValue>>, exit_code: i32, error: Option<RunEr
         exit_code,
         error,
         execution_time_ms: elapsed,
+        images: Vec::new(),
     };
     match serde_json::to_vec(&report) {
         Ok(bytes) => child::finish(&bytes),

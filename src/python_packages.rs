@@ -1,0 +1,159 @@
+//! The third-party Python packages of `whitelist/python-requirements.txt`, installed by sandlot
+//! itself with `pip install --target` into its data directory, for the python-data zygote.
+//!
+//! Each version of the requirements gets a directory of its own (named by a hash of the file),
+//! filled in a temporary directory and renamed into place when pip succeeds, so a half-finished
+//! install is never used. A lock file serialises installers (several servers, `deps install`).
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::whitelist::PYTHON_REQUIREMENTS;
+
+/// The interpreter sandlot links; its pip installs wheels for the same CPython.
+const PYTHON: &str = match option_env!("PYO3_PYTHON") {
+    Some(path) => path,
+    None => "python3",
+};
+
+/// sandlot's data directory when none is configured: `/var/lib/sandlot` for root (children, an
+/// unprivileged user, must be able to read the packages, and root's home is closed to them),
+/// else `$XDG_DATA_HOME/sandlot`, else `~/.local/share/sandlot`.
+pub fn default_data_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/sandlot");
+    }
+    if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("sandlot");
+    }
+    let home = std::env::var_os("HOME").unwrap_or_else(|| "/var/lib".into());
+    PathBuf::from(home).join(".local/share/sandlot")
+}
+
+/// Where this build's requirements live inside `data_dir`.
+pub fn site_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(format!(
+        "python-{:016x}",
+        fnv1a(PYTHON_REQUIREMENTS.as_bytes())
+    ))
+}
+
+/// matplotlib's configuration and font cache, built by the python-data zygote.
+pub fn matplotlib_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("matplotlib")
+}
+
+pub fn is_installed(data_dir: &Path) -> bool {
+    site_dir(data_dir).join(".complete").is_file()
+}
+
+/// Installs the requirements unless they already are; pip's output goes to `progress`.
+pub fn install(data_dir: &Path, progress: &mut dyn Write) -> Result<(), String> {
+    fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating the data directory {}: {e}", data_dir.display()))?;
+    let lock = File::create(data_dir.join("install.lock"))
+        .map_err(|e| format!("creating the install lock: {e}"))?;
+    nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("waiting for another install: {e}"))
+        .and_then(|_locked| install_locked(data_dir, progress))
+}
+
+fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), String> {
+    if is_installed(data_dir) {
+        return Ok(());
+    }
+    let target = site_dir(data_dir);
+    let staging = data_dir.join(format!("staging-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    let requirements = data_dir.join("python-requirements.txt");
+    fs::write(&requirements, PYTHON_REQUIREMENTS)
+        .map_err(|e| format!("writing {}: {e}", requirements.display()))?;
+    let _ = writeln!(
+        progress,
+        "sandlot: installing the Python data packages into {} (pip, {PYTHON})",
+        target.display()
+    );
+    let mut child = Command::new(PYTHON)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+        ])
+        .args([
+            "--only-binary=:all:",
+            "--no-deps",
+            "--progress-bar",
+            "off",
+            "--target",
+        ])
+        .arg(&staging)
+        .arg("-r")
+        .arg(&requirements)
+        .env("PIP_ROOT_USER_ACTION", "ignore")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting pip ({PYTHON} -m pip): {e}"))?;
+    let stderr = child.stderr.take();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = io::Read::read_to_string(&mut stderr, &mut text);
+        }
+        text
+    });
+    if let Some(stdout) = child.stdout.take() {
+        for line in io::BufRead::lines(io::BufReader::new(stdout)).map_while(Result::ok) {
+            let _ = writeln!(progress, "  pip: {line}");
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for pip: {e}"))?;
+    let errors = errors.join().unwrap_or_default();
+    if !status.success() {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(format!(
+            "pip failed ({status}); is the package index reachable? {}",
+            errors.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
+        ));
+    }
+    let _ = fs::remove_dir_all(&target);
+    fs::rename(&staging, &target).map_err(|e| format!("moving the packages into place: {e}"))?;
+    fs::write(target.join(".complete"), PYTHON_REQUIREMENTS)
+        .map_err(|e| format!("marking the install complete: {e}"))?;
+    let _ = writeln!(progress, "sandlot: Python data packages installed");
+    Ok(())
+}
+
+/// (name, version) of every package installed for this build, from pip's `.dist-info`s.
+pub fn installed(data_dir: &Path) -> Vec<(String, String)> {
+    if !is_installed(data_dir) {
+        return Vec::new();
+    }
+    let Ok(entries) = fs::read_dir(site_dir(data_dir)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(String, String)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".dist-info")?;
+            let (package, version) = stem.rsplit_once('-')?;
+            Some((package.to_owned(), version.to_owned()))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// A stable 64-bit hash (FNV-1a) to name the install directory.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |hash, b| {
+        (hash ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
+}
