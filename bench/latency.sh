@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Median latency of a trivial Python and JavaScript main() (and one that requires lodash) over HTTP, at concurrency 1 and 8,
+# Median latency of a trivial Python and JavaScript main() (and ones that use pandas and lodash) over HTTP, at concurrency 1 and 8,
 # measured by oha (installed with cargo when missing) against a release build of sandlot.
 #   bench/latency.sh [REQUESTS]      (default 2000 per case)
 set -euo pipefail
@@ -17,12 +17,20 @@ grep -q "ready on" "$log" || { cat "$log"; exit 1; }
 
 python_body='{"language":"python","code":"def main(a, b):\n    return {\"sum\": a + b}","inputs":{"a":1,"b":2}}'
 js_body='{"language":"javascript","code":"function main({a, b}) { return {sum: a + b} }","inputs":{"a":1,"b":2}}'
+pandas_body='{"language":"python","code":"import pandas as pd\ndef main(a, b):\n    return {\"sum\": int(pd.Series([a, b]).sum())}","inputs":{"a":1,"b":2}}'
 lodash_body='{"language":"javascript","code":"const _ = require(\"lodash\");\nfunction main({a, b}) { return {sum: _.add(a, b)} }","inputs":{"a":1,"b":2}}'
 
 printf '%-12s %5s %10s %10s %10s %10s\n' case conc "p50 ms" "p90 ms" "p99 ms" "req/s"
-for lang in python javascript js+lodash; do
+# The python-data zygote comes up once its packages are installed (the first run installs them).
+for _ in $(seq 1 1200); do
+  curl -s "http://127.0.0.1:$port/readyz" | grep -q '"kind":"python-data"[^}]*"ready":true' && break
+  sleep 0.5
+done
+
+for lang in python py+pandas javascript js+lodash; do
   case $lang in
     python) body=$python_body ;;
+    py+pandas) body=$pandas_body ;;
     javascript) body=$js_body ;;
     js+lodash) body=$lodash_body ;;
   esac
