@@ -125,6 +125,15 @@ fn js(code: &str) -> Value {
     )
 }
 
+/// `r[section][field]` is a string that says `needle`.
+fn assert_says(r: &Value, section: &str, field: &str, needle: &str) {
+    let text = r[section][field].as_str().unwrap_or_default();
+    assert!(
+        text.contains(needle),
+        "{section}.{field} should say {needle:?}: {r}"
+    );
+}
+
 fn assert_forbidden_untouched() {
     assert_eq!(
         fixture().forbidden_hits.load(Ordering::SeqCst),
@@ -236,18 +245,9 @@ fn loopback_private_and_metadata_destinations_are_refused() {
         }
     }
     let r = py("def main(allowed, forbidden):\n    try:\n        SystemHelper.httpRequest('gopher://x/')\n    except SystemHelper.NetworkDeniedError as e:\n        return {'message': str(e)}");
-    assert!(
-        r["result"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("protocol"),
-        "{r}"
-    );
+    assert_says(&r, "result", "message", "protocol");
     let r = js(&format!("async function main() {{ try {{ await SystemHelper.httpRequest('http://10.1.1.1:{p}/') }} catch (e) {{ return {{message: e.message, code: e.code}} }} }}"));
-    assert!(
-        r["result"]["message"].as_str().unwrap().contains("private"),
-        "{r}"
-    );
+    assert_says(&r, "result", "message", "private");
     assert_eq!(r["result"]["code"], "NETWORK_DENIED");
     std::thread::sleep(Duration::from_millis(200));
     assert_forbidden_untouched();
@@ -260,42 +260,21 @@ fn at_most_thirty_requests_a_run() {
         \x20           n += 1\n        except SystemHelper.NetworkDeniedError as e:\n            last = str(e)\n\
         \x20   return {'ok': n, 'last': last}");
     assert_eq!(r["result"]["ok"], 15, "refused calls count too: {r}");
-    assert!(
-        r["result"]["last"].as_str().unwrap().contains("limit"),
-        "{r}"
-    );
+    assert_says(&r, "result", "last", "limit");
 }
 
 #[test]
 fn oversized_bodies_and_slow_servers_fail_clearly() {
     let r = js("async function main({allowed}) { return await SystemHelper.httpRequest(`http://127.0.0.2:${allowed}/big`) }");
     assert_eq!(r["error"]["kind"], "network_denied", "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too large"),
-        "{r}"
-    );
+    assert_says(&r, "error", "message", "too large");
 
     let r = py("def main(allowed, forbidden):\n    return SystemHelper.httpRequest(f'http://127.0.0.2:{allowed}/post', method='POST', body='x' * (5 * 1024 * 1024 + 1))");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too large"),
-        "{r}"
-    );
+    assert_says(&r, "error", "message", "too large");
 
     let r = js("async function main({allowed}) { return await SystemHelper.httpRequest(`http://127.0.0.2:${allowed}/post`, {method: 'POST', body: 'y'.repeat(12 * 1024 * 1024)}) }");
     assert_eq!(r["error"]["kind"], "network_denied", "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("too large"),
-        "{r}"
-    );
+    assert_says(&r, "error", "message", "too large");
 
     let started = Instant::now();
     let r = js("async function main({allowed}) { try { await SystemHelper.httpRequest(`http://127.0.0.2:${allowed}/slow`, {timeout: 1}) } catch (e) { return {message: e.message, code: e.code ?? null} } }");
@@ -304,13 +283,7 @@ fn oversized_bodies_and_slow_servers_fail_clearly() {
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        r["result"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("timed out"),
-        "{r}"
-    );
+    assert_says(&r, "result", "message", "timed out");
     assert_eq!(
         r["result"]["code"],
         Value::Null,
@@ -333,13 +306,7 @@ fn network_off_refuses_every_call() {
     let off = common::start(&["--http-allow", "127.0.0.2/32", "--network", "false"], &[]);
     let r = off.python(&code, json!({}));
     assert_eq!(r["error"]["kind"], "network_denied", "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("turned off"),
-        "{r}"
-    );
+    assert_says(&r, "error", "message", "turned off");
 
     // Dify's enable_network: false maps to the same refusal.
     let reply = f.server.post(

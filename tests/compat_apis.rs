@@ -20,17 +20,8 @@ fn dify(body: Value) -> common::Reply {
     server().post("/v1/sandbox/run", &body.to_string(), &[("x-api-key", KEY)])
 }
 
-fn fastgpt(path: &str, body: Value) -> Value {
-    let reply = server().post(
-        path,
-        &body.to_string(),
-        &[("authorization", &format!("Bearer {KEY}"))],
-    );
-    assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.body
-}
-
-fn module(path: &str, body: Value) -> Value {
+/// POST with the Bearer key (FastGPT's and the module API's way); asserts HTTP 200.
+fn bearer_post(path: &str, body: Value) -> Value {
     let reply = server().post(
         path,
         &body.to_string(),
@@ -292,7 +283,7 @@ fn dify_dependencies_routes_answer_in_shape() {
 
 #[test]
 fn fastgpt_javascript_conventions() {
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/js",
         json!({"code": "function main(v) { console.log('n is', v.n, {deep: [1]}); console.warn('w'); return v.n * 2 }", "variables": {"n": 21}}),
     );
@@ -301,32 +292,32 @@ fn fastgpt_javascript_conventions() {
         json!({"success": true, "data": {"codeReturn": 42, "log": "n is 21 {\"deep\":[1]}\nw"}})
     );
 
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/js",
         json!({"code": "async function main() { return variables.a + '!' }", "variables": {"a": "global"}}),
     );
     assert_eq!(r["data"]["codeReturn"], "global!");
 
-    let r = fastgpt("/sandbox/js", json!({"code": "function main() { }"}));
+    let r = bearer_post("/sandbox/js", json!({"code": "function main() { }"}));
     assert_eq!(
         r["data"]["codeReturn"],
         Value::Null,
         "undefined becomes null: {r}"
     );
 
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/js",
         json!({"code": "function main() { const a = {}; a.a = a; return a }"}),
     );
     assert_eq!(r["success"], false, "a cyclic value fails: {r}");
 
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/js",
         json!({"code": "function main() { throw new Error('plain message') }"}),
     );
     assert_eq!(r, json!({"success": false, "message": "plain message"}));
 
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/js",
         json!({"code": "function main() { try { require('child_process') } catch (e) { return e.message } }"}),
     );
@@ -341,7 +332,7 @@ fn fastgpt_javascript_conventions() {
 
 #[test]
 fn fastgpt_legacy_javascript_helpers() {
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/js",
         json!({"code": "async function main() { const t = Date.now(); await delay(30); \
         let refused; try { await delay(20000) } catch (e) { refused = e.message } \
@@ -361,7 +352,7 @@ fn fastgpt_legacy_javascript_helpers() {
 #[test]
 fn fastgpt_python_conventions() {
     let call = |code: &str, variables: Value| {
-        fastgpt(
+        bearer_post(
             "/sandbox/python",
             json!({"code": code, "variables": variables}),
         )
@@ -406,7 +397,7 @@ fn fastgpt_python_conventions() {
 
 #[test]
 fn fastgpt_python_imports_and_files() {
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/python",
         json!({"code": "def main():\n    try:\n        import os\n    except ImportError as e:\n        return str(e)"}),
     );
@@ -415,12 +406,12 @@ fn fastgpt_python_imports_and_files() {
         message.contains("os") && message.contains("not in the allowlist"),
         "{r}"
     );
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/python",
         json!({"code": "import builtins\ndef main():\n    return builtins.len('abc')"}),
     );
     assert_eq!(r["data"]["codeReturn"], 3, "{r}");
-    let r = fastgpt(
+    let r = bearer_post(
         "/sandbox/python",
         json!({"code": "def main():\n    open('/etc/passwd').read()"}),
     );
@@ -529,14 +520,14 @@ fn fastgpt_token_alias() {
 
 #[test]
 fn module_api_reference_examples() {
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_js",
         json!({"code": "console.log(\"Hello, World!\");", "timeout": 10}),
     );
     assert_eq!(r["stdout"], "Hello, World!\n");
     assert_eq!(r["exit_code"], 0);
     assert!(r["execution_time_ms"].as_f64().unwrap() > 0.0);
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_js",
         json!({"code": "const data = { name: \"test\", value: 42 };\nconsole.log(JSON.stringify(data, null, 2));"}),
     );
@@ -544,12 +535,12 @@ fn module_api_reference_examples() {
         r["stdout"],
         "{\n  \"name\": \"test\",\n  \"value\": 42\n}\n"
     );
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_python",
         json!({"code": "print(\"Hello, World!\")", "timeout": 10}),
     );
     assert_eq!(r["stdout"], "Hello, World!\n");
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_python",
         json!({"code": "import math\nprint(math.pi)", "allowed_modules": ["math"]}),
     );
@@ -558,13 +549,13 @@ fn module_api_reference_examples() {
 
 #[test]
 fn module_api_allowed_modules_narrow_the_whitelist() {
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_python",
         json!({"code": "import json\nprint(1)", "allowed_modules": ["math"]}),
     );
     assert_eq!(r["exit_code"], 1);
     assert!(r["stderr"].as_str().unwrap().contains("json"), "{r}");
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_python",
         json!({"code": "import json\nprint(json.dumps([1]))", "allowed_modules": []}),
     );
@@ -574,7 +565,7 @@ fn module_api_allowed_modules_narrow_the_whitelist() {
 #[test]
 fn module_api_timeout_is_in_seconds() {
     let started = Instant::now();
-    let r = module(
+    let r = bearer_post(
         "/v1/sandbox/execute_python",
         json!({"code": "while True:\n    pass", "timeout": 1}),
     );

@@ -13,13 +13,18 @@ pub async fn run(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<RunRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
+    run_request(&state, request).await.map(Json)
+}
+
+/// Validates a request (400 naming the field) and runs it (503 when the queue is full); the
+/// APIs that translate to a [`RunRequest`] share this.
+pub async fn run_request(state: &AppState, request: RunRequest) -> Result<RunResponse, ApiError> {
     let plan = request
         .plan(&state.config.limits)
         .map_err(|invalid| ApiError::BadRequest(invalid.0))?;
-    let response = state
+    state
         .supervisor
         .run(plan.kind, &plan.job)
         .await
-        .map_err(|_| ApiError::Busy)?;
-    Ok(Json(response))
+        .map_err(|_| ApiError::Busy)
 }

@@ -130,14 +130,7 @@ async fn execute(
         working_dir,
         env,
     };
-    let plan = request
-        .plan(&state.config.limits)
-        .map_err(|invalid| ApiError::BadRequest(invalid.0))?;
-    let response = state
-        .supervisor
-        .run(plan.kind, &plan.job)
-        .await
-        .map_err(|_| ApiError::Busy)?;
+    let response = super::native::run_request(state, request).await?;
     Ok(Json(executed(response)))
 }
 
