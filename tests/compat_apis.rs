@@ -580,3 +580,26 @@ fn module_api_timeout_is_in_seconds() {
     assert_eq!(reply.status, 400);
     assert!(reply.text.contains("timeout"), "{}", reply.text);
 }
+
+/// Dify sends up to a dozen code nodes at once; none may get 503.
+#[test]
+fn dify_twelve_requests_at_once_all_run() {
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let code = format!("import time\ntime.sleep(0.2)\nprint({i} * 2)");
+                let r = dify(json!({"language": "python3", "code": code}));
+                (
+                    r.status,
+                    r.body["data"]["stdout"].as_str().map(str::to_owned),
+                    i,
+                )
+            })
+        })
+        .collect();
+    for handle in handles {
+        let (status, stdout, i) = handle.join().unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(stdout, Some(format!("{}\n", i * 2)));
+    }
+}
