@@ -111,23 +111,43 @@ fn sixty_four_concurrent_requests_are_all_answered_correctly() {
 fn a_full_queue_answers_503_with_retry_after() {
     let server = common::start(&["--workers", "1", "--queue", "1"], &[]);
     let server = &*Box::leak(Box::new(server));
-    let sleeper = json!({"language": "python",
-        "code": "import time\ndef main():\n    time.sleep(1.5)\n    return {}\n"})
-    .to_string();
-    let handles: Vec<_> = (0..4)
-        .map(|_| {
-            let body = sleeper.clone();
-            std::thread::spawn(move || server.post("/v1/run", &body, &[]))
-        })
-        .collect();
-    let replies: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    let busy: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
-    let ran = replies.iter().filter(|r| r.status == 200).count();
-    assert!(!busy.is_empty(), "no request was refused");
-    assert!(ran >= 1);
-    for reply in busy {
-        assert_eq!(reply.body["error"]["kind"], "busy");
-        assert!(reply.headers.iter().any(|(k, _)| k == "retry-after"));
+    let sleep = "import time\ntime.sleep(1.5)\n";
+    // The native API, dify-sandbox's and fastgpt-sandbox's: each refuses the same way.
+    for (path, body) in [
+        (
+            "/v1/run",
+            json!({"language": "python", "code": format!("{sleep}def main():\n    return {{}}\n")}),
+        ),
+        (
+            "/v1/sandbox/run",
+            json!({"language": "python3", "code": sleep}),
+        ),
+        (
+            "/sandbox/python",
+            json!({"code": format!("{sleep}def main():\n    return 1\n")}),
+        ),
+    ] {
+        let body = body.to_string();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let body = body.clone();
+                std::thread::spawn(move || server.post(path, &body, &[]))
+            })
+            .collect();
+        let replies: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let busy: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+        let ran = replies.iter().filter(|r| r.status == 200).count();
+        assert!(!busy.is_empty(), "{path}: no request was refused");
+        assert!(ran >= 1, "{path}");
+        for reply in busy {
+            assert!(
+                reply.headers.iter().any(|(k, _)| k == "retry-after"),
+                "{path}"
+            );
+            if path == "/v1/run" {
+                assert_eq!(reply.body["error"]["kind"], "busy");
+            }
+        }
     }
 }
 
