@@ -400,3 +400,27 @@ fn fastgpt_js_data_encryption() {
     );
     assert_eq!(check["plain"], "hello");
 }
+
+#[test]
+fn allowed_modules_narrow_require_and_import_for_one_run() {
+    let r = common::shared().run(
+        json!({"language": "javascript", "allowed_modules": ["lodash"],
+        "code": "function main() { require('lodash'); require('dayjs'); return {} }"}),
+    );
+    assert_eq!(r["error"]["kind"], "module_not_allowed", "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("dayjs"),
+        "{r}"
+    );
+    let r = common::shared().run(
+        json!({"language": "javascript", "allowed_modules": ["lodash"],
+        "code": "import dayjs from 'dayjs'\nexport function main() { return {} }"}),
+    );
+    assert_eq!(r["error"]["kind"], "module_not_allowed", "{r}");
+    // The next run has the whole whitelist again.
+    let r = js(
+        "function main() { return {d: typeof require('dayjs')} }",
+        json!({}),
+    );
+    assert_eq!(r["d"], "function");
+}

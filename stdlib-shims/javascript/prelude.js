@@ -6,7 +6,8 @@
   'use strict';
   // Our own references: user code may replace JSON's methods for its run.
   const { parse: jsonParse, stringify: jsonStringify } = JSON;
-  const allowed = new Set(allowedModules);
+  // The server's whitelist; a run may narrow it (beginRun).
+  let allowed = new Set(allowedModules);
   // Filled by registerModule() with each bundled npm module's exports.
   const bundled = Object.create(null);
   const hide = (name, value) => Object.defineProperty(globalThis, name, {
@@ -259,8 +260,9 @@
   // What the engine drives a run with.
   return Object.freeze({
     registerModule(name, exports) { bundled[name] = exports; },
-    beginRun(script, fastgpt) {
+    beginRun(script, fastgpt, runAllowed) {
       scriptMode = script;
+      allowed = new Set(runAllowed.filter((name) => allowed.has(name)));
       reseed();
       if (fastgpt) installFastgptHelpers();
     },

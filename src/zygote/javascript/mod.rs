@@ -204,7 +204,7 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
     let fastgpt = job.convention == Convention::Fastgpt;
     let begin = hooks
         .get::<_, Function>("beginRun")
-        .and_then(|f| f.call::<_, ()>((script, fastgpt)));
+        .and_then(|f| f.call::<_, ()>((script, fastgpt, job.allowed_modules.clone())));
     if let Err(e) = begin {
         return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string()));
     }
