@@ -7,6 +7,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -66,8 +67,13 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
         return Ok(());
     }
     let target = site_dir(data_dir);
+    // Under the lock, any staging directory is a dead installer's leftover.
+    for entry in fs::read_dir(data_dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("staging-") {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
     let staging = data_dir.join(format!("staging-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&staging);
     let requirements = data_dir.join("python-requirements.txt");
     fs::write(&requirements, PYTHON_REQUIREMENTS)
         .map_err(|e| format!("writing {}: {e}", requirements.display()))?;
@@ -76,7 +82,16 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
         "sandlot: installing the Python data packages into {} (pip, {PYTHON})",
         target.display()
     );
-    let mut child = Command::new(PYTHON)
+    let mut command = Command::new(PYTHON);
+    // pip dies with the thread that started it (its server), rather than installing on.
+    // SAFETY: prctl is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let mut child = command
         .args([
             "-m",
             "pip",
