@@ -19,6 +19,38 @@ const PYTHON: &str = match option_env!("PYO3_PYTHON") {
     None => "python3",
 };
 
+/// A pip for the linked CPython's version: the linked interpreter's own, else another
+/// interpreter of the same version on PATH (the wheels are the same).
+fn pip_python() -> Result<String, String> {
+    let version = |python: &str| -> Option<String> {
+        let out = Command::new(python)
+            .args(["-m", "pip", "--version"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let start = text.rfind("(python ")? + "(python ".len();
+        Some(text[start..].trim_end().trim_end_matches(')').to_owned())
+    };
+    let wanted = Command::new(PYTHON)
+        .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map_err(|e| format!("running {PYTHON}: {e}"))?;
+    let candidates = [
+        PYTHON.to_owned(),
+        format!("python{wanted}"),
+        "python3".to_owned(),
+    ];
+    candidates
+        .into_iter()
+        .find(|python| version(python).as_deref() == Some(wanted.as_str()))
+        .ok_or_else(|| {
+            format!("no pip for Python {wanted} (tried {PYTHON} -m pip, python{wanted}, python3)")
+        })
+}
+
 /// sandlot's data directory when none is configured: `/var/lib/sandlot` for root (children, an
 /// unprivileged user, must be able to read the packages, and root's home is closed to them),
 /// else `$XDG_DATA_HOME/sandlot`, else `~/.local/share/sandlot`.
@@ -77,12 +109,13 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
     let requirements = data_dir.join("python-requirements.txt");
     fs::write(&requirements, PYTHON_REQUIREMENTS)
         .map_err(|e| format!("writing {}: {e}", requirements.display()))?;
+    let python = pip_python()?;
     let _ = writeln!(
         progress,
-        "sandlot: installing the Python data packages into {} (pip, {PYTHON})",
+        "sandlot: installing the Python data packages into {} ({python} -m pip)",
         target.display()
     );
-    let mut command = Command::new(PYTHON);
+    let mut command = Command::new(&python);
     // pip dies with the thread that started it (its server), rather than installing on.
     // SAFETY: prctl is async-signal-safe and touches no memory.
     unsafe {
@@ -114,7 +147,7 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting pip ({PYTHON} -m pip): {e}"))?;
+        .map_err(|e| format!("starting pip ({python} -m pip): {e}"))?;
     let stderr = child.stderr.take();
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
