@@ -74,6 +74,11 @@ pub fn track_rejections(runtime: &Runtime) {
     )));
 }
 
+/// Forgets what was tracked before this run (the zygote's own start-up, inherited by fork).
+pub fn forget_rejections() {
+    UNHANDLED.with(|list| list.borrow_mut().clear());
+}
+
 /// The reason of the oldest rejection still unhandled, if any.
 pub fn first_unhandled<'js>(ctx: &Ctx<'js>) -> Option<Value<'js>> {
     UNHANDLED.with(|list| {

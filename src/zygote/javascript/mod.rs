@@ -200,6 +200,7 @@ impl Outcome {
 /// Evaluates the user's code (as a script, or as a module when it uses `import`/`export`),
 /// then runs `main` or lets the script's timers and promises finish.
 fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instant) -> Outcome {
+    event_loop::forget_rejections();
     let script = job.mode == Mode::Script;
     let fastgpt = job.convention == Convention::Fastgpt;
     let begin = hooks
