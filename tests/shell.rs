@@ -28,6 +28,22 @@ fn host_processes_with(needle: &str) -> Vec<String> {
         .collect()
 }
 
+/// No host process matches `needle` within three seconds.
+fn assert_gone_soon(needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = host_processes_with(needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes outlived their run: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn echo_pwd_env_and_exit_codes() {
     let r = shell(json!({"command": "echo \"Hello, World!\"", "timeout": 10}));
@@ -173,18 +189,7 @@ fn a_timeout_kills_the_whole_tree() {
     assert_eq!(r["exit_code"], 124, "{r}");
     assert!(!r["stdout"].as_str().unwrap().contains("never"));
     // Background children die with the namespace's pid 1.
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let left = host_processes_with(&format!("sleep {unique}"));
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "background processes survived: {left:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_gone_soon(&format!("sleep {unique}"));
 }
 
 #[test]
@@ -196,14 +201,7 @@ fn background_children_die_when_the_command_ends() {
     );
     let r = shell(json!({"command": format!("sleep {unique} & echo started")}));
     assert_eq!(r["stdout"], "started\n", "{r}");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while !host_processes_with(&format!("sleep {unique}")).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "a background process outlived its run"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_gone_soon(&format!("sleep {unique}"));
 }
 
 #[test]
