@@ -133,11 +133,8 @@ pub fn fetch(request: &Request, allow: &[Allowed], timeout: Duration) -> Result<
 
 /// A redirect's Location against the URL that answered with it.
 fn join(base: &Uri, location: &str) -> String {
-    if location.starts_with("http://")
-        || location.starts_with("https://")
-        || location.contains("://")
-    {
-        return location.to_owned();
+    if location.contains("://") {
+        return location.to_owned(); // absolute, any scheme (the next check refuses the others)
     }
     let scheme = base.scheme_str().unwrap_or("http");
     if let Some(rest) = location.strip_prefix("//") {

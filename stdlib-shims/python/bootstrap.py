@@ -473,9 +473,6 @@ def _to_json(value, path, active, lenient=False):
         return int(value)
     if isinstance(value, float):
         return float(value) if _isfinite(value) else None
-    converted = _convert_special(value, lenient)
-    if converted is not _NOT_SPECIAL:
-        return _to_json(converted, path, active, lenient)
     if isinstance(value, (dict, list, tuple)):
         if id(value) in active:
             raise _InvalidReturn(f"{path} refers back to itself; JSON cannot carry a cycle")
@@ -498,6 +495,10 @@ def _to_json(value, path, active, lenient=False):
                     for i, item in enumerate(value)]
         finally:
             active.discard(id(value))
+    # Only what is neither a JSON type nor a container pays for the special cases.
+    converted = _convert_special(value, lenient)
+    if converted is not _NOT_SPECIAL:
+        return _to_json(converted, path, active, lenient)
     if lenient:
         return str(value)
     raise _InvalidReturn(
