@@ -12,11 +12,11 @@ use sandlot::broker::Broker;
 use sandlot::config::{default_workers, Config, LimitPolicy};
 use sandlot::jail::probe::{self, LayerStatus};
 use sandlot::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
+use sandlot::protocol::ZygoteKind;
 use sandlot::python_packages;
 use sandlot::run::{Limits, Mode};
 use sandlot::run_request::{RequestedLimits, RunRequest};
 use sandlot::supervisor::Supervisor;
-use sandlot::zygote::ZygoteKind;
 
 /// Runs untrusted Python and JavaScript code-node snippets behind a local HTTP endpoint.
 ///
@@ -53,7 +53,7 @@ enum Command {
     Doctor(JailArgs),
     /// Internal: a zygote process, started by the server itself.
     #[command(name = "__zygote", hide = true)]
-    Zygote { kind: String },
+    Zygote { kind: ZygoteKind },
 }
 
 #[derive(Args)]
@@ -166,7 +166,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // Before anything else: a zygote must stay single-threaded.
-        Command::Zygote { kind } => exit_code(sandlot::zygote::main(&kind)),
+        Command::Zygote { kind } => exit_code(sandlot::zygote::main(kind)),
         Command::Serve(args) => serve(args),
         Command::Run(args) => run_file(args),
         Command::Doctor(args) => doctor(args),

@@ -1,18 +1,65 @@
-//! The messages between the server, a zygote and a child, and how they are framed.
+//! The contract between the three kinds of process — server, zygote, child — kept as data in
+//! one place: which zygotes exist, the descriptor numbers and environment variables a process
+//! is started with, the messages on the control socket, and the frames on a child's job channel.
 //!
-//! Two channels exist. The *control* socket (SOCK_SEQPACKET, one message a packet) joins the
-//! server to a zygote: the server asks for a child, the zygote answers with the child's job
+//! Two channels exist. The *control* socket (SOCK_SEQPACKET, one JSON message a packet) joins
+//! the server to a zygote: the server asks for a child, the zygote answers with the child's job
 //! channel and pidfd attached (SCM_RIGHTS), and later reports how the child exited. The *job
 //! channel* (a stream socketpair made before the fork) joins the server straight to one child:
-//! one [`Job`] goes in, one [`ChildReport`] comes out, each as a length-prefixed JSON frame. The
-//! zygote never sees a job, so a child can be forked (and jailed) before any job exists.
+//! one [`Job`] goes in, one [`ChildReport`] comes out, with brokered HTTP requests and answers
+//! in between, each a tagged, length-prefixed [frame](FrameTag). The zygote never sees a job, so
+//! a child can be forked (and jailed) before any job exists.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::os::fd::RawFd;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::run::{Limits, Mode, RunError};
+use crate::run::{ErrorKind, Limits, Mode, RunError};
+
+/// Which interpreter a zygote builds; `sandlot __zygote <kind>` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZygoteKind {
+    Python,
+    /// Python with numpy, pandas, matplotlib and jinja2 pre-imported.
+    PythonData,
+    Javascript,
+    Shell,
+}
+
+impl ZygoteKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::PythonData => "python-data",
+            Self::Javascript => "javascript",
+            Self::Shell => "shell",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// How a zygote is started
+// ---------------------------------------------------------------------------------------------
+
+/// The descriptor a zygote finds its end of the control socket on.
+pub const ZYGOTE_CONTROL_FD: RawFd = 3;
+/// The descriptor a child finds its job channel on, once its descriptors are isolated.
+pub const CHILD_CHANNEL_FD: RawFd = 3;
+
+/// Holds the [`crate::jail::settings::JailSettings`] as JSON: policy, never a secret.
+pub const JAIL_SETTINGS_ENV: &str = "SANDLOT_JAIL";
+/// The python-data zygote's installed packages (a `site-packages` directory).
+pub const PYTHON_PACKAGES_ENV: &str = "SANDLOT_PYTHON_PACKAGES";
+/// matplotlib's configuration and font cache, for the python-data zygote.
+pub const MATPLOTLIB_CONFIG_ENV: &str = "MPLCONFIGDIR";
+
+// ---------------------------------------------------------------------------------------------
+// The control socket
+// ---------------------------------------------------------------------------------------------
 
 /// Server to zygote.
 #[derive(Debug, Serialize, Deserialize)]
@@ -51,6 +98,51 @@ pub enum ExitStatus {
     Signal(i32),
 }
 
+/// Largest control packet; a `Forked` or `Exited` event is a few dozen bytes.
+pub const CONTROL_PACKET_MAX: usize = 4096;
+
+// ---------------------------------------------------------------------------------------------
+// The job channel
+// ---------------------------------------------------------------------------------------------
+
+/// The first byte of every frame on a job channel, after its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameTag {
+    /// Server to child: the [`Job`], as JSON.
+    Job = b'J',
+    /// Child to server: a brokered HTTP request (JSON of [`crate::broker::Request`]); the child
+    /// blocks until the [`FrameTag::BrokerAnswer`].
+    BrokerRequest = b'R',
+    /// Server to child: `{"ok": response}` or `{"error": {"message", "denied"}}`.
+    BrokerAnswer = b'A',
+    /// Child to server: the [`ChildReport`], as JSON; the child's last word.
+    Report = b'D',
+}
+
+impl FrameTag {
+    fn from_byte(byte: u8) -> Option<Self> {
+        [
+            Self::Job,
+            Self::BrokerRequest,
+            Self::BrokerAnswer,
+            Self::Report,
+        ]
+        .into_iter()
+        .find(|tag| *tag as u8 == byte)
+    }
+}
+
+/// A job is code plus inputs; the server caps request bodies well below this.
+pub const MAX_JOB_FRAME: usize = 256 * 1024 * 1024;
+/// The largest request body a run may send through the broker.
+pub const MAX_BROKER_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// The largest broker request frame: the body, JSON-escaped, plus the rest. A child refuses a
+/// larger one itself, before anything is sent.
+pub const MAX_BROKER_REQUEST_FRAME: usize = 2 * MAX_BROKER_BODY_BYTES + 1024 * 1024;
+/// The largest broker answer a child accepts: a 2 MiB body, JSON-escaped, and headers.
+pub const MAX_BROKER_ANSWER_FRAME: usize = 16 * 1024 * 1024;
+
 /// Server to child: everything a child needs to know about one run.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Job {
@@ -59,7 +151,7 @@ pub struct Job {
     pub inputs: Box<RawValue>,
     pub mode: Mode,
     pub limits: Limits,
-    /// The Python import whitelist for this run (already narrowed by the request).
+    /// The import whitelist for this run (already narrowed by the request).
     pub allowed_modules: Vec<String>,
     /// How `main` is called and what it may return.
     #[serde(default)]
@@ -69,7 +161,7 @@ pub struct Job {
     #[serde(default)]
     pub working_dir: Option<String>,
     #[serde(default)]
-    pub env: std::collections::BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
     /// Whether `SystemHelper.httpRequest` may be used (the server's policy still applies).
     #[serde(default = "yes")]
     pub network: bool,
@@ -88,11 +180,13 @@ pub enum Convention {
     Native,
     /// FastGPT's: the inputs are also globals; Python `main` gets them by parameter name (or
     /// whole, or not at all); any JSON value may come back (Python via `str` where JSON has
-    /// no type for it); stderr joins stdout in one log; the legacy JavaScript helpers exist.
+    /// no type for it); stderr joins stdout in one log; the legacy helpers exist.
     Fastgpt,
 }
 
-/// Child to server: the outcome of one run.
+/// Child to server: the outcome of one run. Every path of every engine — a finished run, a
+/// failed one, the out-of-memory allocator, a fault of the child itself — builds it with one of
+/// the constructors below, so its shape is decided here alone.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChildReport {
     #[serde(default)]
@@ -112,40 +206,104 @@ pub struct ChildReport {
     pub images: Vec<serde_json::Value>,
 }
 
-/// Largest control packet; a `Forked` or `Exited` event is a few dozen bytes.
-pub const CONTROL_PACKET_MAX: usize = 4096;
+/// A run's captured output, as the child hands it to its report.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub execution_time_ms: f64,
+}
 
-/// Writes one frame: a little-endian u32 length, then the payload.
-pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
-    w.write_all(&len.to_le_bytes())?;
+impl ChildReport {
+    /// A run that ended by itself: its result (JSON), exit code and error, if any.
+    pub fn finished(
+        result: Option<Box<RawValue>>,
+        exit_code: i32,
+        error: Option<RunError>,
+        output: Output,
+        images: Vec<serde_json::Value>,
+    ) -> Self {
+        Self {
+            result,
+            stdout: output.stdout,
+            stderr: output.stderr,
+            exit_code,
+            error,
+            execution_time_ms: output.execution_time_ms,
+            images,
+        }
+    }
+
+    /// A run that failed with `error` (exit code 1).
+    pub fn failed(error: RunError, output: Output) -> Self {
+        Self::finished(None, 1, Some(error), output, Vec::new())
+    }
+
+    /// A fault of the child itself (its jail, its interpreter): the code never ran.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::failed(
+            RunError::new(ErrorKind::Internal, message),
+            Output::default(),
+        )
+    }
+
+    /// The kernel refused memory: the run reached its memory limit.
+    pub fn memory_limit(memory_mb: u64) -> Self {
+        Self::failed(
+            RunError::new(
+                ErrorKind::MemoryLimit,
+                format!("memory limit exceeded: the run may use {memory_mb} MB"),
+            ),
+            Output::default(),
+        )
+    }
+
+    /// The report as the payload of a [`FrameTag::Report`] frame.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|e| {
+            format!(r#"{{"exit_code":1,"error":{{"kind":"internal","message":"encoding the report: {e}"}}}}"#)
+                .into_bytes()
+        })
+    }
+}
+
+/// Writes one frame: a little-endian u32 length (of the tag and the payload), the tag, then the
+/// payload.
+pub fn write_frame(w: &mut impl Write, tag: FrameTag, payload: &[u8]) -> io::Result<()> {
+    w.write_all(&frame_header(tag, payload.len())?)?;
     w.write_all(payload)?;
     w.flush()
 }
 
-/// Reads one frame, refusing one longer than `max` bytes before allocating for it.
-pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > max {
-        return Err(frame_too_large(len, max));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
-    Ok(buf)
+/// The five bytes in front of a payload.
+pub fn frame_header(tag: FrameTag, payload_len: usize) -> io::Result<[u8; 5]> {
+    let len = u32::try_from(payload_len + 1)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
+    let mut header = [0u8; 5];
+    header[..4].copy_from_slice(&len.to_le_bytes());
+    header[4] = tag as u8;
+    Ok(header)
+}
+
+/// Reads one frame, refusing one whose payload is longer than `max` bytes before allocating
+/// for it, or whose tag is unknown.
+pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<(FrameTag, Vec<u8>)> {
+    let mut header = [0u8; 5];
+    r.read_exact(&mut header)?;
+    let (tag, len) = parse_header(header, max)?;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok((tag, payload))
 }
 
 /// The async half of [`write_frame`], for the server.
 pub async fn write_frame_async(
     w: &mut (impl tokio::io::AsyncWrite + Unpin),
+    tag: FrameTag,
     payload: &[u8],
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    let len = u32::try_from(payload.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame larger than 4 GiB"))?;
-    w.write_all(&len.to_le_bytes()).await?;
+    w.write_all(&frame_header(tag, payload.len())?).await?;
     w.write_all(payload).await?;
     w.flush().await
 }
@@ -154,24 +312,34 @@ pub async fn write_frame_async(
 pub async fn read_frame_async(
     r: &mut (impl tokio::io::AsyncRead + Unpin),
     max: usize,
-) -> io::Result<Vec<u8>> {
+) -> io::Result<(FrameTag, Vec<u8>)> {
     use tokio::io::AsyncReadExt;
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > max {
-        return Err(frame_too_large(len, max));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
+    let mut header = [0u8; 5];
+    r.read_exact(&mut header).await?;
+    let (tag, len) = parse_header(header, max)?;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    Ok((tag, payload))
 }
 
-fn frame_too_large(len: usize, max: usize) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("frame of {len} bytes exceeds the {max}-byte cap"),
-    )
+fn parse_header(header: [u8; 5], max: usize) -> io::Result<(FrameTag, usize)> {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let Some(payload_len) = len.checked_sub(1) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "an empty frame"));
+    };
+    let tag = FrameTag::from_byte(header[4]).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame with the unknown tag {:#04x}", header[4]),
+        )
+    })?;
+    if payload_len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame of {payload_len} bytes exceeds the {max}-byte cap"),
+        ));
+    }
+    Ok((tag, payload_len))
 }
 
 #[cfg(test)]
@@ -179,11 +347,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_round_trip_and_oversize_is_refused() {
+    fn frames_round_trip_and_oversize_or_unknown_is_refused() {
         let mut buf = Vec::new();
-        write_frame(&mut buf, b"hello").unwrap();
-        assert_eq!(read_frame(&mut &buf[..], 16).unwrap(), b"hello");
+        write_frame(&mut buf, FrameTag::Report, b"hello").unwrap();
+        let (tag, payload) = read_frame(&mut &buf[..], 16).unwrap();
+        assert_eq!((tag, payload.as_slice()), (FrameTag::Report, &b"hello"[..]));
         let err = read_frame(&mut &buf[..], 4).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        buf[4] = b'?';
+        let err = read_frame(&mut &buf[..], 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn every_report_constructor_serializes() {
+        for report in [
+            ChildReport::internal("x"),
+            ChildReport::memory_limit(64),
+            ChildReport::finished(None, 0, None, Output::default(), Vec::new()),
+        ] {
+            let back: ChildReport = serde_json::from_slice(&report.to_json()).unwrap();
+            assert_eq!(back.exit_code, report.exit_code);
+        }
     }
 }

@@ -7,10 +7,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::{LimitPolicy, MIN_MEMORY_MB};
-use crate::protocol::Job;
+use crate::protocol::{Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
 use crate::whitelist;
-use crate::zygote::ZygoteKind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -22,11 +22,8 @@ pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(60);
 /// The largest response body a run receives.
 pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
 /// The largest request body a run may send.
-pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
+pub const MAX_REQUEST_BYTES: usize = crate::protocol::MAX_BROKER_BODY_BYTES;
 pub const MAX_REDIRECTS: usize = 5;
-/// The largest request message a child may send: the body, JSON-escaped, plus the rest. A
-/// child refuses a larger one itself, before anything is sent.
-pub const MAX_REQUEST_FRAME: usize = 2 * MAX_REQUEST_BYTES + 1024 * 1024;
 
 /// The server's policy for brokered requests.
 #[derive(Debug, Clone)]

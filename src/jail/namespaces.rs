@@ -1,38 +1,42 @@
-//! Namespaces a zygote enters once, so every child it forks shares them at no cost per run:
-//! a network namespace with nothing but a downed loopback (no route to the host, not even its
-//! 127.0.0.1), and private IPC and UTS namespaces (no SysV/POSIX IPC with the host, a hostname
-//! of its own).
+//! Namespaces. A zygote enters its own once ([`enter_zygote`]), so every child it forks shares
+//! them at no cost per run: a network namespace with nothing but a downed loopback (no route to
+//! the host, not even its 127.0.0.1), and private IPC and UTS namespaces (no SysV/POSIX IPC
+//! with the host, a hostname of its own). A shell run adds mount and pid namespaces of its own
+//! ([`enter_shell`]).
 //!
 //! Run as root, the zygote unshares them directly. Otherwise it first enters a user namespace
 //! that maps only its own uid and gid, which is what lets an unprivileged user create the rest.
 
 use std::io;
 
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{getegid, geteuid, sethostname};
+
 use super::JailError;
 
-const NAMESPACES: libc::c_int = libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+const ZYGOTE: CloneFlags = CloneFlags::CLONE_NEWNET
+    .union(CloneFlags::CLONE_NEWIPC)
+    .union(CloneFlags::CLONE_NEWUTS);
 
-/// Moves the calling (single-threaded) process into fresh namespaces.
-pub fn enter() -> Result<(), JailError> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        unshare(NAMESPACES)?;
+/// Moves the calling (single-threaded) zygote into fresh namespaces.
+pub fn enter_zygote() -> Result<(), JailError> {
+    let unshare = |flags| unshare(flags).map_err(|e| JailError::Unshare(e.into()));
+    if geteuid().is_root() {
+        unshare(ZYGOTE)?;
     } else {
-        // SAFETY: as above.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        unshare(libc::CLONE_NEWUSER | NAMESPACES)?;
-        map_own_ids(uid, gid).map_err(JailError::Namespaces)?;
+        let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+        unshare(CloneFlags::CLONE_NEWUSER | ZYGOTE)?;
+        map_own_ids(uid, gid).map_err(JailError::MapIds)?;
     }
-    set_hostname()
+    // `socket.gethostname()` in a child says "sandlot", not the host's name.
+    sethostname("sandlot").map_err(|e| JailError::Hostname(e.into()))
 }
 
-fn unshare(flags: libc::c_int) -> Result<(), JailError> {
-    // SAFETY: unshare only changes this process's namespace membership.
-    if unsafe { libc::unshare(flags) } != 0 {
-        return Err(JailError::Namespaces(io::Error::last_os_error()));
-    }
-    Ok(())
+/// A shell run's own mount namespace (its file system view) and pid namespace (its processes
+/// die with its init).
+pub fn enter_shell() -> Result<(), JailError> {
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| JailError::Unshare(e.into()))
 }
 
 /// Inside a new user namespace: the same uid and gid as outside, nothing else mapped.
@@ -40,14 +44,4 @@ fn map_own_ids(uid: u32, gid: u32) -> io::Result<()> {
     std::fs::write("/proc/self/setgroups", "deny")?;
     std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
     std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1"))
-}
-
-/// `socket.gethostname()` in a child says "sandlot", not the host's name.
-fn set_hostname() -> Result<(), JailError> {
-    let name = b"sandlot";
-    // SAFETY: the pointer and length describe `name`.
-    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
-        return Err(JailError::Namespaces(io::Error::last_os_error()));
-    }
-    Ok(())
 }

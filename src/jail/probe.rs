@@ -7,7 +7,6 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::os::fd::IntoRawFd;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, ForkResult};
@@ -101,11 +100,12 @@ fn apply_each(settings: &JailSettings) -> Vec<LayerStatus> {
             detail,
         },
     };
-    let namespaces = namespaces::enter()
+    let namespaces = namespaces::enter_zygote()
         .map(|()| "network, IPC and UTS namespaces of its own per zygote".to_owned())
         .map_err(|e| e.to_string());
-    let rlimits = resource_limits::apply(&settings.max)
-        .map(|_| {
+    let rlimits = resource_limits::Budget::measure()
+        .and_then(|budget| budget.apply(&settings.max))
+        .map(|()| {
             format!(
                 "memory, CPU, processes (0), open files, file size (0), core dumps (0); at most \
                  {} MB and {} ms a run",
@@ -113,9 +113,8 @@ fn apply_each(settings: &JailSettings) -> Vec<LayerStatus> {
             )
         })
         .map_err(|e| e.to_string());
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
-    let uid_drop = if uid == 0 {
+    let uid = nix::unistd::geteuid();
+    let uid_drop = if uid.is_root() {
         credentials::drop_to(settings.child_uid, settings.child_gid)
             .map(|()| {
                 format!(
@@ -153,7 +152,7 @@ fn apply_landlock() -> Result<String, String> {
     }
     let ruleset = landlock::build(&[]).map_err(|e| e.to_string())?;
     no_new_privs::set().map_err(|e| e.to_string())?;
-    landlock::enforce(ruleset.into_raw_fd()).map_err(|e| e.to_string())?;
+    landlock::enforce(ruleset).map_err(|e| e.to_string())?;
     Ok(format!(
         "ABI {abi}: read-only on the interpreter's files, no TCP bind or connect"
     ))

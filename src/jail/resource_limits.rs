@@ -1,10 +1,11 @@
-//! rlimits: the kernel's own caps on what one child may use. The memory cap is a budget above
-//! what the forked interpreter already maps, so `memory_mb` means memory the user's code can
-//! have, whatever the interpreter's own size.
+//! rlimits: the kernel's own caps on what one process may use.
 //!
-//! A child is capped at the server's maxima before it reads its job ([`apply`]), then narrowed
-//! to the job's own limits ([`Budget::narrow`]). An unprivileged child can lower a limit but never
-//! raise its hard limit.
+//! An interpreter's child is capped at the server's maxima before it reads its job
+//! ([`Budget::apply`]), then narrowed to the job's own limits ([`Budget::narrow`]); an
+//! unprivileged process can lower a limit but never raise its hard limit. Its memory cap is a
+//! budget above what the interpreter maps, measured once in the zygote ([`Budget::measure`]), so
+//! `memory_mb` means memory the user's code can have, whatever the interpreter's own size. A
+//! shell command's processes get [`apply_to_shell`].
 
 use std::io;
 
@@ -13,58 +14,93 @@ use rlimit::Resource;
 use super::JailError;
 use crate::run::Limits;
 
-/// Descriptors a child may hold: its three stdio slots, its channel, and a little slack for
-/// the read-only files an interpreter may open.
-const MAX_OPEN_FILES: u64 = 16;
+/// Descriptors an interpreter's child may hold: its three stdio slots, its channel, and a
+/// little slack for the read-only files an interpreter may open.
+const CHILD_OPEN_FILES: u64 = 16;
+/// Descriptors a shell command's process may hold: shells and the tools they run open files,
+/// pipes and redirections freely inside their own tmpfs.
+const SHELL_OPEN_FILES: u64 = 256;
+/// Processes a shell command may run at once (per uid, as the kernel counts; every run has a
+/// uid of its own).
+pub const SHELL_PROCESSES: u64 = 128;
 
-/// What the child mapped before any limit: the base its memory budget is added to.
+/// What the interpreter maps before a run: the base a run's memory budget is added to.
+#[derive(Debug, Clone, Copy)]
 pub struct Budget {
     mapped: u64,
 }
 
-pub fn apply(max: &Limits) -> Result<Budget, JailError> {
-    let budget = Budget {
-        mapped: mapped_bytes().map_err(|e| JailError::ResourceLimit("RLIMIT_AS", e))?,
-    };
-    budget.set_time_and_memory(max)?;
-    set(
-        Resource::NOFILE,
-        MAX_OPEN_FILES,
-        MAX_OPEN_FILES,
-        "RLIMIT_NOFILE",
-    )?;
-    set(Resource::NPROC, 0, 0, "RLIMIT_NPROC")?;
-    set(Resource::FSIZE, 0, 0, "RLIMIT_FSIZE")?;
-    set(Resource::CORE, 0, 0, "RLIMIT_CORE")?;
-
-    // A wall-clock backstop too: SIGALRM, whose default action ends the process, two seconds
-    // after the longest deadline, in case the server cannot deliver its SIGKILL.
-    arm_alarm(max.timeout_ms + 2000)?;
-    Ok(budget)
-}
-
 impl Budget {
+    /// In the zygote, once its interpreter is built (a child could not read /proc).
+    pub fn measure() -> Result<Self, JailError> {
+        Ok(Self {
+            mapped: mapped_bytes().map_err(JailError::MappedSize)?,
+        })
+    }
+
+    /// An interpreter's child, before it reads its job: the server's maxima; no process, no
+    /// file written, no core dump; a wall-clock alarm as the last backstop.
+    pub fn apply(&self, max: &Limits) -> Result<(), JailError> {
+        self.set_time_and_memory(max)?;
+        set(Resource::NOFILE, CHILD_OPEN_FILES, "RLIMIT_NOFILE")?;
+        set(Resource::NPROC, 0, "RLIMIT_NPROC")?;
+        set(Resource::FSIZE, 0, "RLIMIT_FSIZE")?;
+        set(Resource::CORE, 0, "RLIMIT_CORE")?;
+        // SIGALRM, whose default action ends the process, two seconds after the longest
+        // deadline, in case the server cannot deliver its SIGKILL.
+        let seconds = u32::try_from((max.timeout_ms + 2000).div_ceil(1000)).unwrap_or(u32::MAX);
+        nix::unistd::alarm::set(seconds);
+        Ok(())
+    }
+
     /// Lowers memory and CPU time to the job's limits (seccomp allows exactly these two).
     pub fn narrow(&self, job: &Limits) -> Result<(), JailError> {
         self.set_time_and_memory(job)
     }
 
     fn set_time_and_memory(&self, limits: &Limits) -> Result<(), JailError> {
-        let address_space = self
-            .mapped
-            .saturating_add(limits.memory_mb.saturating_mul(1024 * 1024));
-        set(Resource::AS, address_space, address_space, "RLIMIT_AS")?;
-        // CPU time is a backstop for the server's wall-clock deadline: SIGXCPU one second
-        // after it, SIGKILL a second later.
-        let cpu_seconds = limits.timeout_ms.div_ceil(1000) + 1;
-        set(Resource::CPU, cpu_seconds, cpu_seconds + 1, "RLIMIT_CPU")
+        let address_space = self.mapped.saturating_add(megabytes(limits.memory_mb));
+        set(Resource::AS, address_space, "RLIMIT_AS")?;
+        set_cpu(limits.timeout_ms)
     }
 }
 
-fn set(resource: Resource, soft: u64, hard: u64, name: &'static str) -> Result<(), JailError> {
+/// A shell command's processes: memory per process, CPU as a backstop, processes, open files,
+/// file size (the tmpfs is capped anyway), no core dumps.
+pub fn apply_to_shell(limits: &Limits) -> Result<(), JailError> {
+    let memory = megabytes(limits.memory_mb);
+    set(Resource::AS, memory, "RLIMIT_AS")?;
+    set_cpu(limits.timeout_ms)?;
+    set(Resource::NPROC, SHELL_PROCESSES, "RLIMIT_NPROC")?;
+    set(Resource::NOFILE, SHELL_OPEN_FILES, "RLIMIT_NOFILE")?;
+    set(Resource::FSIZE, memory, "RLIMIT_FSIZE")?;
+    set(Resource::CORE, 0, "RLIMIT_CORE")
+}
+
+/// CPU time is a backstop for the server's wall-clock deadline: SIGXCPU one second after it,
+/// SIGKILL a second later.
+fn set_cpu(timeout_ms: u64) -> Result<(), JailError> {
+    let seconds = timeout_ms.div_ceil(1000) + 1;
+    Resource::CPU
+        .set(seconds, seconds + 1)
+        .map_err(|source| JailError::Rlimit {
+            resource: "RLIMIT_CPU",
+            source,
+        })
+}
+
+/// Soft and hard limit alike: the soft one cannot be raised back.
+fn set(resource: Resource, value: u64, name: &'static str) -> Result<(), JailError> {
     resource
-        .set(soft, hard)
-        .map_err(|e| JailError::ResourceLimit(name, e))
+        .set(value, value)
+        .map_err(|source| JailError::Rlimit {
+            resource: name,
+            source,
+        })
+}
+
+fn megabytes(mb: u64) -> u64 {
+    mb.saturating_mul(1024 * 1024)
 }
 
 /// Virtual memory this process maps now, from /proc/self/statm (in pages).
@@ -75,29 +111,9 @@ fn mapped_bytes() -> io::Result<u64> {
         .next()
         .and_then(|field| field.parse().ok())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/statm"))?;
-    // SAFETY: sysconf has no preconditions.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .unwrap_or(4096) as u64;
     Ok(pages * page_size)
-}
-
-fn arm_alarm(after_ms: u64) -> Result<(), JailError> {
-    let timer = libc::itimerval {
-        it_interval: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-        it_value: libc::timeval {
-            tv_sec: (after_ms / 1000) as libc::time_t,
-            tv_usec: ((after_ms % 1000) * 1000) as libc::suseconds_t,
-        },
-    };
-    // SAFETY: `timer` is a valid itimerval; the old value is not wanted.
-    let rc = unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(JailError::ResourceLimit(
-            "ITIMER_REAL",
-            io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
 }

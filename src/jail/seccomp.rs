@@ -25,7 +25,11 @@ pub struct Filter {
 impl Filter {
     /// Compiles the policy; `read_only_open` when Landlock confines what may be read. Done once
     /// per zygote; a child only installs the result.
-    pub fn compile(read_only_open: bool) -> Result<Self, seccompiler::Error> {
+    pub fn compile(read_only_open: bool) -> Result<Self, JailError> {
+        Self::compile_policy(read_only_open).map_err(JailError::SeccompCompile)
+    }
+
+    fn compile_policy(read_only_open: bool) -> Result<Self, seccompiler::Error> {
         let mut allowed: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
         for (nr, _name) in ALLOWED
             .iter()
@@ -68,13 +72,13 @@ impl Filter {
     /// Installs the kill list alone: a shell needs fork, exec and files, which its namespaces
     /// and read-only view confine, but never an exploit's calls.
     pub fn apply_kill_list(&self) -> Result<(), JailError> {
-        seccompiler::apply_filter(&self.kill).map_err(JailError::Seccomp)
+        seccompiler::apply_filter(&self.kill).map_err(JailError::SeccompInstall)
     }
 
     /// Installs both programs on the calling (only) thread, with `no_new_privs`.
     pub fn apply(&self) -> Result<(), JailError> {
-        seccompiler::apply_filter(&self.kill).map_err(JailError::Seccomp)?;
-        seccompiler::apply_filter(&self.allow).map_err(JailError::Seccomp)
+        seccompiler::apply_filter(&self.kill).map_err(JailError::SeccompInstall)?;
+        seccompiler::apply_filter(&self.allow).map_err(JailError::SeccompInstall)
     }
 }
 

@@ -4,11 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::JAIL_SETTINGS_ENV;
 use crate::run::Limits;
-
-/// The environment variable a zygote finds its [`JailSettings`] in, as JSON. It holds no
-/// secret, only policy.
-pub const SETTINGS_ENV: &str = "SANDLOT_JAIL";
 
 /// One isolation layer, as `sandlot doctor` and `/readyz` name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,14 +72,21 @@ impl JailSettings {
     }
 
     /// Reads the settings a zygote was started with.
-    pub fn from_env() -> Result<Self, String> {
-        let text = std::env::var(SETTINGS_ENV).map_err(|_| {
-            format!("{SETTINGS_ENV} is not set (zygotes are started by the server)")
-        })?;
-        serde_json::from_str(&text).map_err(|e| format!("{SETTINGS_ENV} is unreadable: {e}"))
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let text = std::env::var(JAIL_SETTINGS_ENV).map_err(|_| SettingsError::Missing)?;
+        serde_json::from_str(&text).map_err(SettingsError::Unreadable)
     }
 
     pub fn to_env(&self) -> String {
         serde_json::to_string(self).expect("jail settings serialize")
     }
+}
+
+/// A zygote started without usable settings (not by a server).
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{JAIL_SETTINGS_ENV} is not set (zygotes are started by the server)")]
+    Missing,
+    #[error("{JAIL_SETTINGS_ENV} is unreadable: {0}")]
+    Unreadable(#[source] serde_json::Error),
 }

@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::Config;
+use crate::protocol::ZygoteKind;
 use crate::supervisor::Supervisor;
-use crate::zygote::ZygoteKind;
 
 #[derive(Clone)]
 pub struct AppState {

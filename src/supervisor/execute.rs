@@ -6,15 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::zygote_process::{Forked, ZygoteProcess};
 use crate::broker::Broker;
-use crate::protocol::{read_frame_async, write_frame_async, ChildReport, ExitStatus, Job};
+use crate::protocol::{
+    read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
+    MAX_BROKER_REQUEST_FRAME,
+};
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
 /// How long to wait for a zygote to say how a child that sent no report ended.
 const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);
-
-/// The first byte of a frame from a child that asks the broker for an HTTP request (a report
-/// is JSON and starts with `{`).
-pub const BROKER_REQUEST: u8 = b'R';
 
 pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunResponse {
     let payload = match serde_json::to_vec(job) {
@@ -38,22 +37,28 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         Ok(stream) => stream,
         Err(e) => return internal(format!("job channel of child {pid}: {e}")),
     };
-    let max_report = report_cap(job).max(crate::broker::MAX_REQUEST_FRAME + 1);
+    let max_frame = report_cap(job).max(MAX_BROKER_REQUEST_FRAME);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
     let run_deadline = started + deadline;
     let exchange = async {
-        write_frame_async(&mut stream, &payload).await?;
+        write_frame_async(&mut stream, FrameTag::Job, &payload).await?;
         let mut calls = 0;
         loop {
-            let frame = read_frame_async(&mut stream, max_report).await?;
-            let Some(request) = frame.strip_prefix(&[BROKER_REQUEST]) else {
-                return Ok::<_, std::io::Error>(frame);
+            let request = match read_frame_async(&mut stream, max_frame).await? {
+                (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
+                (FrameTag::BrokerRequest, request) => request,
+                (tag, _) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a child may not send a {tag:?} frame"),
+                    ))
+                }
             };
             calls += 1;
             let answer = broker
-                .answer(request, calls, job.network, run_deadline)
+                .answer(&request, calls, job.network, run_deadline)
                 .await;
-            write_frame_async(&mut stream, &answer).await?;
+            write_frame_async(&mut stream, FrameTag::BrokerAnswer, &answer).await?;
         }
     };
     match tokio::time::timeout(deadline, exchange).await {

@@ -12,15 +12,13 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-pub use execute::BROKER_REQUEST;
 pub use python_data::PythonData;
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 
 use crate::broker::Broker;
 use crate::jail::settings::JailSettings;
-use crate::protocol::Job;
+use crate::protocol::{Job, ZygoteKind};
 use crate::run::{ErrorKind, RunError, RunResponse};
-use crate::zygote::ZygoteKind;
 
 /// Too many requests are already waiting; the caller answers 503.
 #[derive(Debug)]

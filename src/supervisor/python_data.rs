@@ -10,11 +10,8 @@ use serde_json::{json, Value};
 
 use super::zygote_process::ZygoteProcess;
 use crate::jail::settings::JailSettings;
+use crate::protocol::{ZygoteKind, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV};
 use crate::python_packages;
-use crate::zygote::ZygoteKind;
-
-/// Where the zygote finds its packages.
-pub const PACKAGES_ENV: &str = "SANDLOT_PYTHON_PACKAGES";
 
 enum State {
     Installing,
@@ -119,8 +116,8 @@ fn environment(data_dir: &Path) -> Vec<(String, String)> {
     let site = python_packages::site_dir(data_dir);
     let mpl = python_packages::matplotlib_dir(data_dir);
     vec![
-        (PACKAGES_ENV.to_owned(), site.display().to_string()),
-        ("MPLCONFIGDIR".to_owned(), mpl.display().to_string()),
+        (PYTHON_PACKAGES_ENV.to_owned(), site.display().to_string()),
+        (MATPLOTLIB_CONFIG_ENV.to_owned(), mpl.display().to_string()),
         ("MPLBACKEND".to_owned(), "Agg".to_owned()),
     ]
 }

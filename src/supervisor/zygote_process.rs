@@ -12,9 +12,10 @@ use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 use crate::control_socket;
-use crate::jail::settings::{JailSettings, SETTINGS_ENV};
-use crate::protocol::{ExitStatus, ZygoteCommand, ZygoteEvent};
-use crate::zygote::{ZygoteKind, CONTROL_FD};
+use crate::jail::settings::JailSettings;
+use crate::protocol::{
+    ExitStatus, ZygoteCommand, ZygoteEvent, ZygoteKind, JAIL_SETTINGS_ENV, ZYGOTE_CONTROL_FD,
+};
 
 /// A child handed over by its zygote.
 pub struct Forked {
@@ -251,7 +252,7 @@ fn spawn_zygote(
         .arg(kind.name())
         .env_clear()
         .envs(zygote_environment())
-        .env(SETTINGS_ENV, jail.to_env())
+        .env(JAIL_SETTINGS_ENV, jail.to_env())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
         .stdin(Stdio::null())
@@ -261,11 +262,11 @@ fn spawn_zygote(
     // prctl) on descriptors that exist in the forked child.
     unsafe {
         command.pre_exec(move || {
-            if control_fd == CONTROL_FD {
-                if libc::fcntl(CONTROL_FD, libc::F_SETFD, 0) == -1 {
+            if control_fd == ZYGOTE_CONTROL_FD {
+                if libc::fcntl(ZYGOTE_CONTROL_FD, libc::F_SETFD, 0) == -1 {
                     return Err(std::io::Error::last_os_error());
                 }
-            } else if libc::dup2(control_fd, CONTROL_FD) == -1 {
+            } else if libc::dup2(control_fd, ZYGOTE_CONTROL_FD) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {

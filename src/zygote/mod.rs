@@ -10,6 +10,7 @@ pub mod out_of_memory;
 mod python;
 mod shell;
 
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -20,48 +21,39 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
 use crate::control_socket;
-use crate::jail::settings::{JailSettings, Layer};
-use crate::jail::{namespaces, Jail};
-use crate::protocol::{ExitStatus, ZygoteCommand, ZygoteEvent};
+use crate::jail::settings::{JailSettings, Layer, SettingsError};
+use crate::jail::{namespaces, parent_death, Jail, JailError};
+use crate::protocol::{ExitStatus, Job, ZygoteCommand, ZygoteEvent, ZygoteKind, ZYGOTE_CONTROL_FD};
 
-/// The descriptor a zygote finds its control socket on.
-pub const CONTROL_FD: i32 = 3;
-
-/// Which interpreter a zygote builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ZygoteKind {
-    Python,
-    /// Python with numpy, pandas, matplotlib and jinja2 pre-imported.
-    PythonData,
-    Javascript,
-    Shell,
-}
-
-impl ZygoteKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Python => "python",
-            Self::PythonData => "python-data",
-            Self::Javascript => "javascript",
-            Self::Shell => "shell",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "python" => Some(Self::Python),
-            "python-data" => Some(Self::PythonData),
-            "javascript" => Some(Self::Javascript),
-            "shell" => Some(Self::Shell),
-            _ => None,
-        }
-    }
+/// Why a zygote stopped. The server restarts it.
+#[derive(Debug, thiserror::Error)]
+pub enum ZygoteError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error("opening /dev/null failed: {0}")]
+    DevNull(#[source] io::Error),
+    #[error(transparent)]
+    Jail(#[from] JailError),
+    #[error("building the interpreter failed: {0}")]
+    Interpreter(String),
+    #[error("routing SIGCHLD to a signalfd failed: {0}")]
+    Sigchld(#[source] io::Error),
+    #[error("announcing readiness failed: {0}")]
+    Announce(#[source] io::Error),
+    #[error("polling the control socket failed: {0}")]
+    Poll(#[source] io::Error),
+    #[error("reading the control socket failed: {0}")]
+    ReadControl(#[source] io::Error),
+    #[error("writing to the control socket failed: {0}")]
+    WriteControl(#[source] io::Error),
+    #[error("reaping a child failed: {0}")]
+    Reap(#[source] io::Error),
 }
 
 /// An interpreter as a zygote holds it.
 pub trait Engine: Sized {
     /// Builds the interpreter and imports the whitelist; runs once, before any fork.
-    fn prepare() -> Result<Self, String>;
+    fn prepare() -> Result<Self, ZygoteError>;
     /// Directories a child may read from (Landlock): where the interpreter loads its files.
     fn readable_dirs(&self) -> Vec<std::path::PathBuf> {
         Vec::new()
@@ -71,70 +63,74 @@ pub trait Engine: Sized {
     fn after_fork_parent(&mut self) {}
     fn after_fork_child(&mut self) {}
     /// Runs one job in the locked-down child; ends with [`child::finish`].
-    fn run(&mut self, job: crate::protocol::Job) -> !;
-    /// An engine whose child is a trusted supervisor that jails a process of its own (the
-    /// shell): its child gets only the descriptor step of [`Jail::lock_down`].
-    const JAILS_ITSELF: bool = false;
+    fn run(&mut self, job: Job) -> !;
+}
+
+/// How this zygote's children are confined: an interpreter's child by the [`Jail`] the zygote
+/// prepared; the shell's child (sandlot's own supervisor of one command) by the
+/// [`crate::jail::ShellJail`] its engine holds.
+pub enum Confinement {
+    Interpreter(Jail),
+    Shell,
 }
 
 /// Entry point of `sandlot __zygote <kind>`; returns the process exit code.
-pub fn main(kind: &str) -> i32 {
-    match ZygoteKind::parse(kind) {
-        Some(ZygoteKind::Python | ZygoteKind::PythonData) => serve::<python::PythonEngine>(kind),
-        Some(ZygoteKind::Javascript) => serve::<javascript::JavascriptEngine>(kind),
-        Some(ZygoteKind::Shell) => serve::<shell::ShellEngine>(kind),
-        None => {
-            eprintln!("sandlot zygote: unknown kind {kind:?}");
-            2
-        }
+pub fn main(kind: ZygoteKind) -> i32 {
+    match kind {
+        ZygoteKind::Python | ZygoteKind::PythonData => serve::<python::PythonEngine>(kind),
+        ZygoteKind::Javascript => serve::<javascript::JavascriptEngine>(kind),
+        ZygoteKind::Shell => serve::<shell::ShellEngine>(kind),
     }
 }
 
-fn serve<E: Engine>(kind: &str) -> i32 {
-    // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number has no memory effects.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-    if nix::unistd::getppid() == Pid::from_raw(1) {
+fn serve<E: Engine>(kind: ZygoteKind) -> i32 {
+    if parent_death::arm().is_err() || nix::unistd::getppid() == Pid::from_raw(1) {
         return 0; // the server died before we could arm the death signal
     }
-    // SAFETY: the server passes the zygote's end of the control socket as descriptor 3 and
+    // SAFETY: the server passes the zygote's end of the control socket as this descriptor and
     // nothing else in this process owns it.
-    let control = unsafe { OwnedFd::from_raw_fd(CONTROL_FD) };
-    match run_zygote::<E>(&control) {
+    let control = unsafe { OwnedFd::from_raw_fd(ZYGOTE_CONTROL_FD) };
+    match run_zygote::<E>(kind, &control) {
         Ok(()) => 0,
-        Err(message) => {
-            eprintln!("sandlot zygote {kind}: {message}");
+        Err(error) => {
+            let message = error.to_string();
+            eprintln!("sandlot zygote {}: {message}", kind.name());
             let _ = control_socket::send(&control, &ZygoteEvent::ForkFailed { message }, &[]);
             1
         }
     }
 }
 
-fn run_zygote<E: Engine>(control: &OwnedFd) -> Result<(), String> {
+fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), ZygoteError> {
     let devnull: OwnedFd = std::fs::File::open("/dev/null")
-        .map_err(|e| format!("opening /dev/null: {e}"))?
+        .map_err(ZygoteError::DevNull)?
         .into();
     let settings = JailSettings::from_env()?;
     if settings.applies(Layer::Namespaces) {
-        namespaces::enter().map_err(|e| e.to_string())?;
+        namespaces::enter_zygote()?;
     }
     let mut engine = E::prepare()?;
-    let readable = engine.readable_dirs();
-    let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
-    let jail = Jail::prepare(settings, &readable).map_err(|e| e.to_string())?;
+    let mut confinement = if kind == ZygoteKind::Shell {
+        Confinement::Shell
+    } else {
+        let readable = engine.readable_dirs();
+        let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
+        Confinement::Interpreter(Jail::prepare(settings, &readable)?)
+    };
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.
     let mut sigchld = SigSet::empty();
     sigchld.add(Signal::SIGCHLD);
     sigchld
         .thread_block()
-        .map_err(|e| format!("blocking SIGCHLD: {e}"))?;
+        .map_err(|e| ZygoteError::Sigchld(e.into()))?;
     let signals = SignalFd::with_flags(&sigchld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| format!("signalfd: {e}"))?;
+        .map_err(|e| ZygoteError::Sigchld(e.into()))?;
 
     let ready = ZygoteEvent::Ready {
         pid: std::process::id() as i32,
     };
-    control_socket::send(control, &ready, &[]).map_err(|e| format!("announcing ready: {e}"))?;
+    control_socket::send(control, &ready, &[]).map_err(ZygoteError::Announce)?;
 
     loop {
         let (command_ready, child_exited) = {
@@ -145,7 +141,7 @@ fn run_zygote<E: Engine>(control: &OwnedFd) -> Result<(), String> {
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(format!("poll: {e}")),
+                Err(e) => return Err(ZygoteError::Poll(e.into())),
             }
             let hit = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
             (hit(&fds[0]), hit(&fds[1]))
@@ -157,11 +153,11 @@ fn run_zygote<E: Engine>(control: &OwnedFd) -> Result<(), String> {
         if command_ready {
             match control_socket::recv::<ZygoteCommand>(control) {
                 Ok(Some((ZygoteCommand::Fork, _))) => {
-                    fork_child(&mut engine, control, &devnull, &jail, &sigchld)?
+                    fork_child(&mut engine, control, &devnull, &mut confinement, &sigchld)?
                 }
                 // The server is gone: so are we (our children die with us by PDEATHSIG).
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(format!("reading the control socket: {e}")),
+                Err(e) => return Err(ZygoteError::ReadControl(e)),
             }
         }
     }
@@ -171,9 +167,9 @@ fn fork_child<E: Engine>(
     engine: &mut E,
     control: &OwnedFd,
     devnull: &OwnedFd,
-    jail: &Jail,
+    confinement: &mut Confinement,
     blocked: &SigSet,
-) -> Result<(), String> {
+) -> Result<(), ZygoteError> {
     let (server_end, child_end) = match socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -192,7 +188,7 @@ fn fork_child<E: Engine>(
             engine.after_fork_child();
             let _ = blocked.thread_unblock();
             drop(server_end);
-            child::run(engine, zygote_pid, devnull, child_end, jail)
+            child::run(engine, zygote_pid, devnull, child_end, confinement)
         }
         Ok(ForkResult::Parent { child }) => {
             engine.after_fork_parent();
@@ -200,7 +196,8 @@ fn fork_child<E: Engine>(
             let pidfd = match pidfd_open(child) {
                 Ok(fd) => fd,
                 Err(e) => {
-                    let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+                    // Without a pidfd the server could not kill it: the child reads EOF on its
+                    // channel once `server_end` is dropped, and leaves.
                     return report_fork_failure(control, format!("pidfd_open: {e}"));
                 }
             };
@@ -212,7 +209,7 @@ fn fork_child<E: Engine>(
                 &forked,
                 &[server_end.as_raw_fd(), pidfd.as_raw_fd()],
             )
-            .map_err(|e| format!("handing over a child: {e}"))
+            .map_err(ZygoteError::WriteControl)
         }
         Err(e) => {
             engine.after_fork_parent();
@@ -221,12 +218,12 @@ fn fork_child<E: Engine>(
     }
 }
 
-fn report_fork_failure(control: &OwnedFd, message: String) -> Result<(), String> {
+fn report_fork_failure(control: &OwnedFd, message: String) -> Result<(), ZygoteError> {
     control_socket::send(control, &ZygoteEvent::ForkFailed { message }, &[])
-        .map_err(|e| format!("reporting a failed fork: {e}"))
+        .map_err(ZygoteError::WriteControl)
 }
 
-fn reap_children(control: &OwnedFd) -> Result<(), String> {
+fn reap_children(control: &OwnedFd) -> Result<(), ZygoteError> {
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Code(code)),
@@ -234,22 +231,21 @@ fn reap_children(control: &OwnedFd) -> Result<(), String> {
             Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => return Ok(()),
             Ok(_) => continue,
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("waitpid: {e}")),
+            Err(e) => return Err(ZygoteError::Reap(e.into())),
         };
         let event = ZygoteEvent::Exited {
             pid: status.0.as_raw(),
             status: status.1,
         };
-        control_socket::send(control, &event, &[])
-            .map_err(|e| format!("reporting an exit: {e}"))?;
+        control_socket::send(control, &event, &[]).map_err(ZygoteError::WriteControl)?;
     }
 }
 
-fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
+fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+        return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })

@@ -9,9 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-use crate::jail::fds::CHANNEL_FD;
-use crate::protocol::{write_frame, ChildReport};
-use crate::run::{ErrorKind, RunError};
+use crate::protocol::{write_frame, ChildReport, FrameTag, CHILD_CHANNEL_FD};
 
 pub struct ReportingAllocator;
 
@@ -20,21 +18,9 @@ static REPORT_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Prepares the frame to send if an allocation fails from now on in this (child) process.
 pub fn arm(memory_mb: u64) {
-    let report = ChildReport {
-        result: None,
-        stdout: String::new(),
-        stderr: String::new(),
-        exit_code: 1,
-        error: Some(RunError::new(
-            ErrorKind::MemoryLimit,
-            format!("memory limit exceeded: the run may use {memory_mb} MB"),
-        )),
-        execution_time_ms: 0.0,
-        images: Vec::new(),
-    };
     let mut frame = Vec::new();
-    let json = serde_json::to_vec(&report).expect("a fixed report serializes");
-    write_frame(&mut frame, &json).expect("writing to a Vec");
+    let json = ChildReport::memory_limit(memory_mb).to_json();
+    write_frame(&mut frame, FrameTag::Report, &json).expect("writing to a Vec");
     let frame: &'static mut [u8] = Box::leak(frame.into_boxed_slice());
     REPORT_LEN.store(frame.len(), Ordering::Relaxed);
     REPORT.store(frame.as_mut_ptr(), Ordering::Release);
@@ -49,7 +35,7 @@ fn refused() {
     let len = REPORT_LEN.load(Ordering::Relaxed);
     while at < len {
         // SAFETY: `report` points at `len` leaked bytes that are never freed or changed.
-        let n = unsafe { libc::write(CHANNEL_FD, report.add(at).cast(), len - at) };
+        let n = unsafe { libc::write(CHILD_CHANNEL_FD, report.add(at).cast(), len - at) };
         if n <= 0 {
             break;
         }

@@ -6,12 +6,14 @@ use std::ffi::CString;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCFunction, PyModule};
+use pyo3::types::{PyBytes, PyCFunction, PyModule, PyString, PyTuple};
+use serde_json::value::RawValue;
 
-use super::{child, Engine};
-use crate::protocol::Job;
+use super::{child, Engine, ZygoteError};
+use crate::protocol::{
+    ChildReport, Convention, Job, Output, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
+};
 use crate::run::Mode;
-use crate::supervisor::python_data::PACKAGES_ENV;
 use crate::whitelist;
 
 const BOOTSTRAP: &str = include_str!("../../stdlib-shims/python/bootstrap.py");
@@ -22,13 +24,13 @@ pub struct PythonEngine {
 }
 
 impl Engine for PythonEngine {
-    fn prepare() -> Result<Self, String> {
+    fn prepare() -> Result<Self, ZygoteError> {
         Python::initialize();
         let bootstrap = Python::attach(|py| -> PyResult<Py<PyModule>> {
             let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
             let module =
                 PyModule::from_code(py, &source, c"<sandlot-bootstrap>", c"_sandlot_bootstrap")?;
-            match std::env::var(PACKAGES_ENV) {
+            match std::env::var(PYTHON_PACKAGES_ENV) {
                 Ok(site) => {
                     module.call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
                     module.call_method1(
@@ -42,7 +44,7 @@ impl Engine for PythonEngine {
             }
             Ok(module.unbind())
         })
-        .map_err(|e| format!("building the Python interpreter: {e}"))?;
+        .map_err(|e| ZygoteError::Interpreter(format!("Python: {e}")))?;
         Ok(Self {
             bootstrap,
             gil: None,
@@ -65,10 +67,10 @@ impl Engine for PythonEngine {
         .collect();
         dirs.push("/usr/share/zoneinfo".into());
         // The python-data zygote's packages, and matplotlib's configuration and font cache.
-        if let Ok(site) = std::env::var(PACKAGES_ENV) {
+        if let Ok(site) = std::env::var(PYTHON_PACKAGES_ENV) {
             dirs.push(site.into());
         }
-        if let Ok(mpl) = std::env::var("MPLCONFIGDIR") {
+        if let Ok(mpl) = std::env::var(MATPLOTLIB_CONFIG_ENV) {
             dirs.push(mpl.into());
         }
         dirs.sort();
@@ -114,10 +116,7 @@ impl Engine for PythonEngine {
                 py,
                 Some(c"finish"),
                 None,
-                |args, _kwargs| -> PyResult<()> {
-                    let report = args.get_item(0)?;
-                    child::finish(report.cast::<PyBytes>()?.as_bytes())
-                },
+                |args, _kwargs| -> PyResult<()> { child::finish(&report_from(args)?) },
             )?;
             let broker = PyCFunction::new_closure(
                 py,
@@ -142,7 +141,7 @@ impl Engine for PythonEngine {
                     job.inputs.get(),
                     mode,
                     job.allowed_modules,
-                    job.convention == crate::protocol::Convention::Fastgpt,
+                    job.convention == Convention::Fastgpt,
                     job.limits.max_output_bytes,
                     job.limits.memory_mb,
                     finish,
@@ -156,4 +155,38 @@ impl Engine for PythonEngine {
             Err(e) => child::fail(&format!("the Python bootstrap failed: {e}")),
         }
     }
+}
+
+/// The report from bootstrap.py's `finish(result_json, exit_code, error_json, stdout, stderr,
+/// images_json, execution_time_ms)`: Python hands over the pieces, [`ChildReport`] decides the
+/// shape.
+fn report_from(args: &Bound<'_, PyTuple>) -> PyResult<ChildReport> {
+    let text = |index: usize| -> PyResult<Option<String>> {
+        let item = args.get_item(index)?;
+        if item.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(
+            item.cast::<PyString>()?.to_string_lossy().into_owned(),
+        ))
+    };
+    let invalid = |e: serde_json::Error| pyo3::exceptions::PyValueError::new_err(e.to_string());
+    let result = text(0)?
+        .map(RawValue::from_string)
+        .transpose()
+        .map_err(invalid)?;
+    let exit_code: i32 = args.get_item(1)?.extract()?;
+    let error = text(2)?
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(invalid)?;
+    let output = Output {
+        stdout: text(3)?.unwrap_or_default(),
+        stderr: text(4)?.unwrap_or_default(),
+        execution_time_ms: args.get_item(6)?.extract()?,
+    };
+    let images = serde_json::from_str(&text(5)?.unwrap_or_else(|| "[]".into())).map_err(invalid)?;
+    Ok(ChildReport::finished(
+        result, exit_code, error, output, images,
+    ))
 }

@@ -1,9 +1,8 @@
-//! The shell zygote: no interpreter, only a jail-maker. Its child (trusted code) reads the job,
-//! enters new mount and pid namespaces, builds the command's file system
-//! ([`filesystem_view`]), and forks the process that becomes pid 1 of that pid namespace:
-//! it enters the new root, takes the rlimits, an unprivileged uid of the run's own, `no_new_privs`
-//! and the seccomp kill list, then forks `/bin/sh -c COMMAND` (minimal environment) and stays
-//! as its init: it reaps orphans and exits with the shell's status.
+//! The shell zygote: no interpreter, only a jail-maker. Its child (sandlot's own code) isolates
+//! itself in new mount and pid namespaces, reads the job, builds the command's file system, and
+//! forks the process that becomes pid 1 of that pid namespace: pid 1 takes the rest of the jail
+//! ([`ShellJail::lock_down_init`]), then forks `/bin/sh -c COMMAND` (minimal environment) and
+//! stays as its init: it reaps orphans and exits with the shell's status.
 //!
 //! Each run's uid is its own (`SHELL_UID_BASE` + the child's pid, unique while the run lives),
 //! so RLIMIT_NPROC, which the kernel counts per uid, bounds one run without starving another.
@@ -22,44 +21,27 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, pipe, ForkResult, Pid};
-use rlimit::Resource;
+use nix::unistd::{fork, getegid, geteuid, getpid, pipe, ForkResult, Pid};
 
-use super::{child, Engine};
+use super::{child, Engine, ZygoteError};
 use crate::jail::settings::{JailSettings, Layer};
-use crate::jail::{credentials, filesystem_view, no_new_privs, seccomp, JailError};
-use crate::protocol::{ChildReport, Job};
+use crate::jail::{JailError, ShellJail, ShellRun};
+use crate::protocol::{ChildReport, Job, Output};
 use crate::run::{ErrorKind, RunError, TIMEOUT_EXIT_CODE};
 
-/// Processes the command may run at once (per uid, as the kernel counts).
-const MAX_PROCESSES: u64 = 128;
 /// The first uid of the range shell runs take when sandlot runs as root; far above any
 /// account a host has.
 const SHELL_UID_BASE: u32 = 2_000_000_000;
-const MAX_OPEN_FILES: u64 = 256;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct ShellEngine {
-    settings: JailSettings,
-    filter: Option<seccomp::Filter>,
-    /// The uid and gid the command runs as, fixed by [`ShellEngine::stage`].
-    runner: (u32, u32),
+    jail: ShellJail,
 }
 
 impl Engine for ShellEngine {
-    const JAILS_ITSELF: bool = true;
-
-    fn prepare() -> Result<Self, String> {
-        let settings = JailSettings::from_env()?;
-        let filter = if settings.applies(Layer::Seccomp) {
-            Some(seccomp::Filter::compile(false).map_err(|e| format!("seccomp: {e}"))?)
-        } else {
-            None
-        };
+    fn prepare() -> Result<Self, ZygoteError> {
         Ok(Self {
-            settings,
-            filter,
-            runner: (0, 0),
+            jail: ShellJail::prepare(JailSettings::from_env()?)?,
         })
     }
 
@@ -67,7 +49,14 @@ impl Engine for ShellEngine {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(job.limits.timeout_ms);
         let working_dir = job.working_dir.clone().unwrap_or_else(|| "/tmp".into());
-        if let Err(e) = self.stage(&job, Path::new(&working_dir)) {
+        let (uid, gid) = self.identity();
+        let run = ShellRun {
+            uid,
+            gid,
+            working_dir: Path::new(&working_dir),
+            limits: &job.limits,
+        };
+        if let Err(e) = self.jail.build_view(&run) {
             child::fail(&e.to_string());
         }
         let (out_read, out_write) = pipe().unwrap_or_else(|e| child::fail(&format!("pipe: {e}")));
@@ -78,7 +67,7 @@ impl Engine for ShellEngine {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 drop((out_read, err_read));
-                let error = self.become_shell(&job, &working_dir, out_write, err_write, &command);
+                let error = self.become_init(&run, out_write, err_write, &command);
                 let message = format!("sandlot: starting the shell failed: {error}\n");
                 // SAFETY: writes a buffer we own to stderr, then leaves at once.
                 unsafe {
@@ -98,67 +87,34 @@ impl Engine for ShellEngine {
 }
 
 impl ShellEngine {
-    /// New mount and pid namespaces, and the command's file system.
-    fn stage(&mut self, job: &Job, working_dir: &Path) -> Result<(), JailError> {
-        // SAFETY: unshare only changes this process's namespace membership.
-        if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWPID) } != 0 {
-            return Err(JailError::Namespaces(std::io::Error::last_os_error()));
-        }
-        let (uid, gid) = self.identity();
-        filesystem_view::build(job.limits.memory_mb, working_dir, uid, gid)?;
-        self.runner = (uid, gid);
-        Ok(())
-    }
-
     /// Who runs the command: as root, a uid of this run's own (see the module comment) and the
     /// configured unprivileged group; otherwise our own identity.
     fn identity(&self) -> (u32, u32) {
-        // SAFETY: geteuid, getegid and getpid have no preconditions.
-        let (euid, egid, pid) = unsafe { (libc::geteuid(), libc::getegid(), libc::getpid()) };
-        if euid == 0 && self.settings.applies(Layer::UidDrop) {
-            (SHELL_UID_BASE + pid as u32, self.settings.child_gid)
+        let settings = self.jail.settings();
+        if geteuid().is_root() && settings.applies(Layer::UidDrop) {
+            (
+                SHELL_UID_BASE + getpid().as_raw() as u32,
+                settings.child_gid,
+            )
         } else {
-            (euid, egid)
+            (geteuid().as_raw(), getegid().as_raw())
         }
     }
 
     /// In the forked process, pid 1 of the new namespace: returns only on failure.
-    fn become_shell(
+    fn become_init(
         &self,
-        job: &Job,
-        working_dir: &str,
+        run: &ShellRun,
         stdout: OwnedFd,
         stderr: OwnedFd,
         command: &Exec,
     ) -> JailError {
-        // SAFETY: prctl with PR_SET_PDEATHSIG and a valid signal number has no memory effects.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        // SAFETY: dup2 onto the stdio slots; close_range closes everything above them.
-        unsafe {
-            libc::dup2(stdout.as_raw_fd(), 1);
-            libc::dup2(stderr.as_raw_fd(), 2);
-            libc::syscall(libc::SYS_close_range, 3, u32::MAX, 0);
-        }
-        std::mem::forget((stdout, stderr)); // already closed by close_range
-        if let Err(e) = filesystem_view::enter(Path::new(working_dir)) {
+        let jail = self
+            .jail
+            .lock_down_init(run, stdout.as_raw_fd(), stderr.as_raw_fd(), 0);
+        std::mem::forget((stdout, stderr)); // moved to 1 and 2; the originals are closed
+        if let Err(e) = jail {
             return e;
-        }
-        if let Err(e) = limit(job) {
-            return e;
-        }
-        if self.settings.applies(Layer::UidDrop) {
-            let (uid, gid) = self.runner;
-            if let Err(e) = credentials::drop_to(uid, gid) {
-                return e;
-            }
-        }
-        if let Err(e) = no_new_privs::set() {
-            return e;
-        }
-        if let Some(filter) = &self.filter {
-            if let Err(e) = filter.apply_kill_list() {
-                return e;
-            }
         }
         // As the namespace's init, stay: the shell runs as our child, so it gets ordinary
         // signal semantics, and orphans are reaped here.
@@ -177,7 +133,7 @@ impl ShellEngine {
                 }
             }
             Ok(ForkResult::Parent { child }) => child,
-            Err(e) => return JailError::Filesystem(format!("fork: {e}")),
+            Err(e) => return JailError::Fork(e.into()),
         };
         loop {
             match waitpid(None, None) {
@@ -186,7 +142,7 @@ impl ShellEngine {
                     exit_now(128 + signal as i32)
                 }
                 Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return JailError::Filesystem(format!("waitpid: {e}")),
+                Err(e) => return JailError::Wait(e.into()),
             }
         }
     }
@@ -196,26 +152,6 @@ impl ShellEngine {
 fn exit_now(code: i32) -> ! {
     // SAFETY: _exit has no preconditions.
     unsafe { libc::_exit(code) }
-}
-
-/// rlimits of the command's processes: memory per process, CPU as a backstop, processes, open
-/// files, file size (the tmpfs is capped anyway), no core dumps.
-fn limit(job: &Job) -> Result<(), JailError> {
-    let memory = job.limits.memory_mb.saturating_mul(1024 * 1024);
-    let cpu = job.limits.timeout_ms.div_ceil(1000) + 1;
-    for (resource, value, name) in [
-        (Resource::AS, memory, "RLIMIT_AS"),
-        (Resource::CPU, cpu, "RLIMIT_CPU"),
-        (Resource::NPROC, MAX_PROCESSES, "RLIMIT_NPROC"),
-        (Resource::NOFILE, MAX_OPEN_FILES, "RLIMIT_NOFILE"),
-        (Resource::FSIZE, memory, "RLIMIT_FSIZE"),
-        (Resource::CORE, 0, "RLIMIT_CORE"),
-    ] {
-        resource
-            .set(value, value)
-            .map_err(|e| JailError::ResourceLimit(name, e))?;
-    }
-    Ok(())
 }
 
 /// `/bin/sh -c COMMAND` and its environment, built before the fork (no allocation after it).
@@ -379,17 +315,16 @@ fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instan
             ),
         }
     };
-    let report = ChildReport {
-        result: None,
+    let output = Output {
         stdout: String::from_utf8_lossy(&collected.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&collected.stderr).into_owned(),
+        execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    child::finish(&ChildReport::finished(
+        None,
         exit_code,
         error,
-        execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-        images: Vec::new(),
-    };
-    match serde_json::to_vec(&report) {
-        Ok(bytes) => child::finish(&bytes),
-        Err(e) => child::fail(&format!("encoding the report: {e}")),
-    }
+        output,
+        Vec::new(),
+    ))
 }

@@ -297,19 +297,11 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
     FastGPT's calling convention (see _call_fastgpt) and one output stream for its log."""
     started = _perf_counter()
 
-    def send(result_json="null", exit_code=0, error=None):
+    def send(result_json=None, exit_code=0, error=None):
         images = _collect_figures()
         stdout, stderr = output.texts()
-        report = {
-            "images": images,
-            "stdout": stdout,
-            "stderr": stderr,
-            "exit_code": exit_code,
-            "error": error,
-            "execution_time_ms": (_perf_counter() - started) * 1000.0,
-        }
-        text = '{"result":' + result_json + "," + _encode_report(report)[1:]
-        finish(text.encode("utf-8", "replace"))
+        finish(result_json, exit_code, None if error is None else _encode_report(error),
+               stdout, stderr, _encode_report(images), (_perf_counter() - started) * 1000.0)
 
     def overflow():
         send(exit_code=1, error=_error("output_limit",
@@ -335,7 +327,7 @@ def run(code, inputs_json, mode, allowed_modules, fastgpt, max_output, memory_mb
             sys.stderr.write(outcome["error"]["traceback"])
         except BaseException:
             pass
-    send(outcome.get("result_json") or "null", outcome.get("exit_code", 0), outcome.get("error"))
+    send(outcome.get("result_json"), outcome.get("exit_code", 0), outcome.get("error"))
 
 
 MAX_IMAGES = 16

@@ -17,7 +17,7 @@ use rquickjs::{
 };
 use serde_json::value::RawValue;
 
-use super::Engine;
+use super::{Engine, ZygoteError};
 use crate::protocol::{Convention, Job};
 use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
 use crate::whitelist;
@@ -43,12 +43,14 @@ pub struct JavascriptEngine {
 }
 
 impl Engine for JavascriptEngine {
-    fn prepare() -> Result<Self, String> {
-        let runtime = Runtime::new().map_err(|e| format!("creating the QuickJS runtime: {e}"))?;
+    fn prepare() -> Result<Self, ZygoteError> {
+        let failed = |what: &str, e: rquickjs::Error| {
+            ZygoteError::Interpreter(format!("QuickJS: {what}: {e}"))
+        };
+        let runtime = Runtime::new().map_err(|e| failed("creating the runtime", e))?;
         runtime.set_loader(modules::AnyName, modules::FromRequire);
         event_loop::track_rejections(&runtime);
-        let context =
-            Context::full(&runtime).map_err(|e| format!("creating the QuickJS context: {e}"))?;
+        let context = Context::full(&runtime).map_err(|e| failed("creating the context", e))?;
         let hooks = context
             .with(|ctx| -> rquickjs::Result<Persistent<Object<'static>>> {
                 let mut options = EvalOptions::default();
@@ -65,7 +67,7 @@ impl Engine for JavascriptEngine {
                 modules::register_all(&ctx, &hooks)?;
                 Ok(Persistent::save(&ctx, hooks))
             })
-            .map_err(|e| format!("installing the JavaScript prelude and modules: {e}"))?;
+            .map_err(|e| failed("installing the prelude and modules", e))?;
         runtime.run_gc();
         let heap_in_use = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
         Ok(Self {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use crate::protocol::ChildReport;
+use crate::protocol::{ChildReport, Output as Captured};
 use crate::run::{ErrorKind, RunError};
 use crate::zygote::child;
 
@@ -96,17 +96,16 @@ pub fn report(result: Option<Box<RawValue>>, exit_code: i32, error: Option<RunEr
             None => (String::new(), String::new(), 0.0),
         }
     });
-    let report = ChildReport {
-        result,
+    let output = Captured {
         stdout,
         stderr,
+        execution_time_ms: elapsed,
+    };
+    child::finish(&ChildReport::finished(
+        result,
         exit_code,
         error,
-        execution_time_ms: elapsed,
-        images: Vec::new(),
-    };
-    match serde_json::to_vec(&report) {
-        Ok(bytes) => child::finish(&bytes),
-        Err(e) => child::fail(&format!("encoding the report: {e}")),
-    }
+        output,
+        Vec::new(),
+    ))
 }
