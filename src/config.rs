@@ -1,9 +1,12 @@
-//! The server's settings. Flags win over `SANDLOT_*` environment variables, which win over the
-//! defaults (clap applies that order; see `main.rs`).
+//! The server's settings. Flags win over `SANDLOT_*` environment variables (clap reads both),
+//! which win over the peers' own variable names ([`apply_peer_aliases`]), which win over the
+//! defaults ([`Config::from_args`]).
 
 use std::net::SocketAddr;
 
+use crate::broker::destination::Allowed;
 use crate::broker::Broker;
+use crate::cli::serve::ServeArgs;
 use crate::jail::probe::LayerStatus;
 use crate::jail::settings::JailSettings;
 use crate::run::Limits;
@@ -69,6 +72,75 @@ impl LimitPolicy {
             },
             max,
         }
+    }
+}
+
+/// Why the server will not start with the configuration it was given.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    HttpAllow(String),
+    #[error("{0}")]
+    Jail(String),
+}
+
+impl ConfigError {
+    /// 2 for a value that does not parse (like a usage error), 1 for a machine that lacks a
+    /// layer of the jail.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::HttpAllow(_) => 2,
+            Self::Jail(_) => 1,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration `serve` runs with: its flags (and their variables) over the defaults.
+    /// Probes the jail, so it must run while the process is single-threaded.
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let policy_max = LimitPolicy::default().max;
+        let max = Limits {
+            timeout_ms: args
+                .max_timeout_ms
+                .unwrap_or(policy_max.timeout_ms)
+                .max(args.default_timeout_ms.unwrap_or(0)),
+            memory_mb: args.max_memory_mb.unwrap_or(policy_max.memory_mb),
+            max_output_bytes: args.max_output_bytes.unwrap_or(policy_max.max_output_bytes),
+        };
+        let allow = args
+            .http_allow
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| Allowed::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError::HttpAllow)?;
+        let (jail, degraded) = args.jail.checked_settings(max).map_err(ConfigError::Jail)?;
+        let mut limits = LimitPolicy::with_max(max);
+        if let Some(timeout_ms) = args.default_timeout_ms {
+            limits.default.timeout_ms = timeout_ms.max(1);
+        }
+        Ok(Self {
+            listen: args.listen.unwrap_or(defaults.listen),
+            api_keys: args
+                .api_keys
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .collect(),
+            insecure_no_auth: args.insecure_no_auth,
+            limits,
+            workers: args.workers.unwrap_or(defaults.workers),
+            queue: args.queue.unwrap_or(defaults.queue),
+            max_body_bytes: args.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            data_dir: args.data_dir.unwrap_or(defaults.data_dir),
+            jail,
+            broker: Broker {
+                enabled: args.network.unwrap_or(true),
+                allow,
+            },
+            degraded,
+        })
     }
 }
 

@@ -11,9 +11,10 @@
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
 //! - [`jail`]: the steps that confine a child, one per file.
 //! - [`whitelist`]: the module allowlists; [`python_packages`]: installing the data packages.
-//! - [`config`]: the server's settings.
+//! - [`config`]: the server's settings; [`cli`]: the command line that fills them.
 
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod control_socket;
 pub mod jail;

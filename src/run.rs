@@ -1,14 +1,17 @@
 //! What a run is: its language, mode, limits, and the response it produces. These are the
-//! shapes of `POST /v1/run` (DESIGN §2); the compatible APIs translate to and from them.
+//! shapes of `POST /v1/run` (docs/api.md); the compatible APIs translate to and from them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
+    #[value(alias = "python3", alias = "py")]
     Python,
+    #[value(alias = "js", alias = "nodejs", alias = "node")]
     Javascript,
+    #[value(alias = "sh", alias = "bash")]
     Shell,
 }
 
@@ -35,7 +38,7 @@ impl Language {
         "python (python3, py), javascript (js, nodejs, node), shell (sh, bash)";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Define `main`; it is called with the inputs and its return value is the result.

@@ -52,6 +52,21 @@ pub struct Plan {
 pub struct Invalid(pub String);
 
 impl RunRequest {
+    /// A request for `code` in `language`, every other field as if the client left it out.
+    pub fn new(language: impl Into<String>, code: String) -> Self {
+        Self {
+            language: language.into(),
+            code,
+            inputs: None,
+            mode: None,
+            limits: RequestedLimits::default(),
+            allowed_modules: None,
+            network: None,
+            working_dir: None,
+            env: None,
+        }
+    }
+
     pub fn plan(self, policy: &LimitPolicy) -> Result<Plan, Invalid> {
         let language = Language::parse(&self.language).ok_or_else(|| {
             Invalid(format!(

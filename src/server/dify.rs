@@ -54,18 +54,13 @@ pub async fn run(State(state): State<AppState>, body: Bytes) -> Response {
     };
     let max = state.config.limits.max;
     let native = RunRequest {
-        language: language.into(),
-        code: request.code,
-        inputs: None,
         mode: Some(Mode::Script),
         limits: RequestedLimits {
             max_output_bytes: Some(STDOUT_BYTES.min(max.max_output_bytes)),
             ..Default::default()
         },
-        allowed_modules: None,
         network: request.enable_network,
-        working_dir: None,
-        env: None,
+        ..RunRequest::new(language, request.code)
     };
     let plan = match native.plan(&state.config.limits) {
         Ok(plan) => plan,

@@ -87,8 +87,6 @@ async fn run(state: AppState, language: &str, body: &[u8]) -> Response {
     };
     let max = state.config.limits.max;
     let native = RunRequest {
-        language: language.into(),
-        code,
         inputs: variables,
         mode: Some(Mode::Main),
         // The log is cut at 1 MB in the answer, not by failing the run.
@@ -96,10 +94,7 @@ async fn run(state: AppState, language: &str, body: &[u8]) -> Response {
             max_output_bytes: Some(max.max_output_bytes),
             ..Default::default()
         },
-        allowed_modules: None,
-        network: None,
-        working_dir: None,
-        env: None,
+        ..RunRequest::new(language, code)
     };
     let mut plan = match native.plan(&state.config.limits) {
         Ok(plan) => plan,

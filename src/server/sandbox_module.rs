@@ -117,18 +117,15 @@ async fn execute(
         )));
     }
     let request = RunRequest {
-        language: language.into(),
-        code,
-        inputs: None,
         mode: Some(Mode::Script),
         limits: RequestedLimits {
             timeout_ms: Some((seconds * 1000.0).ceil().min(u64::MAX as f64) as u64),
             ..Default::default()
         },
         allowed_modules,
-        network: None,
         working_dir,
         env,
+        ..RunRequest::new(language, code)
     };
     let response = super::native::run_request(state, request).await?;
     Ok(Json(executed(response)))

@@ -1,0 +1,61 @@
+//! The jail's flags, shared by `serve`, `run` and `doctor`, and the start-up probe that turns
+//! them into settings (or a refusal to start).
+
+use clap::Args;
+
+use crate::jail::probe::{self, LayerStatus};
+use crate::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
+use crate::run::Limits;
+
+#[derive(Args)]
+pub struct JailArgs {
+    /// Start even when an isolation layer is unavailable on this machine. Every missing layer
+    /// is logged and listed in /readyz; without this flag the server refuses to start.
+    #[arg(long, env = "SANDLOT_ALLOW_DEGRADED")]
+    pub allow_degraded: bool,
+    /// The uid children run as when sandlot runs as root.
+    #[arg(long, env = "SANDLOT_CHILD_UID", default_value_t = DEFAULT_CHILD_ID)]
+    pub child_uid: u32,
+    /// The gid children run as when sandlot runs as root.
+    #[arg(long, env = "SANDLOT_CHILD_GID", default_value_t = DEFAULT_CHILD_ID)]
+    pub child_gid: u32,
+}
+
+impl JailArgs {
+    pub fn settings(&self, max: Limits) -> JailSettings {
+        JailSettings {
+            child_uid: self.child_uid,
+            child_gid: self.child_gid,
+            ..JailSettings::new(max)
+        }
+    }
+
+    /// Probes the layers (while the process is still single-threaded): settings that skip the
+    /// missing ones if the operator allows it, or the reason to refuse.
+    pub fn checked_settings(
+        &self,
+        max: Limits,
+    ) -> Result<(JailSettings, Vec<LayerStatus>), String> {
+        let mut settings = self.settings(max);
+        let report = probe::probe(&settings);
+        let missing: Vec<LayerStatus> = report.missing().cloned().collect();
+        if missing.is_empty() {
+            return Ok((settings, missing));
+        }
+        if !self.allow_degraded {
+            return Err(format!(
+                "refusing to start: isolation layers unavailable on this machine:\n{report}\
+                 Fix them (see `sandlot doctor`), or pass --allow-degraded to run without them."
+            ));
+        }
+        for layer in &missing {
+            eprintln!(
+                "sandlot: WARNING: running without {} (--allow-degraded): {}",
+                layer.layer.name(),
+                layer.detail
+            );
+        }
+        settings.skip = missing.iter().map(|l| l.layer).collect();
+        Ok((settings, missing))
+    }
+}

@@ -1,0 +1,147 @@
+//! `sandlot run FILE`: one run through the same zygotes and children the server uses.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::value::RawValue;
+
+use super::jail_args::JailArgs;
+use crate::broker::Broker;
+use crate::config::LimitPolicy;
+use crate::jail::settings::JailSettings;
+use crate::protocol::ZygoteKind;
+use crate::python_packages;
+use crate::run::{Language, Mode, RunResponse};
+use crate::run_request::{RequestedLimits, RunRequest};
+use crate::supervisor::Supervisor;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// The file holding the code.
+    file: PathBuf,
+    /// The language; by default from the file's extension (.py, .js/.mjs/.cjs, .sh).
+    #[arg(long, value_enum)]
+    lang: Option<Language>,
+    /// Inputs as a JSON object, or @FILE to read them from a file.
+    #[arg(long)]
+    inputs: Option<String>,
+    /// main (call main(inputs), the default) or script (run top to bottom).
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Time limit in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory limit in MB.
+    #[arg(long)]
+    memory_mb: Option<u64>,
+    #[command(flatten)]
+    jail: JailArgs,
+}
+
+pub fn main(args: RunArgs) -> ExitCode {
+    let jail = match args.jail.checked_settings(LimitPolicy::default().max) {
+        Ok((jail, _)) => jail,
+        Err(message) => {
+            eprintln!("sandlot run: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = match build_request(&args) {
+        Ok(request) => request,
+        Err(message) => {
+            eprintln!("sandlot run: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(request, &jail) {
+        Ok(response) => {
+            match serde_json::to_string_pretty(&response) {
+                Ok(text) => println!("{text}"),
+                Err(e) => eprintln!("sandlot run: encoding the response: {e}"),
+            }
+            super::exit_code(response.exit_code)
+        }
+        Err(message) => {
+            eprintln!("sandlot run: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
+    let code = std::fs::read_to_string(&args.file)
+        .map_err(|e| format!("reading {}: {e}", args.file.display()))?;
+    let language = match args.lang {
+        Some(lang) => lang,
+        None => match args.file.extension().and_then(|e| e.to_str()) {
+            Some("py") => Language::Python,
+            Some("js" | "mjs" | "cjs") => Language::Javascript,
+            Some("sh") => Language::Shell,
+            _ => return Err("cannot tell the language from the file name; pass --lang".into()),
+        },
+    };
+    let inputs = match &args.inputs {
+        None => None,
+        Some(text) => {
+            let text = match text.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading inputs from {path}: {e}"))?,
+                None => text.clone(),
+            };
+            Some(
+                RawValue::from_string(text)
+                    .map_err(|e| format!("--inputs is not valid JSON: {e}"))?,
+            )
+        }
+    };
+    Ok(RunRequest {
+        inputs,
+        mode: args.mode,
+        limits: RequestedLimits {
+            timeout_ms: args.timeout_ms,
+            memory_mb: args.memory_mb,
+            max_output_bytes: None,
+        },
+        ..RunRequest::new(language.name(), code)
+    })
+}
+
+/// Starts the one zygote the run needs (installing the data packages first if it needs them),
+/// and runs it.
+fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> {
+    let plan = request
+        .plan(&LimitPolicy::default())
+        .map_err(|invalid| invalid.0)?;
+    super::runtime().block_on(async {
+        let data = plan.kind == ZygoteKind::PythonData;
+        let data_dir = python_packages::default_data_dir();
+        if data {
+            python_packages::install(&data_dir, &mut std::io::stderr())?;
+        }
+        let kinds: &[ZygoteKind] = if data { &[] } else { &[plan.kind] };
+        let supervisor = Supervisor::start(
+            kinds,
+            jail,
+            Broker::default(),
+            data.then_some(data_dir),
+            1,
+            0,
+        );
+        let ready = match supervisor.python_data() {
+            Some(python_data) if data => python_data.wait_ready(Duration::from_secs(120)).await,
+            _ => supervisor.wait_ready(Duration::from_secs(120)).await,
+        };
+        if !ready {
+            return Err(format!(
+                "the interpreter did not start: {:?}",
+                supervisor.status()
+            ));
+        }
+        supervisor
+            .run(plan.kind, &plan.job)
+            .await
+            .map_err(|_| "no worker available".to_owned())
+    })
+}

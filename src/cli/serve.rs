@@ -1,0 +1,86 @@
+//! `sandlot serve`: its flags (each with a `SANDLOT_*` variable), and starting the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::jail_args::JailArgs;
+use crate::config::Config;
+
+/// The flags of `serve`. Every value is optional here: [`Config::from_args`] fills in the
+/// defaults, so that a flag, its variable and the defaults keep one order of precedence.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8194]. A port of 0 picks a free one (the
+    /// ready line says which).
+    #[arg(long, env = "SANDLOT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// API key clients must send as `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
+    /// Repeat it (or separate keys with commas in SANDLOT_API_KEY) to accept several.
+    #[arg(
+        long = "api-key",
+        env = "SANDLOT_API_KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Allow listening on a non-loopback address with no API key.
+    #[arg(long, env = "SANDLOT_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// Time limit of a request that asks for none, in milliseconds [default: 10000] (raises
+    /// the maximum if above it). Dify's WORKER_TIMEOUT (seconds) sets it too.
+    #[arg(long, env = "SANDLOT_DEFAULT_TIMEOUT_MS")]
+    pub default_timeout_ms: Option<u64>,
+    /// Longest time limit a request may ask for, in milliseconds [default: 60000].
+    #[arg(long, env = "SANDLOT_MAX_TIMEOUT_MS")]
+    pub max_timeout_ms: Option<u64>,
+    /// Largest memory limit a request may ask for, in MB [default: 1024].
+    #[arg(long, env = "SANDLOT_MAX_MEMORY_MB")]
+    pub max_memory_mb: Option<u64>,
+    /// Largest stdout+stderr (and returned value) a request may ask for, in bytes
+    /// [default: 16777216].
+    #[arg(long, env = "SANDLOT_MAX_OUTPUT_BYTES")]
+    pub max_output_bytes: Option<u64>,
+    /// Runs executing at once; further requests wait in the queue [default: 4 per core].
+    #[arg(long, env = "SANDLOT_WORKERS")]
+    pub workers: Option<usize>,
+    /// Requests that may wait for a worker; past this, 503 with Retry-After [default: 512].
+    #[arg(long, env = "SANDLOT_QUEUE")]
+    pub queue: Option<usize>,
+    /// Where sandlot keeps the Python data packages it installs (default: /var/lib/sandlot
+    /// for root, else $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).
+    #[arg(long, env = "SANDLOT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Largest request body, in bytes (413 past it) [default: 16777216].
+    #[arg(long, env = "SANDLOT_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Open a destination to SystemHelper.httpRequest on purpose: a CIDR range (10.0.0.0/8),
+    /// an address, or a host name. Repeatable; SANDLOT_HTTP_ALLOW takes a comma-separated list.
+    #[arg(long = "http-allow", env = "SANDLOT_HTTP_ALLOW", value_delimiter = ',')]
+    pub http_allow: Vec<String>,
+    /// Whether runs may use SystemHelper.httpRequest at all (`--network false` refuses every
+    /// call) [default: true]. Dify's ENABLE_NETWORK sets it too.
+    #[arg(long, env = "SANDLOT_NETWORK", action = clap::ArgAction::Set)]
+    pub network: Option<bool>,
+    #[command(flatten)]
+    pub jail: JailArgs,
+}
+
+pub fn main(args: ServeArgs) -> ExitCode {
+    let config = match Config::from_args(args) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("sandlot: {error}");
+            return ExitCode::from(error.exit_code());
+        }
+    };
+    match super::runtime().block_on(crate::server::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("sandlot: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
