@@ -5,7 +5,7 @@
 //! They are installed with `npm ci` into Cargo's OUT_DIR (never into the source tree, and only
 //! when the lockfile changed), then esbuild bundles each entry of
 //! `stdlib-shims/javascript/modules/` (plus `globals.js`) into one self-contained file.
-//! `src/zygote/javascript.rs` includes the generated `bundles.rs`.
+//! `src/zygote/javascript/modules.rs` includes the generated `bundles.rs`.
 
 use std::fs;
 use std::path::{Path, PathBuf};

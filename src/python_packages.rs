@@ -13,6 +13,32 @@ use std::process::{Command, Stdio};
 
 use crate::whitelist::PYTHON_REQUIREMENTS;
 
+/// Why the packages could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("creating the data directory {path} failed: {source}")]
+    DataDir { path: PathBuf, source: io::Error },
+    #[error("taking the install lock failed: {0}")]
+    Lock(#[source] io::Error),
+    #[error("writing {path} failed: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("running {PYTHON} failed: {0}")]
+    LinkedPython(#[source] io::Error),
+    #[error("no pip for Python {0} (tried {PYTHON} -m pip, python{0}, python3)")]
+    NoPip(String),
+    #[error("starting pip ({python} -m pip) failed: {source}")]
+    StartPip { python: String, source: io::Error },
+    #[error("waiting for pip failed: {0}")]
+    WaitPip(#[source] io::Error),
+    #[error("pip failed ({status}); is the package index reachable? {tail}")]
+    Pip {
+        status: std::process::ExitStatus,
+        tail: String,
+    },
+    #[error("moving the packages into place failed: {0}")]
+    Rename(#[source] io::Error),
+}
+
 /// The interpreter sandlot links; its pip installs wheels for the same CPython.
 const PYTHON: &str = match option_env!("PYO3_PYTHON") {
     Some(path) => path,
@@ -21,7 +47,7 @@ const PYTHON: &str = match option_env!("PYO3_PYTHON") {
 
 /// A pip for the linked CPython's version: the linked interpreter's own, else another
 /// interpreter of the same version on PATH (the wheels are the same).
-fn pip_python() -> Result<String, String> {
+fn pip_python() -> Result<String, InstallError> {
     let version = |python: &str| -> Option<String> {
         let out = Command::new(python)
             .args(["-m", "pip", "--version"])
@@ -37,7 +63,7 @@ fn pip_python() -> Result<String, String> {
         .args(["-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .map_err(|e| format!("running {PYTHON}: {e}"))?;
+        .map_err(InstallError::LinkedPython)?;
     let candidates = [
         PYTHON.to_owned(),
         format!("python{wanted}"),
@@ -46,17 +72,14 @@ fn pip_python() -> Result<String, String> {
     candidates
         .into_iter()
         .find(|python| version(python).as_deref() == Some(wanted.as_str()))
-        .ok_or_else(|| {
-            format!("no pip for Python {wanted} (tried {PYTHON} -m pip, python{wanted}, python3)")
-        })
+        .ok_or(InstallError::NoPip(wanted))
 }
 
 /// sandlot's data directory when none is configured: `/var/lib/sandlot` for root (children, an
 /// unprivileged user, must be able to read the packages, and root's home is closed to them),
 /// else `$XDG_DATA_HOME/sandlot`, else `~/.local/share/sandlot`.
 pub fn default_data_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if nix::unistd::geteuid().is_root() {
         return PathBuf::from("/var/lib/sandlot");
     }
     if let Some(dir) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
@@ -84,17 +107,18 @@ pub fn is_installed(data_dir: &Path) -> bool {
 }
 
 /// Installs the requirements unless they already are; pip's output goes to `progress`.
-pub fn install(data_dir: &Path, progress: &mut dyn Write) -> Result<(), String> {
-    fs::create_dir_all(data_dir)
-        .map_err(|e| format!("creating the data directory {}: {e}", data_dir.display()))?;
-    let lock = File::create(data_dir.join("install.lock"))
-        .map_err(|e| format!("creating the install lock: {e}"))?;
+pub fn install(data_dir: &Path, progress: &mut dyn Write) -> Result<(), InstallError> {
+    fs::create_dir_all(data_dir).map_err(|source| InstallError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let lock = File::create(data_dir.join("install.lock")).map_err(InstallError::Lock)?;
     nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| format!("waiting for another install: {e}"))
+        .map_err(|(_, e)| InstallError::Lock(e.into()))
         .and_then(|_locked| install_locked(data_dir, progress))
 }
 
-fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), String> {
+fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), InstallError> {
     if is_installed(data_dir) {
         return Ok(());
     }
@@ -107,8 +131,10 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
     }
     let staging = data_dir.join(format!("staging-{}", std::process::id()));
     let requirements = data_dir.join("python-requirements.txt");
-    fs::write(&requirements, PYTHON_REQUIREMENTS)
-        .map_err(|e| format!("writing {}: {e}", requirements.display()))?;
+    fs::write(&requirements, PYTHON_REQUIREMENTS).map_err(|source| InstallError::Write {
+        path: requirements.clone(),
+        source,
+    })?;
     let python = pip_python()?;
     let _ = writeln!(
         progress,
@@ -147,7 +173,10 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("starting pip ({python} -m pip): {e}"))?;
+        .map_err(|source| InstallError::StartPip {
+            python: python.clone(),
+            source,
+        })?;
     let stderr = child.stderr.take();
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
@@ -161,19 +190,22 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Strin
             let _ = writeln!(progress, "  pip: {line}");
         }
     }
-    let status = child.wait().map_err(|e| format!("waiting for pip: {e}"))?;
+    let status = child.wait().map_err(InstallError::WaitPip)?;
     let errors = errors.join().unwrap_or_default();
     if !status.success() {
         let _ = fs::remove_dir_all(&staging);
-        return Err(format!(
-            "pip failed ({status}); is the package index reachable? {}",
-            errors.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-        ));
+        return Err(InstallError::Pip {
+            status,
+            tail: errors.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
+        });
     }
     let _ = fs::remove_dir_all(&target);
-    fs::rename(&staging, &target).map_err(|e| format!("moving the packages into place: {e}"))?;
-    fs::write(target.join(".complete"), PYTHON_REQUIREMENTS)
-        .map_err(|e| format!("marking the install complete: {e}"))?;
+    fs::rename(&staging, &target).map_err(InstallError::Rename)?;
+    let complete = target.join(".complete");
+    fs::write(&complete, PYTHON_REQUIREMENTS).map_err(|source| InstallError::Write {
+        path: complete,
+        source,
+    })?;
     let _ = writeln!(progress, "sandlot: Python data packages installed");
     Ok(())
 }

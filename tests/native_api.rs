@@ -1,4 +1,4 @@
-//! POST /v1/run as DESIGN §2 describes it, over HTTP against a real server.
+//! POST /v1/run as docs/api.md describes it, over HTTP against a real server.
 
 mod common;
 

@@ -32,8 +32,8 @@ fn a_killed_zygote_fails_its_runs_fast_and_comes_back() {
         let started = Instant::now();
         let in_flight = std::thread::spawn(move || server.post("/v1/run", &body, &[]));
         std::thread::sleep(Duration::from_millis(500));
-        // SAFETY: kill(2) with a pid and a signal.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .expect("killing the zygote");
         let reply = in_flight.join().unwrap();
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["error"]["kind"], "internal", "{}", reply.text);

@@ -131,20 +131,32 @@ pub fn fetch(request: &Request, allow: &[Allowed], timeout: Duration) -> Result<
     )))
 }
 
-/// A redirect's Location against the URL that answered with it.
+/// A redirect's Location against the URL that answered with it (RFC 3986 reference
+/// resolution); a Location that resolves to nothing is followed as given, for the next check
+/// to refuse.
 fn join(base: &Uri, location: &str) -> String {
-    if location.contains("://") {
-        return location.to_owned(); // absolute, any scheme (the next check refuses the others)
+    url::Url::parse(&base.to_string())
+        .and_then(|base| base.join(location))
+        .map_or_else(|_| location.to_owned(), String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::join;
+
+    #[test]
+    fn redirects_resolve_like_a_browser() {
+        let base: ureq::http::Uri = "http://example.com/a/b?x=1".parse().unwrap();
+        for (location, expected) in [
+            ("?q", "http://example.com/a/b?q"),
+            ("c", "http://example.com/a/c"),
+            ("../c", "http://example.com/c"),
+            ("/c", "http://example.com/c"),
+            ("//other.org/d", "http://other.org/d"),
+            ("https://x.org/", "https://x.org/"),
+            ("#frag", "http://example.com/a/b?x=1#frag"),
+        ] {
+            assert_eq!(join(&base, location), expected, "{location}");
+        }
     }
-    let scheme = base.scheme_str().unwrap_or("http");
-    if let Some(rest) = location.strip_prefix("//") {
-        return format!("{scheme}://{rest}");
-    }
-    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
-    }
-    let path = base.path();
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    format!("{scheme}://{authority}{dir}{location}")
 }

@@ -118,7 +118,8 @@ fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> 
         let data = plan.kind == ZygoteKind::PythonData;
         let data_dir = python_packages::default_data_dir();
         if data {
-            python_packages::install(&data_dir, &mut std::io::stderr())?;
+            python_packages::install(&data_dir, &mut std::io::stderr())
+                .map_err(|e| e.to_string())?;
         }
         let kinds: &[ZygoteKind] = if data { &[] } else { &[plan.kind] };
         let supervisor = Supervisor::start(

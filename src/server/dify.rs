@@ -6,7 +6,6 @@
 //! uncaught Python exception exits 1 (dify-sandbox: 255) — `data.error` still begins with
 //! "process exited with code N" and carries the traceback.
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::api_error::ApiError;
-use super::json_body::parse;
+use super::json_body::{JsonBody, Refusal};
 use super::AppState;
 use crate::python_packages;
 use crate::run::{ErrorKind, Limits, Mode, RunResponse};
@@ -37,12 +36,25 @@ pub struct DifyRun {
     enable_network: Option<bool>,
 }
 
-pub async fn run(State(state): State<AppState>, body: Bytes) -> Response {
-    let request: DifyRun = match parse(&body) {
-        Ok(request) => request,
-        Err(ApiError::BadRequest(message)) => return refusal(&message),
-        Err(other) => return other.into_response(),
-    };
+/// dify-sandbox's refusal: HTTP 400 (413 for a body too large), `{code: -400, message, data:
+/// null}`.
+pub struct Dify;
+
+impl Refusal for Dify {
+    fn refuse(status: StatusCode, message: String) -> Response {
+        let code = -i32::from(status.as_u16());
+        (
+            status,
+            Json(json!({"code": code, "message": message, "data": null})),
+        )
+            .into_response()
+    }
+}
+
+pub async fn run(
+    State(state): State<AppState>,
+    JsonBody(request, _): JsonBody<DifyRun, Dify>,
+) -> Response {
     let language = match request.language.as_str() {
         "python3" | "python" => "python",
         "nodejs" | "javascript" => "javascript",
@@ -107,13 +119,8 @@ fn success(response: &RunResponse, limits: &Limits) -> Value {
     })
 }
 
-/// dify-sandbox's refusal: HTTP 400, `{code: -400, message, data: null}`.
 fn refusal(message: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"code": -400, "message": message, "data": null})),
-    )
-        .into_response()
+    Dify::refuse(StatusCode::BAD_REQUEST, message.to_owned())
 }
 
 #[derive(Deserialize)]
@@ -149,7 +156,8 @@ pub async fn update_dependencies(State(state): State<AppState>) -> Response {
         python_packages::install(&data_dir, &mut std::io::stderr())
     })
     .await
-    .unwrap_or_else(|e| Err(e.to_string()));
+    .map_err(|e| e.to_string())
+    .and_then(|installed| installed.map_err(|e| e.to_string()));
     match outcome {
         Ok(()) => Json(json!({
             "code": 0,

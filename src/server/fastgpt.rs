@@ -7,7 +7,6 @@
 //! JavaScript (FastGPT refuses every `import(`); anything else is refused with the same
 //! "not allowed" message `require` gives.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::json_body::{JsonBody, Refusal};
 use super::AppState;
 use crate::protocol::Convention;
 use crate::run::{ErrorKind, Mode, RunError, RunResponse};
@@ -54,26 +54,38 @@ const BUILTIN_GLOBALS: &[&str] = &[
 ];
 
 #[derive(Deserialize)]
-struct FastgptRun {
+pub struct FastgptRun {
     #[serde(default)]
     code: Value,
     #[serde(default)]
     variables: Option<Box<RawValue>>,
 }
 
-pub async fn javascript(State(state): State<AppState>, body: Bytes) -> Response {
-    run(state, "javascript", &body).await
+/// fastgpt-sandbox's refusal: `{success: false, message: "Invalid request: ..."}`.
+pub struct Fastgpt;
+
+impl Refusal for Fastgpt {
+    fn refuse(status: StatusCode, message: String) -> Response {
+        let message = format!("Invalid request: {message}");
+        (status, Json(json!({"success": false, "message": message}))).into_response()
+    }
 }
 
-pub async fn python(State(state): State<AppState>, body: Bytes) -> Response {
-    run(state, "python", &body).await
+pub async fn javascript(
+    State(state): State<AppState>,
+    JsonBody(request, _): JsonBody<FastgptRun, Fastgpt>,
+) -> Response {
+    run(state, "javascript", request).await
 }
 
-async fn run(state: AppState, language: &str, body: &[u8]) -> Response {
-    let request: FastgptRun = match serde_json::from_slice(body) {
-        Ok(request) => request,
-        Err(e) => return invalid(&format!("invalid JSON body: {e}")),
-    };
+pub async fn python(
+    State(state): State<AppState>,
+    JsonBody(request, _): JsonBody<FastgptRun, Fastgpt>,
+) -> Response {
+    run(state, "python", request).await
+}
+
+async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
     let code = match request.code {
         Value::String(code) if !code.trim().is_empty() => code,
         Value::String(_) | Value::Null => return invalid("code is required and must not be empty"),
@@ -153,11 +165,7 @@ fn strip_error_name(message: &str) -> &str {
 }
 
 fn invalid(message: &str) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        Json(json!({"success": false, "message": format!("Invalid request: {message}")})),
-    )
-        .into_response()
+    Fastgpt::refuse(StatusCode::BAD_REQUEST, message.to_owned())
 }
 
 /// `GET /sandbox/modules`: what `require`/`import` accept in each language, and the globals.

@@ -1,48 +1,76 @@
-//! A JSON body extractor whose refusals are ours: 400 naming the field (`limits.timeout_ms:
-//! invalid type ...`), 413 past the body limit — never axum's plain-text rejections.
+//! The one JSON body extractor of every API. Its refusals are the API's own — 400 naming the
+//! field (`limits.timeout_ms: invalid type ...`), 413 past the body limit — in the shape that
+//! API's clients read ([`Refusal`]), never axum's plain-text rejections.
+
+use std::marker::PhantomData;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::api_error::ApiError;
 
-pub struct JsonBody<T>(pub T);
+/// How an API tells its clients that their request body was refused.
+pub trait Refusal {
+    /// `status` is 400 or 413; `message` says what is wrong, naming the field.
+    fn refuse(status: StatusCode, message: String) -> Response;
+}
 
-impl<S, T> FromRequest<S> for JsonBody<T>
+/// sandlot's own APIs: `{"error": {"kind", "message"}}`.
+pub struct Native;
+
+impl Refusal for Native {
+    fn refuse(status: StatusCode, message: String) -> Response {
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(message).into_response()
+        } else {
+            ApiError::BadRequest(message).into_response()
+        }
+    }
+}
+
+pub struct JsonBody<T, R = Native>(pub T, pub PhantomData<R>);
+
+impl<S, T, R> FromRequest<S> for JsonBody<T, R>
 where
     S: Send + Sync,
     T: DeserializeOwned,
+    R: Refusal,
 {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(format!("request body too large: {}", e.body_text()))
+                let message = format!("request body too large: {}", e.body_text());
+                R::refuse(StatusCode::PAYLOAD_TOO_LARGE, message)
             } else {
-                ApiError::BadRequest(format!("unreadable request body: {}", e.body_text()))
+                let message = format!("unreadable request body: {}", e.body_text());
+                R::refuse(StatusCode::BAD_REQUEST, message)
             }
         })?;
-        parse(&bytes).map(JsonBody)
+        parse(&bytes)
+            .map(|value| Self(value, PhantomData))
+            .map_err(|message| R::refuse(StatusCode::BAD_REQUEST, message))
     }
 }
 
 /// Deserialises `bytes`, reporting the path of the field at fault.
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path == "." || inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest(format!("invalid JSON body: {inner}"))
+            format!("invalid JSON body: {inner}")
         } else {
-            ApiError::BadRequest(format!("{path}: {inner}"))
+            format!("{path}: {inner}")
         }
     })?;
     deserializer
         .end()
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| format!("invalid JSON body: {e}"))?;
     Ok(value)
 }

@@ -63,21 +63,36 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Why the server stopped or never started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to listen on {0} without an API key: set --api-key (or SANDLOT_API_KEY), \
+         or pass --insecure-no-auth to accept unauthenticated requests from the network"
+    )]
+    NoKeyOnNetwork(SocketAddr),
+    #[error("binding {address} failed: {source}")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
 /// Binds, starts the zygotes, serves until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> Result<(), String> {
+pub async fn serve(config: Config) -> Result<(), ServeError> {
     if !config.listen.ip().is_loopback() && config.api_keys.is_empty() && !config.insecure_no_auth {
-        return Err(format!(
-            "refusing to listen on {} without an API key: set --api-key (or SANDLOT_API_KEY), \
-             or pass --insecure-no-auth to accept unauthenticated requests from the network",
-            config.listen
-        ));
+        return Err(ServeError::NoKeyOnNetwork(config.listen));
     }
+    let bind_failed = |source| ServeError::Bind {
+        address: config.listen,
+        source,
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("binding {}: {e}", config.listen))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| format!("reading the bound address: {e}"))?;
+        .map_err(bind_failed)?;
+    let address = listener.local_addr().map_err(bind_failed)?;
     let supervisor = Supervisor::start(
         &[
             ZygoteKind::Python,
@@ -98,7 +113,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| format!("serving: {e}"))
+        .map_err(ServeError::Serve)
 }
 
 /// The one line that says requests will be taken now; `/readyz` turns 200 at the same moment.

@@ -1,4 +1,4 @@
-//! `POST /v1/run`, sandlot's own API (DESIGN §2).
+//! `POST /v1/run`, sandlot's own API (docs/api.md).
 
 use axum::extract::State;
 use axum::Json;
@@ -11,7 +11,7 @@ use crate::run_request::RunRequest;
 
 pub async fn run(
     State(state): State<AppState>,
-    JsonBody(request): JsonBody<RunRequest>,
+    JsonBody(request, _): JsonBody<RunRequest>,
 ) -> Result<Json<RunResponse>, ApiError> {
     run_request(&state, request).await.map(Json)
 }

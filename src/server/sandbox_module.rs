@@ -50,7 +50,7 @@ pub struct Executed {
 
 pub async fn execute_js(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<ExecuteCode>,
+    JsonBody(body, _): JsonBody<ExecuteCode>,
 ) -> Result<Json<Executed>, ApiError> {
     if body.allowed_modules.is_some() {
         return Err(ApiError::BadRequest(
@@ -71,7 +71,7 @@ pub async fn execute_js(
 
 pub async fn execute_python(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<ExecuteCode>,
+    JsonBody(body, _): JsonBody<ExecuteCode>,
 ) -> Result<Json<Executed>, ApiError> {
     execute(
         &state,
@@ -87,7 +87,7 @@ pub async fn execute_python(
 
 pub async fn execute_shell(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody<ExecuteShell>,
+    JsonBody(body, _): JsonBody<ExecuteShell>,
 ) -> Result<Json<Executed>, ApiError> {
     execute(
         &state,

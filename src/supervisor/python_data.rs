@@ -50,7 +50,8 @@ impl PythonData {
                     }
                     Err(why) => {
                         eprintln!("sandlot: the Python data packages are unavailable: {why}");
-                        *starting.state.lock().expect("state lock") = State::Unavailable(why);
+                        *starting.state.lock().expect("state lock") =
+                            State::Unavailable(why.to_string());
                     }
                 }
             })

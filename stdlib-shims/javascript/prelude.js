@@ -1,5 +1,5 @@
 // The globals every JavaScript run sees, installed once in the zygote. Evaluated as a function
-// expression and called by src/zygote/javascript.rs with the native pieces (the output writer,
+// expression and called by src/zygote/javascript/mod.rs with the native pieces (the output writer,
 // the OS random source), the require() allowlist and the bundled polyfills; it returns the
 // hooks the engine drives a run with, which user code cannot reach.
 (function install(write, randomBytes, broker, allowedModules, polyfills) {
