@@ -1,12 +1,13 @@
-//! The Python zygote: CPython embedded through pyo3, with `stdlib-shims/python/bootstrap.py`
-//! imported once. Forking a process that holds an interpreter needs CPython's own fork hooks,
-//! called with the GIL held, exactly as `os.fork()` does.
+//! The Python zygote: CPython embedded through pyo3, with sandlot's Python package
+//! (`stdlib-shims/python/_sandlot/`) loaded and warmed once. Forking a process that holds an
+//! interpreter needs CPython's own fork hooks, called with the GIL held, exactly as `os.fork()`
+//! does.
 
 use std::ffi::CString;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyCFunction, PyModule, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple};
 use serde_json::value::RawValue;
 
 use super::{child, Engine, ZygoteError};
@@ -16,39 +17,78 @@ use crate::protocol::{
 use crate::run::Mode;
 use crate::whitelist;
 
-const BOOTSTRAP: &str = include_str!("../../stdlib-shims/python/bootstrap.py");
+/// The `_sandlot` package, in load order: a module imports only those above it.
+const MODULES: &[(&str, &str)] = &[
+    (
+        "imports",
+        include_str!("../../stdlib-shims/python/_sandlot/imports.py"),
+    ),
+    (
+        "output",
+        include_str!("../../stdlib-shims/python/_sandlot/output.py"),
+    ),
+    (
+        "system_helper",
+        include_str!("../../stdlib-shims/python/_sandlot/system_helper.py"),
+    ),
+    (
+        "convert",
+        include_str!("../../stdlib-shims/python/_sandlot/convert.py"),
+    ),
+    (
+        "errors",
+        include_str!("../../stdlib-shims/python/_sandlot/errors.py"),
+    ),
+    (
+        "figures",
+        include_str!("../../stdlib-shims/python/_sandlot/figures.py"),
+    ),
+    (
+        "fastgpt",
+        include_str!("../../stdlib-shims/python/_sandlot/fastgpt.py"),
+    ),
+    (
+        "run",
+        include_str!("../../stdlib-shims/python/_sandlot/run.py"),
+    ),
+    (
+        "warm_up",
+        include_str!("../../stdlib-shims/python/_sandlot/warm_up.py"),
+    ),
+];
+const PACKAGE_DOC: &str = include_str!("../../stdlib-shims/python/_sandlot/__init__.py");
 
 pub struct PythonEngine {
-    bootstrap: Py<PyModule>,
+    /// `_sandlot.run.run`, called once in each child with the job.
+    run: Py<PyAny>,
     gil: Option<ffi::PyGILState_STATE>,
 }
 
 impl Engine for PythonEngine {
     fn prepare() -> Result<Self, ZygoteError> {
         Python::initialize();
-        let bootstrap = Python::attach(|py| -> PyResult<Py<PyModule>> {
-            let source = CString::new(BOOTSTRAP).expect("bootstrap.py has no NUL byte");
-            let module =
-                PyModule::from_code(py, &source, c"<sandlot-bootstrap>", c"_sandlot_bootstrap")?;
+        let run = Python::attach(|py| -> PyResult<Py<PyAny>> {
+            let package = load_package(py)?;
+            let run = package.getattr("run")?;
+            run.call_method1("connect", (finish_function(py)?, broker_function(py)?))?;
+            let warm_up = package.getattr("warm_up")?;
             match std::env::var(PYTHON_PACKAGES_ENV) {
                 Ok(site) => {
-                    module.call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
-                    module.call_method1(
+                    warm_up
+                        .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
+                    warm_up.call_method1(
                         "prepare",
                         (whitelist::python(), whitelist::PYTHON_DATA_PACKAGES),
                     )?;
                 }
                 Err(_) => {
-                    module.call_method1("prepare", (whitelist::python(),))?;
+                    warm_up.call_method1("prepare", (whitelist::python(),))?;
                 }
             }
-            Ok(module.unbind())
+            Ok(run.getattr("run")?.unbind())
         })
         .map_err(|e| ZygoteError::Interpreter(format!("Python: {e}")))?;
-        Ok(Self {
-            bootstrap,
-            gil: None,
-        })
+        Ok(Self { run, gil: None })
     }
 
     /// The standard library and site-packages directories (a lazily imported module or a
@@ -107,59 +147,89 @@ impl Engine for PythonEngine {
     }
 
     fn run(&mut self, job: Job) -> ! {
-        let mode = match job.mode {
-            Mode::Main => "main",
-            Mode::Script => "script",
-        };
         let outcome = Python::attach(|py| -> PyResult<()> {
-            let finish = PyCFunction::new_closure(
-                py,
-                Some(c"finish"),
-                None,
-                |args, _kwargs| -> PyResult<()> { child::finish(&report_from(args)?) },
-            )?;
-            let broker = PyCFunction::new_closure(
-                py,
-                Some(c"broker"),
-                None,
-                |args, _kwargs| -> PyResult<Py<PyBytes>> {
-                    let request = args.get_item(0)?;
-                    let answer = child::broker_call(request.cast::<PyBytes>()?.as_bytes())
-                        .map_err(|e| {
-                            pyo3::exceptions::PyConnectionError::new_err(format!(
-                                "the server did not answer the HTTP request: {e}"
-                            ))
-                        })?;
-                    Ok(PyBytes::new(args.py(), &answer).unbind())
-                },
-            )?;
-            self.bootstrap.call_method1(
-                py,
-                "run",
-                (
-                    job.code,
-                    job.inputs.get(),
-                    mode,
-                    job.allowed_modules,
-                    job.convention == Convention::Fastgpt,
-                    job.limits.max_output_bytes,
-                    job.limits.memory_mb,
-                    finish,
-                    broker,
-                ),
-            )?;
+            self.run.call1(py, (job_dict(py, job)?,))?;
             Ok(())
         });
         match outcome {
-            Ok(()) => child::fail("the Python bootstrap returned without a report"),
-            Err(e) => child::fail(&format!("the Python bootstrap failed: {e}")),
+            Ok(()) => child::fail("the Python run returned without a report"),
+            Err(e) => child::fail(&format!("the Python run failed: {e}")),
         }
     }
 }
 
-/// The report from bootstrap.py's `finish(result_json, exit_code, error_json, stdout, stderr,
-/// images_json, execution_time_ms)`: Python hands over the pieces, [`ChildReport`] decides the
-/// shape.
+/// Creates the package `_sandlot` and executes its modules into it, each under a file name
+/// (`<sandlot:NAME>`) that tracebacks leave out.
+fn load_package(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let package = PyModule::new(py, "_sandlot")?;
+    package.setattr("__path__", PyList::empty(py))?;
+    package.setattr("__doc__", PACKAGE_DOC.trim().trim_matches('"'))?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item("_sandlot", &package)?;
+    for (name, source) in MODULES {
+        let c = |text: String| CString::new(text).expect("no NUL in sandlot's Python sources");
+        let module = PyModule::from_code(
+            py,
+            &c((*source).to_owned()),
+            &c(format!("<sandlot:{name}>")),
+            &c(format!("_sandlot.{name}")),
+        )?;
+        package.setattr(*name, module)?;
+    }
+    Ok(package)
+}
+
+/// The job as the one dict `_sandlot.run.run` takes.
+fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("code", job.code)?;
+    dict.set_item("inputs", job.inputs.get())?;
+    let mode = match job.mode {
+        Mode::Main => "main",
+        Mode::Script => "script",
+    };
+    dict.set_item("mode", mode)?;
+    dict.set_item("allowed_modules", job.allowed_modules)?;
+    let convention = match job.convention {
+        Convention::Native => "native",
+        Convention::Fastgpt => "fastgpt",
+    };
+    dict.set_item("convention", convention)?;
+    dict.set_item("max_output_bytes", job.limits.max_output_bytes)?;
+    dict.set_item("memory_mb", job.limits.memory_mb)?;
+    Ok(dict)
+}
+
+/// `finish(result_json, exit_code, error_json, stdout, stderr, images_json,
+/// execution_time_ms)`: sends the report and ends the process.
+fn finish_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(py, Some(c"finish"), None, |args, _kwargs| -> PyResult<()> {
+        child::finish(&report_from(args)?)
+    })
+}
+
+/// `broker(request_json)`: the server's answer to a brokered HTTP request, as JSON bytes.
+fn broker_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"broker"),
+        None,
+        |args, _kwargs| -> PyResult<Py<PyBytes>> {
+            let request = args.get_item(0)?;
+            let answer =
+                child::broker_call(request.cast::<PyBytes>()?.as_bytes()).map_err(|e| {
+                    pyo3::exceptions::PyConnectionError::new_err(format!(
+                        "the server did not answer the HTTP request: {e}"
+                    ))
+                })?;
+            Ok(PyBytes::new(args.py(), &answer).unbind())
+        },
+    )
+}
+
+/// The report from `finish`'s arguments: Python hands over the pieces, [`ChildReport`] decides
+/// the shape.
 fn report_from(args: &Bound<'_, PyTuple>) -> PyResult<ChildReport> {
     let text = |index: usize| -> PyResult<Option<String>> {
         let item = args.get_item(index)?;

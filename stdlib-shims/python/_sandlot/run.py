@@ -1,0 +1,130 @@
+"""One job, start to report: compile the user's code, run it (or its main), convert what it
+returned, collect its output and figures, and hand the report to the host, which sends it and
+ends the process."""
+
+import json
+import linecache
+import sys
+import time
+
+from _sandlot import convert, errors, fastgpt, figures
+from _sandlot.errors import USER_FILE, error
+from _sandlot.imports import guarded_import
+from _sandlot.output import Output, Stream
+from _sandlot.system_helper import SystemHelper
+
+# User code shares these modules and may patch them (`json.dumps = ...`); the run keeps its own
+# references, taken before any user code runs.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+_encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_decode = json.JSONDecoder().decode
+_perf_counter = time.perf_counter
+
+# Set once in the zygote.
+_host = None
+_whitelist = frozenset()
+_user_builtins = {}
+
+
+def connect(finish, broker):
+    """The host's two functions: finish(result_json, exit_code, error_json, stdout, stderr,
+    images_json, execution_time_ms) sends the report and ends the process; broker(request)
+    performs an HTTP request and returns its answer (both JSON bytes)."""
+    global _host
+    _host = (finish, broker)
+
+
+def configure(whitelist, user_builtins):
+    global _whitelist, _user_builtins
+    _whitelist = whitelist
+    _user_builtins = user_builtins
+
+
+def run(job):
+    """Runs one job and sends its report; never returns. `job` holds code, inputs (JSON
+    text), mode ("main" or "script"), allowed_modules, convention ("native" or "fastgpt":
+    FastGPT's calling convention and one output stream for its log), max_output_bytes and
+    memory_mb."""
+    started = _perf_counter()
+    finish, broker = _host
+    max_output = job["max_output_bytes"]
+    fastgpt_convention = job["convention"] == "fastgpt"
+
+    def send(result_json=None, exit_code=0, error=None):
+        images = figures.collect()
+        stdout, stderr = output.texts()
+        finish(result_json, exit_code, None if error is None else _encode(error),
+               stdout, stderr, _encode(images), (_perf_counter() - started) * 1000.0)
+
+    def overflow():
+        send(exit_code=1, error=errors.error(
+            "output_limit", f"output exceeded the limit of {max_output} bytes"))
+
+    output = Output(max_output, overflow)
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()  # the zygote's state would be every child's: fresh from the OS
+    sys.stdout = Stream(output, 0, "<stdout>")
+    sys.stderr = Stream(output, 0 if fastgpt_convention else 1, "<stderr>")
+    try:
+        outcome = _execute(job, fastgpt_convention, SystemHelper(broker))
+    except BaseException as e:  # a fault of this package, not of the user's code
+        outcome = {"exit_code": 1, "error": error("internal", f"sandlot bootstrap: {e!r}")}
+    if outcome.get("result_json") is not None and len(outcome["result_json"]) > max_output:
+        outcome = {"exit_code": 1, "error": error(
+            "output_limit", f"the returned value exceeds the limit of {max_output} bytes")}
+    if job["mode"] == "script" and outcome.get("error") and outcome["error"].get("traceback"):
+        # Like CPython itself, a script's uncaught exception goes to stderr.
+        try:
+            sys.stderr.write(outcome["error"]["traceback"])
+        except BaseException:
+            pass
+    send(outcome.get("result_json"), outcome.get("exit_code", 0), outcome.get("error"))
+
+
+def _execute(job, fastgpt_convention, system_helper):
+    code, mode, memory_mb = job["code"], job["mode"], job["memory_mb"]
+    allowed = frozenset(job["allowed_modules"])
+    linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
+    try:
+        compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
+        return {"exit_code": 1, "error": errors.from_exception(e, memory_mb, "syntax_error")}
+    user_builtins = dict(_user_builtins)
+    user_builtins["__import__"] = guarded_import(allowed, user_builtins)
+    namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None,
+                 "SystemHelper": system_helper}
+    inputs = _decode(job["inputs"])
+    if fastgpt_convention:
+        namespace.update(inputs)  # FastGPT's variables are module globals too
+    try:
+        exec(compiled, namespace)
+        if mode == "script":
+            return {"exit_code": 0}
+        main = namespace.get("main")
+        if not callable(main):
+            return {"exit_code": 1, "error": error(
+                "invalid_return", "no main function: define `def main(...)` returning a dict")}
+        if fastgpt_convention:
+            value = fastgpt.call_main(main, inputs)
+            return {"exit_code": 0,
+                    "result_json": _encode_result(convert.to_json(value, "result", set(), True))}
+        value = main(**inputs)
+        if not isinstance(value, dict):
+            return {"exit_code": 1, "error": error(
+                "invalid_return", f"main() must return a dict, not {type(value).__name__}")}
+        return {"exit_code": 0,
+                "result_json": _encode_result(convert.to_json(value, "result", set()))}
+    except SystemExit as e:
+        code_ = e.code
+        status = code_ if isinstance(code_, int) else (0 if code_ is None else 1)
+        if code_ is not None and not isinstance(code_, int):
+            sys.stderr.write(f"{code_}\n")
+        if mode == "script":
+            return {"exit_code": status}
+        return {"exit_code": status or 1, "error": error(
+            "runtime_error", f"SystemExit: exit({code_!r}) was called inside main()")}
+    except convert.InvalidReturn as e:
+        return {"exit_code": 1, "error": error("invalid_return", str(e))}
+    except BaseException as e:
+        return {"exit_code": 1, "error": errors.from_exception(e, memory_mb)}

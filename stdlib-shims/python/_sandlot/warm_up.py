@@ -1,0 +1,126 @@
+"""What the zygote imports and runs once, before any fork: the whitelist and the lazy paths of
+the standard library (and, in the python-data zygote, of numpy, pandas, matplotlib and
+jinja2), so that no child ever needs to read a file or load an extension module."""
+
+import encodings
+import gc
+import pkgutil
+import sys
+import time
+import traceback
+
+from _sandlot import imports, run
+from _sandlot.errors import USER_FILE
+from _sandlot.imports import real_import
+
+
+def prepare(whitelist, prepared=()):
+    """Imports every whitelisted module (and the submodules of packages) and warms the lazy
+    paths of the stdlib. `prepared` are allowed packages already imported their own way
+    (prepare_data). Ends with the heap frozen, so a child's collections never touch it."""
+    failed = imports.import_whitelist(whitelist)
+    _warm_up()
+    if failed:
+        print("sandlot: whitelisted modules that did not import: " + ", ".join(failed),
+              file=sys.stderr)
+    run.configure(frozenset(whitelist) | frozenset(prepared), imports.user_builtins())
+    gc.collect()
+    gc.freeze()
+
+
+def prepare_data(site_dir, package_names):
+    """The python-data zygote: puts the installed packages first on sys.path and imports them
+    with the modules their everyday paths load lazily (a child cannot load an extension module:
+    seccomp refuses executable mappings), including one matplotlib render (Agg), so fonts and
+    caches are loaded before any child exists."""
+    sys.path.insert(0, site_dir)
+    for name in package_names:
+        real_import(name)
+    io = real_import("io")
+    steps = [
+        lambda: real_import("matplotlib").use("Agg"),
+        lambda: real_import("matplotlib.pyplot"),
+        lambda: _render_warm_up(io),
+        lambda: _pandas_warm_up(io),
+        lambda: _numpy_warm_up(),
+        lambda: real_import("jinja2").Template(
+            "{% for x in xs %}{{ x|upper }}{% endfor %}{{ y|default('-') }}").render(xs=["é"]),
+    ]
+    for step in steps:
+        step()
+
+
+def _render_warm_up(io):
+    plt = sys.modules["matplotlib.pyplot"]
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 3], [3, 1, 2], label="é")
+    ax.bar([1, 2], [2, 3])
+    ax.scatter([1], [2])
+    ax.hist([1, 2, 2, 3])
+    ax.set_title("warm-up ✓")
+    ax.legend()
+    fig.savefig(io.BytesIO(), format="png")
+    plt.close("all")
+
+
+def _pandas_warm_up(io):
+    pd = sys.modules["pandas"]
+    df = pd.DataFrame({"a": [1, 2, 2], "b": [1.5, None, 3.0], "c": ["x", "y", "z"],
+                       "d": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"])})
+    df.groupby("a").agg({"b": "sum"}).reset_index()
+    df.groupby("a")["b"].mean()
+    df.describe()
+    df.sort_values("b").head(2)
+    df.merge(df, on="a")
+    df.pivot_table(index="a", values="b", aggfunc="mean")
+    df.to_dict(orient="records")
+    df.to_json()
+    df.to_csv()
+    df["d"].dt.strftime("%Y")
+    pd.read_csv(io.StringIO("a,b\n1,2\n"))
+    pd.read_json(io.StringIO('[{"a": 1}]'))
+    pd.Series([1, 2]).rolling(2).mean()
+    pd.Timestamp("2024-01-01").isoformat()
+
+
+def _numpy_warm_up():
+    np = sys.modules["numpy"]
+    np.linalg.inv(np.eye(2))
+    np.random.default_rng(0).random(3)
+    np.random.rand(2)
+    np.fft.fft([1.0, 2.0])
+    np.percentile([1, 2, 3], 50)
+    np.polyfit([0, 1, 2], [0, 1, 4], 2)
+
+
+def _warm_up():
+    """Runs the stdlib paths that import or read something on first use."""
+    for module in pkgutil.iter_modules(encodings.__path__):
+        try:
+            real_import("encodings." + module.name)
+        except Exception:
+            pass
+    steps = [
+        lambda: __import__("datetime").datetime.strptime("2024-01-02 03:04", "%Y-%m-%d %H:%M"),
+        lambda: time.strptime("2024", "%Y"),
+        lambda: time.strftime("%c %Z", time.localtime()),
+        lambda: __import__("datetime").datetime.now().astimezone(),
+        lambda: __import__("hmac").new(b"k", b"m", "sha256").hexdigest(),
+        lambda: __import__("uuid").uuid4(),
+        lambda: __import__("secrets").token_hex(4),
+        lambda: __import__("random").random(),
+        lambda: __import__("statistics").stdev([1.0, 2.0, 4.0]),
+        lambda: __import__("decimal").Decimal("1.10").quantize(__import__("decimal").Decimal("1")),
+        lambda: "{:,.2f} {:n}".format(1234.5, 1234),
+        lambda: "é".encode("idna"),
+        lambda: compile("x = 1", USER_FILE, "exec"),
+        lambda: traceback.format_exception(ValueError("warm")),
+    ]
+    hashlib = __import__("hashlib")
+    for algorithm in sorted(hashlib.algorithms_available):
+        steps.append(lambda a=algorithm: hashlib.new(a, b"x"))
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            pass
