@@ -5,6 +5,7 @@
 mod errors;
 mod event_loop;
 mod modules;
+mod outcome;
 mod output;
 
 use std::time::Instant;
@@ -15,7 +16,6 @@ use rquickjs::{
     ArrayBuffer, CatchResultExt, CaughtError, Context, Ctx, Function, Module, Object, Persistent,
     Promise, Runtime, Value,
 };
-use serde_json::value::RawValue;
 
 use super::{Engine, ZygoteError};
 use crate::protocol::{Convention, Job};
@@ -23,6 +23,7 @@ use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
 use crate::whitelist;
 use errors::describe;
 use event_loop::Stop;
+use outcome::{interrupted, to_result, Outcome};
 
 const PRELUDE: &str = include_str!("../../../stdlib-shims/javascript/prelude.js");
 const PRELUDE_FILE: &str = "<sandlot-prelude>";
@@ -165,38 +166,6 @@ fn broker_call(request: String) -> rquickjs::Result<String> {
         .map_err(|e| rquickjs::Error::new_from_js_message("request", "answer", e.to_string()))?;
     String::from_utf8(answer)
         .map_err(|e| rquickjs::Error::new_from_js_message("answer", "string", e.to_string()))
-}
-
-struct Outcome {
-    result: Option<Box<RawValue>>,
-    exit_code: i32,
-    error: Option<RunError>,
-}
-
-impl Outcome {
-    fn ok(result: Option<Box<RawValue>>) -> Self {
-        Self {
-            result,
-            exit_code: 0,
-            error: None,
-        }
-    }
-
-    fn exited(code: i32) -> Self {
-        Self {
-            result: None,
-            exit_code: code,
-            error: None,
-        }
-    }
-
-    fn failed(error: RunError) -> Self {
-        Self {
-            result: None,
-            exit_code: 1,
-            error: Some(error),
-        }
-    }
 }
 
 /// Evaluates the user's code (as a script, or as a module when it uses `import`/`export`),
@@ -355,16 +324,6 @@ fn finish_script<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, deadline: Instant) ->
     }
 }
 
-impl Outcome {
-    /// An unhandled rejection reads "Uncaught (in promise)".
-    fn in_promise(mut self) -> Self {
-        if let Some(error) = self.error.as_mut() {
-            error.message = format!("Uncaught (in promise) {}", error.message);
-        }
-        self
-    }
-}
-
 /// An exception or thrown value: `process.exit(n)` (a plain exit), or an error.
 fn caught_outcome<'js>(
     ctx: &Ctx<'js>,
@@ -397,64 +356,4 @@ fn exit_code<'js>(hooks: &Object<'js>, value: &Value<'js>) -> Option<i32> {
         .call::<_, Option<i32>>((value.clone(),))
         .ok()
         .flatten()
-}
-
-/// The JSON of what `main` returned: an object, or with `any_value` any JSON value
-/// (`undefined` and functions as `null`).
-fn to_result<'js>(ctx: &Ctx<'js>, returned: Value<'js>, any_value: bool) -> Outcome {
-    if !any_value && (!returned.is_object() || returned.is_array() || returned.is_function()) {
-        return Outcome::failed(RunError::new(
-            ErrorKind::InvalidReturn,
-            format!("main() must return an object, not {}", type_name(&returned)),
-        ));
-    }
-    match ctx.json_stringify(returned).catch(ctx) {
-        Ok(Some(text)) => match text.to_string().map(RawValue::from_string) {
-            Ok(Ok(json)) => Outcome::ok(Some(json)),
-            _ => Outcome::failed(RunError::new(
-                ErrorKind::InvalidReturn,
-                "the returned value holds a string that is not valid Unicode",
-            )),
-        },
-        Ok(None) if any_value => Outcome::ok(RawValue::from_string("null".into()).ok()),
-        Ok(None) => Outcome::failed(RunError::new(
-            ErrorKind::InvalidReturn,
-            "main() returned a value JSON cannot carry",
-        )),
-        Err(caught) => {
-            let mut error = describe(caught, false);
-            if error.kind == ErrorKind::RuntimeError {
-                error.kind = ErrorKind::InvalidReturn;
-                error.message = format!(
-                    "the returned value cannot be converted to JSON: {}",
-                    error.message
-                );
-            }
-            Outcome::failed(error)
-        }
-    }
-}
-
-fn interrupted() -> RunError {
-    RunError::new(ErrorKind::Timeout, "the run exceeded its time limit")
-}
-
-fn type_name(value: &Value<'_>) -> &'static str {
-    if value.is_null() {
-        "null"
-    } else if value.is_undefined() {
-        "undefined"
-    } else if value.is_array() {
-        "an array"
-    } else if value.is_function() {
-        "a function"
-    } else if value.is_string() {
-        "a string"
-    } else if value.is_number() {
-        "a number"
-    } else if value.is_bool() {
-        "a boolean"
-    } else {
-        "this value"
-    }
 }
