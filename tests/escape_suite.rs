@@ -171,6 +171,14 @@ const CASES: &[Case] = &[
     py("kill the server", "return os.kill(k['server_pid'], 9)"),
     py("kill the zygote", "return os.kill(os.getppid(), 9)"),
     py("kill(-1) every process we may", "return os.kill(-1, 9)"),
+    // The zygote runs as the children's uid and with their jail; these reach for what it may do.
+    py("kill every sibling (the zygote's other children)", "z = os.getppid()\nhit = []\nfor p in range(z + 1, z + 400):\n    try:\n        os.kill(p, 9)\n        hit.append(p)\n    except OSError:\n        pass\nreturn hit"),
+    py("signal the zygote through a pidfd", "fd = os.pidfd_open(os.getppid())\nreturn IMPORT('signal').pidfd_send_signal(fd, 9)"),
+    py("read a sibling's memory", "z = os.getppid()\nfor p in range(z + 1, z + 400):\n    try:\n        return os.read(os.open('/proc/%d/mem' % p, 0), 16)\n    except OSError:\n        pass"),
+    py("fork with the zygote's own clone flags", "pid = os.fork()\nif pid == 0:\n    os.open(k['marker'], os.O_CREAT | os.O_WRONLY)\n    os._exit(0)\nreturn pid"),
+    py("wait for the zygote's children", "return os.waitpid(-1, 0)"),
+    py("a process group of its own, as the zygote's children once took", "return os.setpgid(0, 0)"),
+    py("move a descriptor over the job channel", "return os.dup2(0, 3)"),
     py("chroot (an exploit-only call kills the process)", "return os.chroot('/tmp')"),
     py("a fork bomb", "while True:\n    os.fork()"),
     // ---- the import policy and the routes around it ----

@@ -35,6 +35,21 @@ pub fn build(readable: &[&Path]) -> Result<RulesetCreated, JailError> {
     Ok(ruleset)
 }
 
+/// A ruleset that handles no access but scopes signals and abstract unix sockets to the domain
+/// it creates: enforced by a child on top of its zygote's domain, it keeps the child from its
+/// zygote and its siblings. `None` where the kernel cannot scope (ABI < 6).
+pub fn build_child_scope() -> Result<Option<RulesetCreated>, JailError> {
+    if abi_version().unwrap_or(0) < 6 {
+        return Ok(None);
+    }
+    Ruleset::default()
+        .set_compatibility(CompatLevel::HardRequirement)
+        .scope(Scope::from_all(ABI::V6))
+        .and_then(|ruleset| ruleset.create())
+        .map(Some)
+        .map_err(JailError::LandlockRuleset)
+}
+
 fn handle_everything() -> Result<RulesetCreated, RulesetError> {
     Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)

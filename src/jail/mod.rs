@@ -2,9 +2,10 @@
 //! methods below spell out. The kernel is the boundary: whatever user code reaches through an
 //! escape from the import whitelist still runs in a process these steps have confined.
 //!
-//! - [`Jail`]: an interpreter's child (Python, JavaScript). The zygote prepares what is costly
-//!   once ([`Jail::prepare`]: entering [`namespaces`], compiling the [`seccomp`] filters,
-//!   building the [`landlock`] ruleset); each child applies it ([`Jail::lock_down`]).
+//! - [`Jail`]: an interpreter's child (Python, JavaScript). The zygote enters its
+//!   [`namespaces`], then prepares the rest once ([`Jail::prepare`]: the [`landlock`] rulesets,
+//!   the [`seccomp`] filters) and locks itself down with it ([`Jail::lock_zygote`]), so each
+//!   child inherits the jail at fork and adds only a short delta ([`Jail::lock_child`]).
 //! - [`ShellJail`]: a shell command, which needs `fork`, `exec` and files, and so gets mount and
 //!   pid namespaces and a read-only [`filesystem_view`] instead of Landlock and the allowlist.
 //!
@@ -33,23 +34,31 @@ use settings::{JailSettings, Layer};
 use crate::protocol::CHILD_CHANNEL_FD;
 use crate::run::Limits;
 
-/// What a zygote prepares once so that each child only has to apply it.
+/// The jail of an interpreter's children. Most of it is put on the zygote itself, once its
+/// interpreter is built, and every child inherits it at fork for free; each child adds only a
+/// short, cheap delta. Which layer is applied where is in docs/security.md.
 pub struct Jail {
     settings: JailSettings,
-    /// Taken (and enforced) by the child; the zygote keeps its own copy forever unused.
+    /// The zygote's (and so every child's) Landlock domain; enforced once, by the zygote.
     landlock: Option<::landlock::RulesetCreated>,
+    /// A nested domain that only scopes signals and abstract unix sockets, so that a child
+    /// reaches neither its zygote nor its siblings; taken and enforced by each child.
+    child_scope: Option<::landlock::RulesetCreated>,
     filter: Option<seccomp::Filter>,
     budget: resource_limits::Budget,
 }
 
 impl Jail {
     /// In the zygote, after the interpreter is built: `readable` are the directories it loads
-    /// files from.
+    /// files from. Opens, builds and compiles everything; applies nothing.
     pub fn prepare(settings: JailSettings, readable: &[&Path]) -> Result<Self, JailError> {
-        let landlock = if settings.applies(Layer::Landlock) {
-            Some(landlock::build(readable)?)
+        let (landlock, child_scope) = if settings.applies(Layer::Landlock) {
+            (
+                Some(landlock::build(readable)?),
+                landlock::build_child_scope()?,
+            )
         } else {
-            None
+            (None, None)
         };
         let filter = if settings.applies(Layer::Seccomp) {
             Some(seccomp::Filter::compile(landlock.is_some())?)
@@ -59,35 +68,85 @@ impl Jail {
         Ok(Self {
             settings,
             landlock,
+            child_scope,
             filter,
             budget: resource_limits::Budget::measure()?,
         })
     }
 
-    /// In the child, before it reads its job, in this order: Landlock (while the ruleset's
-    /// descriptor is still open); keep only stdio on `devnull` and the job `channel`; rlimits
-    /// at the server's maxima; the unprivileged user; `no_new_privs`; seccomp last, so that
-    /// nothing after it can loosen what came before.
-    pub fn lock_down(
-        &mut self,
-        devnull: &OwnedFd,
-        channel: OwnedFd,
-    ) -> Result<resource_limits::Budget, JailError> {
-        if let Some(ruleset) = self.landlock.take() {
-            landlock::enforce(ruleset)?;
-        }
-        let null = devnull.as_raw_fd();
-        fds::isolate([null; 3], &[(channel.as_raw_fd(), CHILD_CHANNEL_FD)])?;
-        std::mem::forget(channel); // now CHILD_CHANNEL_FD; its old number is closed
-        self.budget.apply(&self.settings.max)?;
+    /// In the zygote, before its first fork, in this order: the limits every child inherits
+    /// (memory at the server's maximum, files, no file written, no core dump); the
+    /// unprivileged user; `no_new_privs`; Landlock; seccomp last, its allowlist covering the
+    /// zygote's own calls too.
+    pub fn lock_zygote(&mut self) -> Result<(), JailError> {
+        self.budget.apply_to_zygote(&self.settings.max)?;
         if self.settings.applies(Layer::UidDrop) {
             credentials::drop_to(self.settings.child_uid, self.settings.child_gid)?;
         }
         no_new_privs::set()?;
+        if let Some(ruleset) = self.landlock.take() {
+            landlock::enforce(ruleset)?;
+        }
         if let Some(filter) = &self.filter {
-            filter.apply()?;
+            filter.apply_to_zygote()?;
+        }
+        Ok(())
+    }
+
+    /// In the child, before it reads its job, in this order: a Landlock domain of its own
+    /// (while the ruleset's descriptor is still open); only stdio on `devnull` and the job
+    /// `channel` left open; its own limits (no process, CPU, fewer files, a wall-clock alarm);
+    /// seccomp's short filter last, refusing the zygote's calls — including every call made by
+    /// the steps before it.
+    pub fn lock_child(
+        &mut self,
+        devnull: &OwnedFd,
+        channel: OwnedFd,
+    ) -> Result<resource_limits::Budget, JailError> {
+        if let Some(scope) = self.child_scope.take() {
+            landlock::enforce(scope)?;
+        }
+        let null = devnull.as_raw_fd();
+        fds::isolate([null; 3], &[(channel.as_raw_fd(), CHILD_CHANNEL_FD)])?;
+        std::mem::forget(channel); // now CHILD_CHANNEL_FD; its old number is closed
+        self.budget.apply_to_child(&self.settings.max)?;
+        if let Some(filter) = &self.filter {
+            filter.apply_to_child()?;
         }
         Ok(self.budget)
+    }
+}
+
+/// The probe's way to the same steps (`probe.rs`): a zygote half applied step by step, then
+/// each step of the child's half on its own, so that a failure names its layer.
+impl Jail {
+    fn for_probe(
+        settings: JailSettings,
+        budget: resource_limits::Budget,
+        child_scope: Option<::landlock::RulesetCreated>,
+        filter: Option<seccomp::Filter>,
+    ) -> Self {
+        Self {
+            settings,
+            landlock: None,
+            child_scope,
+            filter,
+            budget,
+        }
+    }
+
+    fn probe_child(&mut self) -> Vec<(Layer, Result<(), JailError>)> {
+        let mut results = vec![(
+            Layer::Rlimits,
+            self.budget.apply_to_child(&self.settings.max),
+        )];
+        if let Some(scope) = self.child_scope.take() {
+            results.push((Layer::Landlock, landlock::enforce(scope)));
+        }
+        if let Some(filter) = &self.filter {
+            results.push((Layer::Seccomp, filter.apply_to_child()));
+        }
+        results
     }
 }
 

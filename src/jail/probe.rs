@@ -7,13 +7,14 @@
 
 use std::fmt;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, pipe, ForkResult};
 use serde::{Deserialize, Serialize};
 
 use super::settings::{JailSettings, Layer};
-use super::{credentials, landlock, namespaces, no_new_privs, resource_limits, seccomp};
+use super::{credentials, landlock, namespaces, no_new_privs, resource_limits, seccomp, Jail};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerStatus {
@@ -44,31 +45,73 @@ impl fmt::Display for Report {
     }
 }
 
-/// Applies every layer in a forked child, in the order a real child does, and reports.
+/// Applies every layer for real, as a zygote and its child do: a forked process plays the
+/// zygote (its namespaces, then its lock-down), and forks a child of its own that adds its
+/// delta. A layer is active when both halves of it worked.
 pub fn probe(settings: &JailSettings) -> Report {
-    let failed = |why: String| {
-        Report(
+    let zygote = in_forked_process(|| {
+        let settings = settings.clone();
+        // The child's pipe must exist before the zygote's filter refuses pipe2.
+        let child_pipe = pipe().map_err(|e| format!("pipe: {e}"));
+        let (zygote, mut jail) = lock_as_zygote(&settings);
+        let child = match child_pipe {
+            Ok(pipe) => in_forked_with(pipe, || {
+                let statuses = lock_as_child(jail.as_mut());
+                serde_json::to_vec(&statuses).unwrap_or_default()
+            }),
+            Err(e) => Err(e),
+        };
+        let child: Vec<Result<String, String>> = match child {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| vec![Err(format!("the probe's child said nothing: {e}")); 5]),
+            Err(why) => vec![Err(why); 5],
+        };
+        let merged: Vec<LayerStatus> = zygote
+            .into_iter()
+            .zip(child)
+            .map(|(zygote, child)| match (zygote.active, child) {
+                (true, Ok(_)) => zygote,
+                (true, Err(why)) => LayerStatus {
+                    active: false,
+                    detail: format!("in a child: {why}"),
+                    ..zygote
+                },
+                (false, _) => zygote,
+            })
+            .collect();
+        serde_json::to_vec(&Report(merged)).unwrap_or_default()
+    });
+    match zygote.and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string())) {
+        Ok(report) => report,
+        Err(why) => Report(
             Layer::ALL
                 .iter()
                 .map(|&layer| LayerStatus {
                     layer,
                     active: false,
-                    detail: why.clone(),
+                    detail: format!("the probe failed: {why}"),
                 })
                 .collect(),
-        )
-    };
-    let (read_end, write_end) = match pipe() {
-        Ok(pair) => pair,
-        Err(e) => return failed(format!("the probe could not start: pipe: {e}")),
-    };
-    // SAFETY: callers guarantee the process is single-threaded; the child only applies the
-    // jail steps, writes to the pipe and `_exit`s.
+        ),
+    }
+}
+
+/// Runs `f` in a forked process and returns the bytes it wrote.
+fn in_forked_process(f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, String> {
+    let pipe = pipe().map_err(|e| format!("pipe: {e}"))?;
+    in_forked_with(pipe, f)
+}
+
+fn in_forked_with(
+    (read_end, write_end): (OwnedFd, OwnedFd),
+    f: impl FnOnce() -> Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    // SAFETY: callers guarantee the process is single-threaded; the child only applies jail
+    // steps, writes to the pipe and `_exit`s.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(read_end);
-            let report = Report(apply_each(settings));
-            let bytes = serde_json::to_vec(&report).unwrap_or_default();
+            let bytes = f();
             let _ = std::fs::File::from(write_end).write_all(&bytes);
             // SAFETY: _exit ends the probe at once; it has nothing to unwind.
             unsafe { libc::_exit(0) }
@@ -78,16 +121,17 @@ pub fn probe(settings: &JailSettings) -> Report {
             let mut bytes = Vec::new();
             let read = std::fs::File::from(read_end).read_to_end(&mut bytes);
             let status = waitpid(child, None);
-            match (read, serde_json::from_slice::<Report>(&bytes)) {
-                (Ok(_), Ok(report)) => report,
-                _ => failed(format!("the probe process died ({status:?})")),
+            match read {
+                Ok(_) if !bytes.is_empty() => Ok(bytes),
+                _ => Err(format!("the probe process died ({status:?})")),
             }
         }
-        Err(e) => failed(format!("the probe could not start: fork: {e}")),
+        Err(e) => Err(format!("fork: {e}")),
     }
 }
 
-fn apply_each(settings: &JailSettings) -> Vec<LayerStatus> {
+/// The zygote's half, in its order; the jail the child half goes on with, if it could be built.
+fn lock_as_zygote(settings: &JailSettings) -> (Vec<LayerStatus>, Option<Jail>) {
     let status = |layer, result: Result<String, String>| match result {
         Ok(detail) => LayerStatus {
             layer,
@@ -103,43 +147,87 @@ fn apply_each(settings: &JailSettings) -> Vec<LayerStatus> {
     let namespaces = namespaces::enter_zygote()
         .map(|()| "network, IPC and UTS namespaces of its own per zygote".to_owned())
         .map_err(|e| e.to_string());
-    let rlimits = resource_limits::Budget::measure()
-        .and_then(|budget| budget.apply(&settings.max))
+    let budget = resource_limits::Budget::measure().map_err(|e| e.to_string());
+    let rlimits = budget
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|budget| {
+            budget
+                .apply_to_zygote(&settings.max)
+                .map_err(|e| e.to_string())
+        })
         .map(|()| {
             format!(
                 "memory, CPU, processes (0), open files, file size (0), core dumps (0); at most \
                  {} MB and {} ms a run",
                 settings.max.memory_mb, settings.max.timeout_ms
             )
-        })
-        .map_err(|e| e.to_string());
+        });
     let uid = nix::unistd::geteuid();
     let uid_drop = if uid.is_root() {
         credentials::drop_to(settings.child_uid, settings.child_gid)
             .map(|()| {
                 format!(
-                    "children run as uid {} gid {}, no groups, no capabilities",
+                    "zygotes and children run as uid {} gid {}, no groups, no capabilities",
                     settings.child_uid, settings.child_gid
                 )
             })
             .map_err(|e| e.to_string())
     } else {
         Ok(format!(
-            "sandlot runs unprivileged (uid {uid}); children keep that uid"
+            "sandlot runs unprivileged (uid {uid}); zygotes and children keep that uid"
         ))
     };
     let landlock = apply_landlock();
-    let seccomp = seccomp::Filter::compile(landlock.is_ok())
-        .map_err(|e| e.to_string())
-        .and_then(|filter| filter.apply().map_err(|e| e.to_string()))
-        .map(|()| "allowlist (EPERM) plus a kill list for exploit-only calls".to_owned());
-    vec![
+    // Built before the zygote's filter, which refuses landlock_create_ruleset.
+    let child_scope = if landlock.is_ok() {
+        landlock::build_child_scope().ok().flatten()
+    } else {
+        None
+    };
+    let filter = seccomp::Filter::compile(landlock.is_ok()).map_err(|e| e.to_string());
+    let seccomp = filter
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|filter| filter.apply_to_zygote().map_err(|e| e.to_string()))
+        .map(|()| {
+            "allowlist (EPERM) plus a kill list for exploit-only calls; each child refuses \
+             the zygote's own calls to itself"
+                .to_owned()
+        });
+    let mut probe_settings = settings.clone();
+    for (layer, worked) in [
+        (Layer::Landlock, landlock.is_ok()),
+        (Layer::Seccomp, seccomp.is_ok()),
+    ] {
+        if !worked {
+            probe_settings.skip.push(layer);
+        }
+    }
+    let jail = budget
+        .ok()
+        .map(|budget| Jail::for_probe(probe_settings, budget, child_scope, filter.ok()));
+    let statuses = vec![
         status(Layer::Namespaces, namespaces),
         status(Layer::Rlimits, rlimits),
         status(Layer::UidDrop, uid_drop),
         status(Layer::Landlock, landlock),
         status(Layer::Seccomp, seccomp),
-    ]
+    ];
+    (statuses, jail)
+}
+
+/// The child's half, one entry per layer in [`Layer::ALL`] order.
+fn lock_as_child(jail: Option<&mut Jail>) -> Vec<Result<String, String>> {
+    let Some(jail) = jail else {
+        return vec![Err("the zygote's half failed".into()); 5];
+    };
+    let mut results = vec![Ok(String::new()); 5];
+    let index = |layer| Layer::ALL.iter().position(|l| *l == layer).unwrap_or(0);
+    for (layer, result) in jail.probe_child() {
+        results[index(layer)] = result.map(|()| String::new()).map_err(|e| e.to_string());
+    }
+    results
 }
 
 fn apply_landlock() -> Result<String, String> {
@@ -153,7 +241,12 @@ fn apply_landlock() -> Result<String, String> {
     let ruleset = landlock::build(&[]).map_err(|e| e.to_string())?;
     no_new_privs::set().map_err(|e| e.to_string())?;
     landlock::enforce(ruleset).map_err(|e| e.to_string())?;
+    let scope = if abi >= 6 {
+        "; each child in a nested domain of its own, which can signal nothing outside it"
+    } else {
+        ""
+    };
     Ok(format!(
-        "ABI {abi}: read-only on the interpreter's files, no TCP bind or connect"
+        "ABI {abi}: read-only on the interpreter's files, no TCP bind or connect{scope}"
     ))
 }

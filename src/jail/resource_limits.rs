@@ -1,11 +1,12 @@
 //! rlimits: the kernel's own caps on what one process may use.
 //!
-//! An interpreter's child is capped at the server's maxima before it reads its job
-//! ([`Budget::apply`]), then narrowed to the job's own limits ([`Budget::narrow`]); an
-//! unprivileged process can lower a limit but never raise its hard limit. Its memory cap is a
-//! budget above what the interpreter maps, measured once in the zygote ([`Budget::measure`]), so
-//! `memory_mb` means memory the user's code can have, whatever the interpreter's own size. A
-//! shell command's processes get [`apply_to_shell`].
+//! An interpreter's child is capped at the server's maxima before it reads its job — the
+//! limits a fork inherits are put on the zygote ([`Budget::apply_to_zygote`]), the rest on the
+//! child ([`Budget::apply_to_child`]) — then narrowed to the job's own limits
+//! ([`Budget::narrow`]); an unprivileged process can lower a limit but never raise its hard
+//! limit. Its memory cap is a budget above what the interpreter maps, measured once in the
+//! zygote ([`Budget::measure`]), so `memory_mb` means memory the user's code can have, whatever
+//! the interpreter's own size. A shell command's processes get [`apply_to_shell`].
 
 use std::io;
 
@@ -17,6 +18,9 @@ use crate::run::Limits;
 /// Descriptors an interpreter's child may hold: its three stdio slots, its channel, and a
 /// little slack for the read-only files an interpreter may open.
 const CHILD_OPEN_FILES: u64 = 16;
+/// Descriptors a zygote may hold: its stdio, control socket, signalfd and rulesets, and a
+/// child's socketpair and pidfd while it hands them over.
+const ZYGOTE_OPEN_FILES: u64 = 64;
 /// Descriptors a shell command's process may hold: shells and the tools they run open files,
 /// pipes and redirections freely inside their own tmpfs.
 const SHELL_OPEN_FILES: u64 = 256;
@@ -38,14 +42,24 @@ impl Budget {
         })
     }
 
-    /// An interpreter's child, before it reads its job: the server's maxima; no process, no
-    /// file written, no core dump; a wall-clock alarm as the last backstop.
-    pub fn apply(&self, max: &Limits) -> Result<(), JailError> {
-        self.set_time_and_memory(max)?;
-        set(Resource::NOFILE, CHILD_OPEN_FILES, "RLIMIT_NOFILE")?;
-        set(Resource::NPROC, 0, "RLIMIT_NPROC")?;
+    /// The zygote, once, for every child it will fork: memory at the server's maximum above
+    /// the interpreter's own, no file written, no core dump, a few descriptors.
+    pub fn apply_to_zygote(&self, max: &Limits) -> Result<(), JailError> {
+        let address_space = self.mapped.saturating_add(megabytes(max.memory_mb));
+        set(Resource::AS, address_space, "RLIMIT_AS")?;
+        set(Resource::NOFILE, ZYGOTE_OPEN_FILES, "RLIMIT_NOFILE")?;
         set(Resource::FSIZE, 0, "RLIMIT_FSIZE")?;
-        set(Resource::CORE, 0, "RLIMIT_CORE")?;
+        set(Resource::CORE, 0, "RLIMIT_CORE")
+    }
+
+    /// An interpreter's child, before it reads its job: what a fork does not inherit or the
+    /// zygote cannot have — no process at all (the kernel counts them per uid, and the zygote
+    /// forks), CPU time at the server's maximum, fewer descriptors, and a wall-clock alarm as
+    /// the last backstop.
+    pub fn apply_to_child(&self, max: &Limits) -> Result<(), JailError> {
+        set(Resource::NPROC, 0, "RLIMIT_NPROC")?;
+        set(Resource::NOFILE, CHILD_OPEN_FILES, "RLIMIT_NOFILE")?;
+        set_cpu(max.timeout_ms)?;
         // SIGALRM, whose default action ends the process, two seconds after the longest
         // deadline, in case the server cannot deliver its SIGKILL.
         let seconds = u32::try_from((max.timeout_ms + 2000).div_ceil(1000)).unwrap_or(u32::MAX);

@@ -1,10 +1,11 @@
-//! The seccomp filters: compiled once in the zygote from [`super::seccomp_policy`], installed in
-//! each child as the last step of its jail.
+//! The seccomp filters, compiled once in the zygote from [`super::seccomp_policy`].
 //!
-//! Two programs are stacked, because one seccompiler filter has one action for a match: an
-//! allowlist whose misses fail with EPERM, and a killlist whose hits kill the process. The
-//! kernel runs both and takes the stricter answer, so a killed call dies even though the
-//! allowlist alone would only have refused it.
+//! Three programs. A zygote installs two on itself once its interpreter is built, and every
+//! child inherits them at fork, at no cost: an allowlist whose misses get EPERM (the
+//! interpreters' calls and the zygote's own), and a kill list whose hits kill the process (one
+//! seccompiler filter has one action for a match; the kernel runs both and takes the stricter
+//! answer). Each child then installs the third, short one: it refuses the zygote's own calls,
+//! so user code runs under the interpreters' allowlist alone.
 
 use std::collections::BTreeMap;
 
@@ -13,24 +14,28 @@ use seccompiler::{
     SeccompRule, TargetArch,
 };
 
-use super::seccomp_policy::{ArgIs, ALLOWED, ALLOWED_IF, KILLED, LIST_DIRECTORY, READ_ONLY_OPEN};
+use super::seccomp_policy::{
+    ArgIs, ALLOWED, ALLOWED_IF, KILLED, LIST_DIRECTORY, READ_ONLY_OPEN, ZYGOTE_ONLY,
+};
 use super::JailError;
 
 /// The compiled programs, ready to install.
 pub struct Filter {
     allow: BpfProgram,
     kill: BpfProgram,
+    child: BpfProgram,
 }
 
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
 impl Filter {
-    /// Compiles the policy; `read_only_open` when Landlock confines what may be read. Done once
-    /// per zygote; a child only installs the result.
+    /// Compiles the policy; `read_only_open` when Landlock confines what may be read.
     pub fn compile(read_only_open: bool) -> Result<Self, JailError> {
         Self::compile_policy(read_only_open).map_err(JailError::SeccompCompile)
     }
 
     fn compile_policy(read_only_open: bool) -> Result<Self, seccompiler::Error> {
-        let mut allowed: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        let mut allowed: Rules = BTreeMap::new();
         for (nr, _name) in ALLOWED
             .iter()
             .chain(read_only_open.then_some(&LIST_DIRECTORY))
@@ -39,16 +44,10 @@ impl Filter {
         }
         let conditional = ALLOWED_IF
             .iter()
-            .chain(read_only_open.then_some(&READ_ONLY_OPEN));
+            .chain(read_only_open.then_some(&READ_ONLY_OPEN))
+            .chain(ZYGOTE_ONLY);
         for (nr, _name, conditions) in conditional {
-            let conditions = conditions
-                .iter()
-                .map(condition)
-                .collect::<Result<Vec<_>, _>>()?;
-            allowed
-                .entry(*nr)
-                .or_default()
-                .push(SeccompRule::new(conditions)?);
+            add_rule(&mut allowed, *nr, conditions)?;
         }
         let allow = SeccompFilter::new(
             allowed,
@@ -63,23 +62,63 @@ impl Filter {
             SeccompAction::KillProcess,
             target_arch(),
         )?;
+        // A call the interpreters may also make (prlimit64) is refused only in the zygote's
+        // forms; every other zygote-only call in any form.
+        let mut refused: Rules = BTreeMap::new();
+        for (nr, _name, conditions) in ZYGOTE_ONLY {
+            let shared = ALLOWED_IF.iter().any(|(allowed, _, _)| allowed == nr);
+            add_rule(&mut refused, *nr, if shared { conditions } else { &[] })?;
+        }
+        let child = SeccompFilter::new(
+            refused,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            target_arch(),
+        )?;
         Ok(Self {
             allow: allow.try_into()?,
             kill: kill.try_into()?,
+            child: child.try_into()?,
         })
     }
 
     /// Installs the kill list alone: a shell needs fork, exec and files, which its namespaces
     /// and read-only view confine, but never an exploit's calls.
     pub fn apply_kill_list(&self) -> Result<(), JailError> {
-        seccompiler::apply_filter(&self.kill).map_err(JailError::SeccompInstall)
+        install(&self.kill)
     }
 
-    /// Installs both programs on the calling (only) thread, with `no_new_privs`.
-    pub fn apply(&self) -> Result<(), JailError> {
-        seccompiler::apply_filter(&self.kill).map_err(JailError::SeccompInstall)?;
-        seccompiler::apply_filter(&self.allow).map_err(JailError::SeccompInstall)
+    /// In the zygote: the kill list and the allowlist, inherited by every child.
+    pub fn apply_to_zygote(&self) -> Result<(), JailError> {
+        install(&self.kill)?;
+        install(&self.allow)
     }
+
+    /// In a child, its set-up done: the zygote's own calls refused from here on.
+    pub fn apply_to_child(&self) -> Result<(), JailError> {
+        install(&self.child)
+    }
+}
+
+fn install(program: &BpfProgram) -> Result<(), JailError> {
+    seccompiler::apply_filter(program).map_err(JailError::SeccompInstall)
+}
+
+/// Adds a rule for `nr`: its conditions must all hold (none: any form); rules for the same call
+/// are alternatives.
+fn add_rule(rules: &mut Rules, nr: i64, conditions: &[ArgIs]) -> Result<(), seccompiler::Error> {
+    let entry = rules.entry(nr).or_default();
+    if conditions.is_empty() {
+        // seccompiler matches a call with no rules in any form.
+        entry.clear();
+        return Ok(());
+    }
+    let conditions = conditions
+        .iter()
+        .map(condition)
+        .collect::<Result<Vec<_>, _>>()?;
+    entry.push(SeccompRule::new(conditions)?);
+    Ok(())
 }
 
 fn condition(arg: &ArgIs) -> Result<SeccompCondition, seccompiler::Error> {
@@ -112,8 +151,19 @@ mod tests {
         for (nr, name) in KILLED {
             assert!(
                 !ALLOWED.iter().any(|(a, _)| a == nr)
-                    && !ALLOWED_IF.iter().any(|(a, _, _)| a == nr),
+                    && !ALLOWED_IF.iter().any(|(a, _, _)| a == nr)
+                    && !ZYGOTE_ONLY.iter().any(|(a, _, _)| a == nr),
                 "{name} is both allowed and killed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_zygote_only_calls_are_not_the_interpreters() {
+        for (nr, name, _) in ZYGOTE_ONLY {
+            assert!(
+                !ALLOWED.iter().any(|(a, _)| a == nr),
+                "{name} is allowed to every child anyway"
             );
         }
     }

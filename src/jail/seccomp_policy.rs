@@ -1,8 +1,12 @@
 //! The system calls a child may make once its code runs — the whole policy, as data.
 //!
-//! Three tiers:
+//! Four tiers:
 //! - [`ALLOWED`] and [`ALLOWED_IF`]: what the interpreters need. The interpreters are fully
 //!   built before the fork, which is what lets the list be this short.
+//! - [`ZYGOTE_ONLY`]: what a locked-down zygote also needs to fork and hand over children, and
+//!   what a child needs for its own few set-up steps. The zygote's filter allows them; each
+//!   child, once set up, refuses them to itself with a short filter of its own, so its code
+//!   runs under exactly the first tier.
 //! - Anything else fails with EPERM, so user code that innocently tries to open a file for
 //!   writing, make a socket, fork or exec gets an ordinary `PermissionError` / `Error`.
 //! - [`KILLED`]: calls that only an exploit makes. The process dies on the spot (SIGSYS).
@@ -140,6 +144,84 @@ pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
             dword(1, u32::MAX as u64, libc::RLIMIT_CPU as u64),
         ],
     ),
+];
+
+/// glibc's `fork()`: `clone` with exactly these flags (no shared memory, no thread).
+const FORK_FLAGS: u64 =
+    (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+
+/// Allowed to a locked-down zygote, and to a child until its own set-up is done: forking and
+/// handing over children on the control socket, reaping them, and the child's set-up steps
+/// (its death signal, its descriptors, its process limit, its alarm, its nested Landlock
+/// domain, its own filter). Entries for the same call are alternatives; a child refuses every
+/// call named here, in any form, once set up.
+pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
+    (
+        libc::SYS_clone,
+        "clone as fork()",
+        &[qword(0, u64::MAX, FORK_FLAGS)],
+    ),
+    (libc::SYS_set_robust_list, "set_robust_list", &[]),
+    (
+        libc::SYS_socketpair,
+        "socketpair of unix sockets",
+        &[dword(0, u32::MAX as u64, libc::AF_UNIX as u64)],
+    ),
+    (libc::SYS_sendmsg, "sendmsg", &[]),
+    (libc::SYS_recvmsg, "recvmsg", &[]),
+    (libc::SYS_ppoll, "ppoll", &[]),
+    (libc::SYS_wait4, "wait4", &[]),
+    (libc::SYS_waitid, "waitid", &[]),
+    (libc::SYS_pidfd_open, "pidfd_open", &[]),
+    (
+        libc::SYS_prctl,
+        "prctl(PR_SET_PDEATHSIG)",
+        &[dword(0, u32::MAX as u64, libc::PR_SET_PDEATHSIG as u64)],
+    ),
+    (
+        libc::SYS_prctl,
+        "prctl(PR_SET_NO_NEW_PRIVS)",
+        &[dword(0, u32::MAX as u64, libc::PR_SET_NO_NEW_PRIVS as u64)],
+    ),
+    (libc::SYS_dup3, "dup3", &[]),
+    (libc::SYS_close_range, "close_range", &[]),
+    (
+        libc::SYS_prlimit64,
+        "prlimit64 on itself, RLIMIT_NPROC",
+        &[
+            qword(0, u64::MAX, 0),
+            dword(1, u32::MAX as u64, libc::RLIMIT_NPROC as u64),
+        ],
+    ),
+    (
+        libc::SYS_prlimit64,
+        "prlimit64 on itself, RLIMIT_NOFILE",
+        &[
+            qword(0, u64::MAX, 0),
+            dword(1, u32::MAX as u64, libc::RLIMIT_NOFILE as u64),
+        ],
+    ),
+    (libc::SYS_setitimer, "setitimer", &[]),
+    (
+        libc::SYS_landlock_restrict_self,
+        "landlock_restrict_self",
+        &[],
+    ),
+    (
+        libc::SYS_seccomp,
+        "seccomp(SECCOMP_SET_MODE_FILTER)",
+        &[dword(
+            0,
+            u32::MAX as u64,
+            libc::SECCOMP_SET_MODE_FILTER as u64,
+        )],
+    ),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_poll, "poll", &[]),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_dup2, "dup2", &[]),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_alarm, "alarm", &[]),
 ];
 
 /// Only with Landlock on: opening for reading. Landlock decides *what* may be read (the

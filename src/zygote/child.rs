@@ -9,7 +9,7 @@ use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use nix::unistd::{setpgid, Pid};
+use nix::unistd::Pid;
 
 use super::{Confinement, Engine};
 use crate::jail::{parent_death, ShellJail};
@@ -25,8 +25,6 @@ pub fn run<E: Engine>(
     channel: OwnedFd,
     confinement: &mut Confinement,
 ) -> ! {
-    // Its own process group, so the server can kill it and anything it might start as one.
-    let _ = setpgid(Pid::from_raw(0), Pid::from_raw(0));
     if parent_death::arm_for(zygote).is_err() {
         exit(1); // the zygote died between fork and prctl
     }
@@ -39,7 +37,7 @@ pub fn run<E: Engine>(
             engine.run(job)
         }
         Confinement::Interpreter(jail) => {
-            let budget = match jail.lock_down(devnull, channel) {
+            let budget = match jail.lock_child(devnull, channel) {
                 Ok(budget) => budget,
                 Err(e) => fail(&e.to_string()),
             };

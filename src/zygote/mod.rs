@@ -110,13 +110,6 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         namespaces::enter_zygote()?;
     }
     let mut engine = E::prepare()?;
-    let mut confinement = if kind == ZygoteKind::Shell {
-        Confinement::Shell
-    } else {
-        let readable = engine.readable_dirs();
-        let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
-        Confinement::Interpreter(Jail::prepare(settings, &readable)?)
-    };
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.
     let mut sigchld = SigSet::empty();
@@ -126,6 +119,17 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         .map_err(|e| ZygoteError::Sigchld(e.into()))?;
     let signals = SignalFd::with_flags(&sigchld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| ZygoteError::Sigchld(e.into()))?;
+
+    // Last before the loop: from here on this process, and every child it forks, is jailed.
+    let mut confinement = if kind == ZygoteKind::Shell {
+        Confinement::Shell
+    } else {
+        let readable = engine.readable_dirs();
+        let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
+        let mut jail = Jail::prepare(settings, &readable)?;
+        jail.lock_zygote()?;
+        Confinement::Interpreter(jail)
+    };
 
     let ready = ZygoteEvent::Ready {
         pid: std::process::id() as i32,
