@@ -70,7 +70,7 @@ pub trait Engine: Sized {
 /// prepared; the shell's child (sandlot's own supervisor of one command) by the
 /// [`crate::jail::ShellJail`] its engine holds.
 pub enum Confinement {
-    Interpreter(Jail),
+    Interpreter(Box<Jail>),
     Shell,
 }
 
@@ -128,7 +128,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
         let mut jail = Jail::prepare(settings, &readable)?;
         jail.lock_zygote()?;
-        Confinement::Interpreter(jail)
+        Confinement::Interpreter(Box::new(jail))
     };
 
     let ready = ZygoteEvent::Ready {
