@@ -228,3 +228,21 @@ fn mutations_of_modules_and_globals_are_invisible_to_the_next_run() {
     );
     assert_eq!(check["result"], json!({"max": 5, "json": "[1]"}), "{check}");
 }
+
+#[test]
+fn every_run_draws_fresh_randomness() {
+    // Each child is a copy of its zygote: a generator state left as the zygote had it would
+    // hand every run the same "random" numbers.
+    let server = common::shared();
+    let code = "import random, uuid, secrets\n\
+                def main():\n    \
+                    return {'r': [random.random(), random.randint(0, 10**9)], 'u': str(uuid.uuid4()), \
+                            's': secrets.token_hex(8)}";
+    let runs: Vec<serde_json::Value> = (0..3)
+        .map(|_| server.python(code, serde_json::json!({}))["result"].clone())
+        .collect();
+    for key in ["r", "u", "s"] {
+        assert_ne!(runs[0][key], runs[1][key], "{key}: {runs:?}");
+        assert_ne!(runs[1][key], runs[2][key], "{key}: {runs:?}");
+    }
+}

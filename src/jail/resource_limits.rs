@@ -43,21 +43,21 @@ impl Budget {
     }
 
     /// The zygote, once, for every child it will fork: memory at the server's maximum above
-    /// the interpreter's own, no file written, no core dump, a few descriptors.
+    /// the interpreter's own, no core dump, a few descriptors.
     pub fn apply_to_zygote(&self, max: &Limits) -> Result<(), JailError> {
         let address_space = self.mapped.saturating_add(megabytes(max.memory_mb));
         set(Resource::AS, address_space, "RLIMIT_AS")?;
         set(Resource::NOFILE, ZYGOTE_OPEN_FILES, "RLIMIT_NOFILE")?;
-        set(Resource::FSIZE, 0, "RLIMIT_FSIZE")?;
         set(Resource::CORE, 0, "RLIMIT_CORE")
     }
 
     /// An interpreter's child, before it reads its job: what a fork does not inherit or the
     /// zygote cannot have — no process at all (the kernel counts them per uid, and the zygote
-    /// forks), CPU time at the server's maximum, fewer descriptors, and a wall-clock alarm as
-    /// the last backstop.
+    /// forks), no file written (the zygote's stderr may be the server's log file), CPU time at
+    /// the server's maximum, fewer descriptors, and a wall-clock alarm as the last backstop.
     pub fn apply_to_child(&self, max: &Limits) -> Result<(), JailError> {
         set(Resource::NPROC, 0, "RLIMIT_NPROC")?;
+        set(Resource::FSIZE, 0, "RLIMIT_FSIZE")?;
         set(Resource::NOFILE, CHILD_OPEN_FILES, "RLIMIT_NOFILE")?;
         set_cpu(max.timeout_ms)?;
         // SIGALRM, whose default action ends the process, two seconds after the longest

@@ -82,6 +82,8 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_getgid, "getgid"),
     (libc::SYS_getegid, "getegid"),
     (libc::SYS_uname, "uname"),
+    // A run's own CPU time, peak memory and page faults, for its report.
+    (libc::SYS_getrusage, "getrusage"),
     (libc::SYS_getcwd, "getcwd"),
     // Leaving.
     (libc::SYS_exit, "exit"),
@@ -191,6 +193,14 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
         &[
             qword(0, u64::MAX, 0),
             dword(1, u32::MAX as u64, libc::RLIMIT_NPROC as u64),
+        ],
+    ),
+    (
+        libc::SYS_prlimit64,
+        "prlimit64 on itself, RLIMIT_FSIZE",
+        &[
+            qword(0, u64::MAX, 0),
+            dword(1, u32::MAX as u64, libc::RLIMIT_FSIZE as u64),
         ],
     ),
     (

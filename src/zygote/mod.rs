@@ -5,6 +5,7 @@
 //! the server each child's job channel and pidfd, and reports how each child exited.
 
 pub mod child;
+mod huge_pages;
 mod javascript;
 pub mod out_of_memory;
 mod python;
@@ -124,6 +125,8 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     let mut confinement = if kind == ZygoteKind::Shell {
         Confinement::Shell
     } else {
+        // Before the jail, which closes /proc; best effort.
+        let _ = huge_pages::collapse_anonymous_memory();
         let readable = engine.readable_dirs();
         let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
         let mut jail = Jail::prepare(settings, &readable)?;

@@ -1,11 +1,15 @@
 //! The Python zygote: CPython embedded through pyo3, with sandlot's Python package
-//! (`stdlib-shims/python/_sandlot/`) loaded and warmed once. Forking a process that holds an
-//! interpreter needs CPython's own fork hooks, called with the GIL held, exactly as `os.fork()`
-//! does.
+//! (`stdlib-shims/python/_sandlot/`) loaded and warmed once.
+//!
+//! It forks without CPython's fork hooks (`PyOS_BeforeFork` and `PyOS_AfterFork_*`, what
+//! `os.fork()` calls): the zygote has one thread and holds neither the GIL nor any lock of the
+//! interpreter when it forks, so the child's copy of the interpreter is consistent as it is,
+//! and the hooks' work (re-creating locks, the at-fork callbacks of `threading` and `random`)
+//! wrote to some 180 pages of every child — each a copy-on-write fault. The one hook that
+//! matters, a fresh seed for `random`, the run makes itself (`_sandlot.run`).
 
 use std::ffi::CString;
 
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple};
 use serde_json::value::RawValue;
@@ -61,7 +65,6 @@ const PACKAGE_DOC: &str = include_str!("../../stdlib-shims/python/_sandlot/__ini
 pub struct PythonEngine {
     /// `_sandlot.run.run`, called once in each child with the job.
     run: Py<PyAny>,
-    gil: Option<ffi::PyGILState_STATE>,
 }
 
 impl Engine for PythonEngine {
@@ -88,7 +91,7 @@ impl Engine for PythonEngine {
             Ok(run.getattr("run")?.unbind())
         })
         .map_err(|e| ZygoteError::Interpreter(format!("Python: {e}")))?;
-        Ok(Self { run, gil: None })
+        Ok(Self { run })
     }
 
     /// The standard library and site-packages directories (a lazily imported module or a
@@ -119,31 +122,6 @@ impl Engine for PythonEngine {
         // the rule to the whole file system.
         dirs.retain(|d| d.is_absolute() && d.parent().is_some() && d.is_dir());
         dirs
-    }
-
-    fn before_fork(&mut self) {
-        // SAFETY: the interpreter is initialised; Ensure/BeforeFork are paired with
-        // Release/AfterFork_Parent in the parent and AfterFork_Child in the child.
-        unsafe {
-            self.gil = Some(ffi::PyGILState_Ensure());
-            ffi::PyOS_BeforeFork();
-        }
-    }
-
-    fn after_fork_parent(&mut self) {
-        // SAFETY: called once after `before_fork`, in the parent, with the GIL still held.
-        unsafe {
-            ffi::PyOS_AfterFork_Parent();
-            if let Some(state) = self.gil.take() {
-                ffi::PyGILState_Release(state);
-            }
-        }
-    }
-
-    fn after_fork_child(&mut self) {
-        // SAFETY: called once in the child right after fork, with the GIL inherited. The child
-        // keeps the GIL: it is the only thread it will ever have.
-        unsafe { ffi::PyOS_AfterFork_Child() };
     }
 
     fn run(&mut self, job: Job) -> ! {

@@ -5,6 +5,7 @@ object graph to `os` anyway lands in a process that the kernel has already confi
 """
 
 import builtins
+import os
 import pkgutil
 import sys
 import types
@@ -18,6 +19,30 @@ class ModuleNotAllowedError(ImportError):
 
 
 ModuleNotAllowedError.__module__ = "builtins"  # tracebacks name it without our module
+
+
+# What libraries ask to be run in a child after a fork (matplotlib drops its font cache, whose
+# open files a child no longer has; random reseeds). The zygote forks without CPython's hooks
+# (src/zygote/python.rs), so the run calls these itself: recorded here, before any library is
+# imported. threading's own hook is left out: a zygote has no other thread to forget.
+_after_fork_in_child = []
+_register_at_fork = os.register_at_fork
+
+
+def _recording_register_at_fork(**hooks):
+    after_in_child = hooks.get("after_in_child")
+    if after_in_child is not None and getattr(after_in_child, "__module__", "") != "threading":
+        _after_fork_in_child.append(after_in_child)
+    _register_at_fork(**hooks)
+
+
+os.register_at_fork = _recording_register_at_fork
+
+
+def after_fork_in_child():
+    """Runs the libraries' after-fork callbacks, in the order they were registered."""
+    for hook in _after_fork_in_child:
+        hook()
 
 
 def real_import(name, *args):

@@ -9,7 +9,7 @@ import time
 
 from _sandlot import convert, errors, fastgpt, figures
 from _sandlot.errors import USER_FILE, error
-from _sandlot.imports import guarded_import
+from _sandlot.imports import after_fork_in_child, guarded_import
 from _sandlot.output import Output, Stream
 from _sandlot.system_helper import SystemHelper
 
@@ -61,9 +61,11 @@ def run(job):
             "output_limit", f"output exceeded the limit of {max_output} bytes"))
 
     output = Output(max_output, overflow)
+    # random reseeds itself there; numpy's generator state would be every child's: reseed it too.
+    after_fork_in_child()
     numpy_random = sys.modules.get("numpy.random")
     if numpy_random is not None:
-        numpy_random.seed()  # the zygote's state would be every child's: fresh from the OS
+        numpy_random.seed()
     sys.stdout = Stream(output, 0, "<stdout>")
     sys.stderr = Stream(output, 0 if fastgpt_convention else 1, "<stderr>")
     try:
