@@ -95,7 +95,7 @@ impl Jail {
 
     /// In the child, before it reads its job, in this order: a Landlock domain of its own
     /// (while the ruleset's descriptor is still open); only stdio on `devnull` and the job
-    /// `channel` left open; its own limits (no process, CPU, fewer files, a wall-clock alarm);
+    /// `channel` left open; its own limits (no process, no file written, CPU, fewer files);
     /// seccomp's short filter last, refusing the zygote's calls — including every call made by
     /// the steps before it.
     pub fn lock_child(

@@ -54,22 +54,23 @@ impl Budget {
     /// An interpreter's child, before it reads its job: what a fork does not inherit or the
     /// zygote cannot have — no process at all (the kernel counts them per uid, and the zygote
     /// forks), no file written (the zygote's stderr may be the server's log file), CPU time at
-    /// the server's maximum, fewer descriptors, and a wall-clock alarm as the last backstop.
+    /// the server's maximum, fewer descriptors.
     pub fn apply_to_child(&self, max: &Limits) -> Result<(), JailError> {
         set(Resource::NPROC, 0, "RLIMIT_NPROC")?;
         set(Resource::FSIZE, 0, "RLIMIT_FSIZE")?;
         set(Resource::NOFILE, CHILD_OPEN_FILES, "RLIMIT_NOFILE")?;
-        set_cpu(max.timeout_ms)?;
-        // SIGALRM, whose default action ends the process, two seconds after the longest
-        // deadline, in case the server cannot deliver its SIGKILL.
-        let seconds = u32::try_from((max.timeout_ms + 2000).div_ceil(1000)).unwrap_or(u32::MAX);
-        nix::unistd::alarm::set(seconds);
-        Ok(())
+        set_cpu(max.timeout_ms)
     }
 
-    /// Lowers memory and CPU time to the job's limits (seccomp allows exactly these two).
+    /// Once the job is read: memory and CPU time lowered to the job's limits (seccomp allows
+    /// exactly these two), and a wall-clock alarm — SIGALRM, whose default action ends the
+    /// process — two seconds after the job's deadline, in case the server cannot deliver its
+    /// SIGKILL. (Not earlier: a child may wait in the prefork pool for longer than any run.)
     pub fn narrow(&self, job: &Limits) -> Result<(), JailError> {
-        self.set_time_and_memory(job)
+        self.set_time_and_memory(job)?;
+        let seconds = u32::try_from((job.timeout_ms + 2000).div_ceil(1000)).unwrap_or(u32::MAX);
+        nix::unistd::alarm::set(seconds);
+        Ok(())
     }
 
     fn set_time_and_memory(&self, limits: &Limits) -> Result<(), JailError> {

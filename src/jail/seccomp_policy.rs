@@ -85,6 +85,11 @@ pub const ALLOWED: &[(i64, &str)] = &[
     // A run's own CPU time, peak memory and page faults, for its report.
     (libc::SYS_getrusage, "getrusage"),
     (libc::SYS_getcwd, "getcwd"),
+    // The run's own wall-clock alarm, armed once it knows its job (a backstop to the server's
+    // deadline; it can only end the process itself).
+    (libc::SYS_setitimer, "setitimer"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_alarm, "alarm"),
     // Leaving.
     (libc::SYS_exit, "exit"),
     (libc::SYS_exit_group, "exit_group"),
@@ -211,7 +216,6 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
             dword(1, u32::MAX as u64, libc::RLIMIT_NOFILE as u64),
         ],
     ),
-    (libc::SYS_setitimer, "setitimer", &[]),
     (
         libc::SYS_landlock_restrict_self,
         "landlock_restrict_self",
@@ -230,8 +234,6 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
     (libc::SYS_poll, "poll", &[]),
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_dup2, "dup2", &[]),
-    #[cfg(target_arch = "x86_64")]
-    (libc::SYS_alarm, "alarm", &[]),
 ];
 
 /// Only with Landlock on: opening for reading. Landlock decides *what* may be read (the

@@ -109,7 +109,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         supervisor: supervisor.clone(),
         config: Arc::new(config),
     };
-    tokio::spawn(announce_ready(supervisor, address));
+    tokio::spawn(announce_ready(supervisor.clone(), address));
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            supervisor.trim_pools();
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -20,13 +20,16 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         Ok(bytes) => bytes,
         Err(e) => return internal(format!("encoding the job: {e}")),
     };
-    let Forked {
-        pid,
-        channel,
-        pidfd,
-        exit,
-    } = match zygote.fork().await {
-        Ok(forked) => forked,
+    let (
+        Forked {
+            pid,
+            channel,
+            pidfd,
+            exit,
+        },
+        _in_use,
+    ) = match zygote.take().await {
+        Ok(taken) => taken,
         Err(message) => return internal(message),
     };
     // From here on the child dies with this future: at its deadline, after its report, or when

@@ -2,6 +2,7 @@
 //! many children run at once, and drives each run to its report or its deadline.
 
 mod execute;
+mod pool;
 pub mod python_data;
 mod zygote_process;
 
@@ -45,11 +46,11 @@ impl Supervisor {
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
-            python_data: data_dir.map(|dir| PythonData::start(dir, jail.clone())),
+            python_data: data_dir.map(|dir| PythonData::start(dir, jail.clone(), workers)),
             broker,
             zygotes: kinds
                 .iter()
-                .map(|&k| ZygoteProcess::start(k, jail.clone()))
+                .map(|&k| ZygoteProcess::start(k, jail.clone(), workers))
                 .collect(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
             waiting: AtomicUsize::new(0),
@@ -67,6 +68,16 @@ impl Supervisor {
 
     pub fn status(&self) -> Vec<ZygoteStatus> {
         self.zygotes.iter().map(|z| z.status()).collect()
+    }
+
+    /// Lets every prefork pool shrink back to what recent demand needs (called now and then).
+    pub fn trim_pools(&self) {
+        for zygote in &self.zygotes {
+            zygote.trim();
+        }
+        if let Some(zygote) = self.python_data.as_ref().and_then(|d| d.zygote().ok()) {
+            zygote.trim();
+        }
     }
 
     pub fn all_ready(&self) -> bool {

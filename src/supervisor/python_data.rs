@@ -27,7 +27,7 @@ pub struct PythonData {
 
 impl PythonData {
     /// Installs the packages if needed (in the background), then starts the zygote.
-    pub fn start(data_dir: PathBuf, jail: JailSettings) -> Arc<Self> {
+    pub fn start(data_dir: PathBuf, jail: JailSettings, pool_max: usize) -> Arc<Self> {
         let this = Arc::new(Self {
             data_dir,
             state: Mutex::new(State::Installing),
@@ -43,6 +43,7 @@ impl PythonData {
                         let zygote = ZygoteProcess::start_with_env(
                             ZygoteKind::PythonData,
                             jail,
+                            pool_max,
                             environment(&starting.data_dir),
                         );
                         let _ = starting.zygote.set(zygote);

@@ -1,7 +1,8 @@
 //! One zygote as the server sees it: a process re-executed from our own binary, a control
-//! socket, and a thread of its own that reads the zygote's events and restarts it when it dies.
+//! socket, a prefork pool of its children ([`Pool`]), and a thread of its own that reads the
+//! zygote's events and restarts it when it dies.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -11,13 +12,14 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
+use super::pool::{Pool, Taken};
 use crate::control_socket;
 use crate::jail::settings::JailSettings;
 use crate::protocol::{
     ExitStatus, ZygoteCommand, ZygoteEvent, ZygoteKind, JAIL_SETTINGS_ENV, ZYGOTE_CONTROL_FD,
 };
 
-/// A child handed over by its zygote.
+/// A child handed over by its zygote: forked, jailed, and waiting for its job.
 pub struct Forked {
     pub pid: i32,
     /// The stream the job goes in and the report comes out.
@@ -34,6 +36,29 @@ pub struct ZygoteStatus {
     pub pid: Option<i32>,
     pub restarts: u32,
     pub last_error: Option<String>,
+    /// Children forked and jailed ahead of demand.
+    pub pool: usize,
+}
+
+/// Why a zygote stopped serving; the supervisor thread restarts it.
+#[derive(Debug, thiserror::Error)]
+enum Down {
+    #[error("creating its control socket failed: {0}")]
+    ControlSocket(#[source] std::io::Error),
+    #[error("starting it failed: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("{0}")]
+    StartFailed(String),
+    #[error("it sent {0} before it was ready")]
+    UnexpectedFirstEvent(String),
+    #[error("it exited while starting")]
+    ExitedStarting,
+    #[error("it exited")]
+    Exited,
+    #[error("reading its control socket failed: {0}")]
+    ReadControl(#[source] std::io::Error),
+    #[error("it handed over child {0} without its descriptors")]
+    MissingDescriptors(i32),
 }
 
 pub struct ZygoteProcess {
@@ -45,22 +70,32 @@ pub struct ZygoteProcess {
     control: Mutex<Control>,
 }
 
-#[derive(Default)]
 struct Control {
     /// The server's end of the control socket; `None` while the zygote is (re)starting.
     socket: Option<Arc<OwnedFd>>,
-    pending_forks: VecDeque<oneshot::Sender<Result<Forked, String>>>,
+    pool: Pool,
     exits: HashMap<i32, oneshot::Sender<ExitStatus>>,
 }
 
+/// A child taken from the pool for one run; the pool counts it in use until this is dropped.
+pub struct InUse<'a>(&'a ZygoteProcess);
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        self.0.control.lock().expect("control lock").pool.release();
+    }
+}
+
 impl ZygoteProcess {
-    pub fn start(kind: ZygoteKind, jail: JailSettings) -> Arc<Self> {
-        Self::start_with_env(kind, jail, Vec::new())
+    /// Starts the zygote (in the background) with a pool of at most `pool_max` children.
+    pub fn start(kind: ZygoteKind, jail: JailSettings, pool_max: usize) -> Arc<Self> {
+        Self::start_with_env(kind, jail, pool_max, Vec::new())
     }
 
     pub fn start_with_env(
         kind: ZygoteKind,
         jail: JailSettings,
+        pool_max: usize,
         env: Vec<(String, String)>,
     ) -> Arc<Self> {
         let (status, _) = watch::channel(ZygoteStatus {
@@ -69,13 +104,18 @@ impl ZygoteProcess {
             pid: None,
             restarts: 0,
             last_error: None,
+            pool: 0,
         });
         let this = Arc::new(Self {
             kind,
             jail,
             env,
             status,
-            control: Mutex::new(Control::default()),
+            control: Mutex::new(Control {
+                socket: None,
+                pool: Pool::new(pool_max),
+                exits: HashMap::new(),
+            }),
         });
         let supervised = this.clone();
         // A dedicated thread that lives as long as the server: the zygote's PDEATHSIG fires
@@ -92,7 +132,9 @@ impl ZygoteProcess {
     }
 
     pub fn status(&self) -> ZygoteStatus {
-        self.status.borrow().clone()
+        let mut status = self.status.borrow().clone();
+        status.pool = self.control.lock().expect("control lock").pool.size();
+        status
     }
 
     pub async fn wait_ready(&self, limit: Duration) -> bool {
@@ -102,31 +144,47 @@ impl ZygoteProcess {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Asks the zygote for a fresh child.
-    pub async fn fork(&self) -> Result<Forked, String> {
+    /// A child for one run: one from the pool, or the next one forked. Asks the zygote for
+    /// replacements before it returns, so the pool refills while the run goes on.
+    pub async fn take(&self) -> Result<(Forked, InUse<'_>), String> {
         if !self.wait_ready(Duration::from_secs(30)).await {
             return Err(format!(
                 "the {} zygote is not ready (it is starting or restarting)",
                 self.kind.name()
             ));
         }
-        let reply = {
+        let taken = {
             let mut control = self.control.lock().expect("control lock");
-            let Some(socket) = control.socket.clone() else {
-                return Err(format!("the {} zygote is restarting", self.kind.name()));
-            };
-            control_socket::send(&*socket, &ZygoteCommand::Fork, &[])
-                .map_err(|e| format!("asking the {} zygote to fork: {e}", self.kind.name()))?;
-            let (tx, rx) = oneshot::channel();
-            control.pending_forks.push_back(tx);
-            rx
+            let taken = control.pool.take();
+            if let Err(e) = control.request_forks() {
+                control.pool.release();
+                return Err(format!(
+                    "asking the {} zygote to fork: {e}",
+                    self.kind.name()
+                ));
+            }
+            taken
         };
-        reply.await.map_err(|_| {
-            format!(
-                "the {} zygote died before it handed over a child",
-                self.kind.name()
-            )
-        })?
+        let in_use = InUse(self);
+        let child = match taken {
+            Taken::Ready(child) => child,
+            Taken::Wait(reply) => reply
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the {} zygote died before it handed over a child; it is being \
+                         restarted, retry",
+                        self.kind.name()
+                    )
+                })?
+                .map_err(|e| format!("the {} zygote could not fork: {e}", self.kind.name()))?,
+        };
+        Ok((child, in_use))
+    }
+
+    /// Lets the pool shrink back to what recent demand needs.
+    pub fn trim(&self) {
+        self.control.lock().expect("control lock").pool.trim();
     }
 
     /// Runs on the zygote's own thread for the life of the server.
@@ -146,10 +204,10 @@ impl ZygoteProcess {
     }
 
     /// Spawns the zygote and serves its events until it dies.
-    fn run_once(&self) -> Result<(), String> {
-        let (ours, theirs) =
-            control_socket::pair().map_err(|e| format!("control socketpair: {e}"))?;
-        let mut process = spawn_zygote(self.kind, &self.jail, &self.env, &theirs)?;
+    fn run_once(&self) -> Result<(), Down> {
+        let (ours, theirs) = control_socket::pair().map_err(Down::ControlSocket)?;
+        let mut process =
+            spawn_zygote(self.kind, &self.jail, &self.env, &theirs).map_err(Down::Spawn)?;
         drop(theirs);
         let result = self.serve_events(&ours, process.id() as i32);
         let _ = process.kill();
@@ -157,17 +215,24 @@ impl ZygoteProcess {
         result
     }
 
-    fn serve_events(&self, socket: &OwnedFd, pid: i32) -> Result<(), String> {
+    fn serve_events(&self, socket: &OwnedFd, pid: i32) -> Result<(), Down> {
         // Until `Ready`, the zygote is importing its whitelist.
         match control_socket::recv::<ZygoteEvent>(socket) {
             Ok(Some((ZygoteEvent::Ready { .. }, _))) => {}
-            Ok(Some((ZygoteEvent::ForkFailed { message }, _))) => return Err(message),
-            Ok(Some((other, _))) => return Err(format!("unexpected first event {other:?}")),
-            Ok(None) => return Err("exited while starting".into()),
-            Err(e) => return Err(format!("reading its control socket: {e}")),
+            Ok(Some((ZygoteEvent::ForkFailed { message }, _))) => {
+                return Err(Down::StartFailed(message))
+            }
+            Ok(Some((other, _))) => return Err(Down::UnexpectedFirstEvent(format!("{other:?}"))),
+            Ok(None) => return Err(Down::ExitedStarting),
+            Err(e) => return Err(Down::ReadControl(e)),
         }
-        let socket = Arc::new(socket.try_clone().map_err(|e| e.to_string())?);
-        self.control.lock().expect("control lock").socket = Some(socket.clone());
+        let socket = Arc::new(socket.try_clone().map_err(Down::ReadControl)?);
+        {
+            let mut control = self.control.lock().expect("control lock");
+            control.socket = Some(socket.clone());
+            // Fill the pool before the first request comes.
+            let _ = control.request_forks();
+        }
         self.status.send_modify(|s| {
             s.ready = true;
             s.pid = Some(pid);
@@ -176,8 +241,8 @@ impl ZygoteProcess {
         loop {
             let (event, mut fds) = match control_socket::recv::<ZygoteEvent>(&*socket) {
                 Ok(Some(received)) => received,
-                Ok(None) => return Err("exited".into()),
-                Err(e) => return Err(format!("reading its control socket: {e}")),
+                Ok(None) => return Err(Down::Exited),
+                Err(e) => return Err(Down::ReadControl(e)),
             };
             let mut control = self.control.lock().expect("control lock");
             match event {
@@ -186,26 +251,15 @@ impl ZygoteProcess {
                     let channel = fds.pop().expect("two fds");
                     let (exit_tx, exit) = oneshot::channel();
                     control.exits.insert(pid, exit_tx);
-                    if let Some(waiter) = control.pending_forks.pop_front() {
-                        let _ = waiter.send(Ok(Forked {
-                            pid,
-                            channel,
-                            pidfd,
-                            exit,
-                        }));
-                    }
+                    control.pool.forked(Forked {
+                        pid,
+                        channel,
+                        pidfd,
+                        exit,
+                    });
                 }
-                ZygoteEvent::Forked { pid } => {
-                    return Err(format!("handed over child {pid} without its descriptors"))
-                }
-                ZygoteEvent::ForkFailed { message } => {
-                    if let Some(waiter) = control.pending_forks.pop_front() {
-                        let _ = waiter.send(Err(format!(
-                            "the {} zygote could not fork: {message}",
-                            self.kind.name()
-                        )));
-                    }
-                }
+                ZygoteEvent::Forked { pid } => return Err(Down::MissingDescriptors(pid)),
+                ZygoteEvent::ForkFailed { message } => control.pool.fork_failed(message),
                 ZygoteEvent::Exited { pid, status } => {
                     if let Some(waiter) = control.exits.remove(&pid) {
                         let _ = waiter.send(status);
@@ -216,15 +270,15 @@ impl ZygoteProcess {
         }
     }
 
-    /// Fails everything the dead zygote held: waiting forks and runs learn it at once.
-    fn mark_down(&self, error: Option<String>) {
+    /// Fails everything the dead zygote held: waiting requests and runs learn it at once.
+    fn mark_down(&self, error: Option<Down>) {
         {
             let mut control = self.control.lock().expect("control lock");
             control.socket = None;
-            control.pending_forks.clear();
+            control.pool.clear();
             control.exits.clear();
         }
-        let message = error.unwrap_or_else(|| "exited".into());
+        let message = error.map_or_else(|| "exited".to_owned(), |e| e.to_string());
         eprintln!(
             "sandlot: {} zygote is down ({message}); restarting",
             self.kind.name()
@@ -237,6 +291,19 @@ impl ZygoteProcess {
     }
 }
 
+impl Control {
+    /// Sends the zygote the forks its pool wants.
+    fn request_forks(&mut self) -> std::io::Result<()> {
+        let Some(socket) = self.socket.clone() else {
+            return Ok(()); // restarting: the pool is refilled once the zygote is ready
+        };
+        for _ in 0..self.pool.forks_wanted() {
+            control_socket::send(&*socket, &ZygoteCommand::Fork, &[])?;
+        }
+        Ok(())
+    }
+}
+
 /// `/proc/self/exe __zygote <kind>`, with a scrubbed environment and its control socket on
 /// descriptor 3.
 fn spawn_zygote(
@@ -244,7 +311,7 @@ fn spawn_zygote(
     jail: &JailSettings,
     env: &[(String, String)],
     control: &OwnedFd,
-) -> Result<std::process::Child, String> {
+) -> std::io::Result<std::process::Child> {
     let control_fd = control.as_raw_fd();
     let mut command = Command::new("/proc/self/exe");
     command
@@ -275,9 +342,7 @@ fn spawn_zygote(
             Ok(())
         });
     }
-    command
-        .spawn()
-        .map_err(|e| format!("starting the {} zygote: {e}", kind.name()))
+    command.spawn()
 }
 
 /// Everything a zygote's environment holds: no variable of the server's passes, so no secret

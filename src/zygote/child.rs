@@ -41,6 +41,7 @@ pub fn run<E: Engine>(
                 Ok(budget) => budget,
                 Err(e) => fail(&e.to_string()),
             };
+            engine.prepare_run();
             let job = read_job();
             super::out_of_memory::arm(job.limits.memory_mb);
             if let Err(e) = budget.narrow(&job.limits) {

@@ -63,6 +63,9 @@ pub trait Engine: Sized {
     fn before_fork(&mut self) {}
     fn after_fork_parent(&mut self) {}
     fn after_fork_child(&mut self) {}
+    /// In a locked-down child, before its job arrives (it may wait in the prefork pool):
+    /// whatever a run needs that its job does not decide.
+    fn prepare_run(&mut self) {}
     /// Runs one job in the locked-down child; ends with [`child::finish`].
     fn run(&mut self, job: Job) -> !;
 }

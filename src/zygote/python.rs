@@ -63,6 +63,8 @@ const MODULES: &[(&str, &str)] = &[
 const PACKAGE_DOC: &str = include_str!("../../stdlib-shims/python/_sandlot/__init__.py");
 
 pub struct PythonEngine {
+    /// `_sandlot.run.prepare`, called in each child before its job arrives.
+    prepare: Py<PyAny>,
     /// `_sandlot.run.run`, called once in each child with the job.
     run: Py<PyAny>,
 }
@@ -70,7 +72,7 @@ pub struct PythonEngine {
 impl Engine for PythonEngine {
     fn prepare() -> Result<Self, ZygoteError> {
         Python::initialize();
-        let run = Python::attach(|py| -> PyResult<Py<PyAny>> {
+        let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {
             let package = load_package(py)?;
             let run = package.getattr("run")?;
             run.call_method1("connect", (finish_function(py)?, broker_function(py)?))?;
@@ -79,19 +81,19 @@ impl Engine for PythonEngine {
                 Ok(site) => {
                     warm_up
                         .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
-                    warm_up.call_method1(
-                        "prepare",
-                        (whitelist::python(), whitelist::PYTHON_DATA_PACKAGES),
-                    )?;
+                    warm_up.call_method1("prepare", (whitelist::python(),))?;
                 }
                 Err(_) => {
                     warm_up.call_method1("prepare", (whitelist::python(),))?;
                 }
             }
-            Ok(run.getattr("run")?.unbind())
+            Ok((
+                run.getattr("prepare")?.unbind(),
+                run.getattr("run")?.unbind(),
+            ))
         })
         .map_err(|e| ZygoteError::Interpreter(format!("Python: {e}")))?;
-        Ok(Self { run })
+        Ok(Self { prepare, run })
     }
 
     /// The standard library and site-packages directories (a lazily imported module or a
@@ -122,6 +124,13 @@ impl Engine for PythonEngine {
         // the rule to the whole file system.
         dirs.retain(|d| d.is_absolute() && d.parent().is_some() && d.is_dir());
         dirs
+    }
+
+    fn prepare_run(&mut self) {
+        let prepared = Python::attach(|py| self.prepare.call0(py).map(drop));
+        if let Err(e) = prepared {
+            child::fail(&format!("preparing the Python run failed: {e}"));
+        }
     }
 
     fn run(&mut self, job: Job) -> ! {

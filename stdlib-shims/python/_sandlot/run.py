@@ -22,7 +22,6 @@ _perf_counter = time.perf_counter
 
 # Set once in the zygote.
 _host = None
-_whitelist = frozenset()
 _user_builtins = {}
 
 
@@ -34,10 +33,54 @@ def connect(finish, broker):
     _host = (finish, broker)
 
 
-def configure(whitelist, user_builtins):
-    global _whitelist, _user_builtins
-    _whitelist = whitelist
+def configure(user_builtins):
+    """The builtins user code sees (open() refused), taken once the zygote is warm."""
+    global _user_builtins
     _user_builtins = user_builtins
+
+
+class _Run:
+    """What a run needs that its job does not decide, made while the child waits for the job."""
+
+    def __init__(self):
+        finish, broker = _host
+        self.finish = finish
+        self.started = _perf_counter()
+        self.output = Output(0, self.overflow)
+        self.stdout = Stream(self.output, 0, "<stdout>")
+        self.stderr = Stream(self.output, 1, "<stderr>")
+        self.system_helper = SystemHelper(broker)
+        # random reseeds itself there; numpy's generator state would be every child's: reseed
+        # it too.
+        after_fork_in_child()
+        numpy_random = sys.modules.get("numpy.random")
+        if numpy_random is not None:
+            numpy_random.seed()
+        sys.stdout, sys.stderr = self.stdout, self.stderr
+        # The first compile and JSON round trip of a child write to pages it shares with the
+        # zygote (each a copy-on-write fault): done now, the run does not wait for them.
+        compile("def main(a, b):\n    return {'x': [a, b]}\n", USER_FILE, "exec",
+                dont_inherit=True)
+        _encode_result(_decode('{"a": [1, 2.5, "x", null, true]}'))
+
+    def send(self, result_json=None, exit_code=0, error=None):
+        images = figures.collect()
+        stdout, stderr = self.output.texts()
+        self.finish(result_json, exit_code, None if error is None else _encode(error),
+                    stdout, stderr, _encode(images), (_perf_counter() - self.started) * 1000.0)
+
+    def overflow(self):
+        self.send(exit_code=1, error=errors.error(
+            "output_limit", f"output exceeded the limit of {self.output.limit} bytes"))
+
+
+_prepared = None
+
+
+def prepare():
+    """In a child, before its job arrives: everything the job does not decide."""
+    global _prepared
+    _prepared = _Run()
 
 
 def run(job):
@@ -45,31 +88,14 @@ def run(job):
     text), mode ("main" or "script"), allowed_modules, convention ("native" or "fastgpt":
     FastGPT's calling convention and one output stream for its log), max_output_bytes and
     memory_mb."""
-    started = _perf_counter()
-    finish, broker = _host
-    max_output = job["max_output_bytes"]
+    state = _prepared or _Run()
+    state.started = _perf_counter()
+    max_output = state.output.limit = job["max_output_bytes"]
     fastgpt_convention = job["convention"] == "fastgpt"
-
-    def send(result_json=None, exit_code=0, error=None):
-        images = figures.collect()
-        stdout, stderr = output.texts()
-        finish(result_json, exit_code, None if error is None else _encode(error),
-               stdout, stderr, _encode(images), (_perf_counter() - started) * 1000.0)
-
-    def overflow():
-        send(exit_code=1, error=errors.error(
-            "output_limit", f"output exceeded the limit of {max_output} bytes"))
-
-    output = Output(max_output, overflow)
-    # random reseeds itself there; numpy's generator state would be every child's: reseed it too.
-    after_fork_in_child()
-    numpy_random = sys.modules.get("numpy.random")
-    if numpy_random is not None:
-        numpy_random.seed()
-    sys.stdout = Stream(output, 0, "<stdout>")
-    sys.stderr = Stream(output, 0 if fastgpt_convention else 1, "<stderr>")
+    if fastgpt_convention:
+        state.stderr._index = 0
     try:
-        outcome = _execute(job, fastgpt_convention, SystemHelper(broker))
+        outcome = _execute(job, fastgpt_convention, state.system_helper)
     except BaseException as e:  # a fault of this package, not of the user's code
         outcome = {"exit_code": 1, "error": error("internal", f"sandlot bootstrap: {e!r}")}
     if outcome.get("result_json") is not None and len(outcome["result_json"]) > max_output:
@@ -81,7 +107,7 @@ def run(job):
             sys.stderr.write(outcome["error"]["traceback"])
         except BaseException:
             pass
-    send(outcome.get("result_json"), outcome.get("exit_code", 0), outcome.get("error"))
+    state.send(outcome.get("result_json"), outcome.get("exit_code", 0), outcome.get("error"))
 
 
 def _execute(job, fastgpt_convention, system_helper):
@@ -92,7 +118,9 @@ def _execute(job, fastgpt_convention, system_helper):
         compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
         return {"exit_code": 1, "error": errors.from_exception(e, memory_mb, "syntax_error")}
-    user_builtins = dict(_user_builtins)
+    # The zygote's dict itself: this child is used once, so what the run changes in it is gone
+    # with the child (copying it would write to every builtin's page instead).
+    user_builtins = _user_builtins
     user_builtins["__import__"] = guarded_import(allowed, user_builtins)
     namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None,
                  "SystemHelper": system_helper}

@@ -14,16 +14,15 @@ from _sandlot.errors import USER_FILE
 from _sandlot.imports import real_import
 
 
-def prepare(whitelist, prepared=()):
+def prepare(whitelist):
     """Imports every whitelisted module (and the submodules of packages) and warms the lazy
-    paths of the stdlib. `prepared` are allowed packages already imported their own way
-    (prepare_data). Ends with the heap frozen, so a child's collections never touch it."""
+    paths of the stdlib. Ends with the heap frozen, so a child's collections never touch it."""
     failed = imports.import_whitelist(whitelist)
     _warm_up()
     if failed:
         print("sandlot: whitelisted modules that did not import: " + ", ".join(failed),
               file=sys.stderr)
-    run.configure(frozenset(whitelist) | frozenset(prepared), imports.user_builtins())
+    run.configure(imports.user_builtins())
     gc.collect()
     gc.freeze()
 
