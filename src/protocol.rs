@@ -17,7 +17,7 @@ use std::os::fd::RawFd;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::run::{ErrorKind, Limits, Mode, RunError};
+use crate::run::{ErrorKind, Limits, Mode, RunError, Usage};
 
 /// Which interpreter a zygote builds; `sandlot __zygote <kind>` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
@@ -204,6 +204,9 @@ pub struct ChildReport {
     /// matplotlib figures left open: `{"format": "png", "base64": ...}`.
     #[serde(default)]
     pub images: Vec<serde_json::Value>,
+    /// Filled in by [`crate::zygote::child::finish`], the one way out of a child.
+    #[serde(default)]
+    pub usage: Option<Usage>,
 }
 
 /// A run's captured output, as the child hands it to its report.
@@ -231,6 +234,7 @@ impl ChildReport {
             error,
             execution_time_ms: output.execution_time_ms,
             images,
+            usage: None,
         }
     }
 

@@ -105,6 +105,18 @@ pub struct RunResponse {
     pub execution_time_ms: f64,
     pub images: Vec<serde_json::Value>,
     pub error: Option<RunError>,
+    /// What the run cost, by the child's own accounting; absent when the child sent no report.
+    pub usage: Option<Usage>,
+}
+
+/// A run's cost from the kernel's accounting of its process (`getrusage`), counted from the
+/// moment its job arrived: CPU time, peak resident memory (the interpreter's own pages
+/// included), and page faults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_ms: f64,
+    pub max_rss_kb: u64,
+    pub page_faults: u64,
 }
 
 /// Exit code of a run stopped at its deadline, as `timeout(1)` reports it.
@@ -122,6 +134,7 @@ impl RunResponse {
             execution_time_ms,
             images: Vec::new(),
             error: Some(error),
+            usage: None,
         }
     }
 }

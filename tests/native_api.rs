@@ -384,3 +384,23 @@ fn each_zygote_is_a_single_threaded_process_of_our_own_binary() {
         );
     }
 }
+
+#[test]
+fn usage_is_the_runs_own_accounting() {
+    let server = common::shared();
+    let small = server.python("def main():\n    return {}", json!({}));
+    // 40 MB written: at least 10,000 pages faulted in, and as much more resident memory.
+    let big = server.python(
+        "def main():\n    b = bytearray(40 * 1024 * 1024)\n    for i in range(0, len(b), 4096):\n        b[i] = 1\n    return {}",
+        json!({}),
+    );
+    let (small, big) = (&small["usage"], &big["usage"]);
+    for usage in [small, big] {
+        assert!(usage["cpu_ms"].as_f64().unwrap() >= 0.0, "{usage}");
+    }
+    assert!(big["page_faults"].as_u64().unwrap() >= 10_000, "{big}");
+    assert!(small["page_faults"].as_u64().unwrap() < 1_000, "{small}");
+    let grown = big["max_rss_kb"].as_u64().unwrap() - small["max_rss_kb"].as_u64().unwrap();
+    assert!(grown >= 38 * 1024, "peak RSS grew by only {grown} KB");
+    assert!(big["cpu_ms"].as_f64().unwrap() > small["cpu_ms"].as_f64().unwrap());
+}

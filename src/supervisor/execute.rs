@@ -114,6 +114,7 @@ fn from_report(bytes: &[u8]) -> RunResponse {
             exit_code: report.exit_code,
             execution_time_ms: report.execution_time_ms,
             images: report.images,
+            usage: report.usage,
             error: report.error,
         },
         Err(e) => internal(format!("the child's report was unreadable: {e}")),

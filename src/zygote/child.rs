@@ -9,6 +9,7 @@ use std::io::Write;
 use std::mem::ManuallyDrop;
 use std::os::fd::{FromRawFd, OwnedFd};
 
+use nix::sys::resource::{getrusage, UsageWho};
 use nix::unistd::Pid;
 
 use super::{Confinement, Engine};
@@ -17,6 +18,7 @@ use crate::protocol::{
     read_frame, write_frame, ChildReport, FrameTag, Job, CHILD_CHANNEL_FD, MAX_BROKER_ANSWER_FRAME,
     MAX_BROKER_BODY_BYTES, MAX_BROKER_REQUEST_FRAME, MAX_JOB_FRAME,
 };
+use crate::run::Usage;
 
 pub fn run<E: Engine>(
     engine: &mut E,
@@ -43,6 +45,7 @@ pub fn run<E: Engine>(
             };
             engine.prepare_run();
             let job = read_job();
+            job_arrived();
             super::out_of_memory::arm(job.limits.memory_mb);
             if let Err(e) = budget.narrow(&job.limits) {
                 fail(&e.to_string());
@@ -86,7 +89,10 @@ pub fn broker_call(request: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// Sends the report and leaves. Nothing runs after this: no destructors, no atexit handlers,
 /// no interpreter shutdown.
-pub fn finish(report: &ChildReport) -> ! {
+pub fn finish(mut report: ChildReport) -> ! {
+    if report.usage.is_none() {
+        report.usage = usage_since_job();
+    }
     let code = match write_frame(&mut *channel_file(), FrameTag::Report, &report.to_json()) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -96,7 +102,42 @@ pub fn finish(report: &ChildReport) -> ! {
 
 /// Reports an `internal` error of the child itself and leaves.
 pub fn fail(message: &str) -> ! {
-    finish(&ChildReport::internal(message))
+    finish(ChildReport::internal(message))
+}
+
+/// The child's own accounting when its job arrived (its set-up and its wait in the pool are
+/// not the run's).
+static AT_JOB: std::sync::Mutex<Option<Usage>> = std::sync::Mutex::new(None);
+
+fn job_arrived() {
+    *AT_JOB.lock().unwrap_or_else(|e| e.into_inner()) = own_usage();
+}
+
+/// What the run has cost since its job arrived; its peak memory is the process's.
+fn usage_since_job() -> Option<Usage> {
+    let now = own_usage()?;
+    let at_job = (*AT_JOB.lock().unwrap_or_else(|e| e.into_inner()))?;
+    Some(Usage {
+        cpu_ms: now.cpu_ms - at_job.cpu_ms,
+        max_rss_kb: now.max_rss_kb,
+        page_faults: now.page_faults.saturating_sub(at_job.page_faults),
+    })
+}
+
+/// This process's CPU time, peak RSS and page faults so far (the kernel's `getrusage`).
+pub fn own_usage() -> Option<Usage> {
+    usage_of(UsageWho::RUSAGE_SELF)
+}
+
+pub fn usage_of(who: UsageWho) -> Option<Usage> {
+    let usage = getrusage(who).ok()?;
+    let ms = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 * 1000.0 + t.tv_usec() as f64 / 1000.0;
+    Some(Usage {
+        cpu_ms: ms(usage.user_time()) + ms(usage.system_time()),
+        max_rss_kb: u64::try_from(usage.max_rss()).unwrap_or(0),
+        page_faults: u64::try_from(usage.minor_page_faults() + usage.major_page_faults())
+            .unwrap_or(0),
+    })
 }
 
 fn channel_file() -> ManuallyDrop<File> {

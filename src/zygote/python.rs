@@ -192,7 +192,7 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
 /// execution_time_ms)`: sends the report and ends the process.
 fn finish_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
     PyCFunction::new_closure(py, Some(c"finish"), None, |args, _kwargs| -> PyResult<()> {
-        child::finish(&report_from(args)?)
+        child::finish(report_from(args)?)
     })
 }
 

@@ -320,11 +320,8 @@ fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instan
         stderr: String::from_utf8_lossy(&collected.stderr).into_owned(),
         execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
     };
-    child::finish(&ChildReport::finished(
-        None,
-        exit_code,
-        error,
-        output,
-        Vec::new(),
-    ))
+    let mut report = ChildReport::finished(None, exit_code, error, output, Vec::new());
+    // The command's cost: every process of its tree, reaped by now (pid 1 waited for them).
+    report.usage = child::usage_of(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
+    child::finish(report)
 }

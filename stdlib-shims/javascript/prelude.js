@@ -260,10 +260,13 @@
   // What the engine drives a run with.
   return Object.freeze({
     registerModule(name, exports) { bundled[name] = exports; },
+    /** In a child, before its job: Math.random's fresh seed. */
+    prepareRun() {
+      reseed();
+    },
     beginRun(script, fastgpt, runAllowed) {
       scriptMode = script;
       allowed = new Set(runAllowed.filter((name) => allowed.has(name)));
-      reseed();
       if (fastgpt) installFastgptHelpers();
     },
     nextTimer,

@@ -101,7 +101,7 @@ pub fn report(result: Option<Box<RawValue>>, exit_code: i32, error: Option<RunEr
         stderr,
         execution_time_ms: elapsed,
     };
-    child::finish(&ChildReport::finished(
+    child::finish(ChildReport::finished(
         result,
         exit_code,
         error,
