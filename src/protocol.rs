@@ -61,12 +61,18 @@ pub const MATPLOTLIB_CONFIG_ENV: &str = "MPLCONFIGDIR";
 // The control socket
 // ---------------------------------------------------------------------------------------------
 
-/// Server to zygote.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+/// Server to zygote, one byte a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum ZygoteCommand {
     /// Fork one child; answered by [`ZygoteEvent::Forked`] or [`ZygoteEvent::ForkFailed`].
-    Fork,
+    Fork = b'F',
+}
+
+impl ZygoteCommand {
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        (byte == Self::Fork as u8).then_some(Self::Fork)
+    }
 }
 
 /// Zygote to server.

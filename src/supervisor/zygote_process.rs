@@ -298,7 +298,7 @@ impl Control {
             return Ok(()); // restarting: the pool is refilled once the zygote is ready
         };
         for _ in 0..self.pool.forks_wanted() {
-            control_socket::send(&*socket, &ZygoteCommand::Fork, &[])?;
+            control_socket::send_command(&*socket, ZygoteCommand::Fork)?;
         }
         Ok(())
     }

@@ -113,7 +113,9 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     if settings.applies(Layer::Namespaces) {
         namespaces::enter_zygote()?;
     }
-    let mut engine = E::prepare()?;
+    // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
+    // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
+    let mut engine = std::mem::ManuallyDrop::new(E::prepare()?);
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.
     let mut sigchld = SigSet::empty();
@@ -161,9 +163,9 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
             reap_children(control)?;
         }
         if command_ready {
-            match control_socket::recv::<ZygoteCommand>(control) {
-                Ok(Some((ZygoteCommand::Fork, _))) => {
-                    fork_child(&mut engine, control, &devnull, &mut confinement, &sigchld)?
+            match control_socket::recv_command(control) {
+                Ok(Some(ZygoteCommand::Fork)) => {
+                    fork_child(&mut *engine, control, &devnull, &mut confinement, &sigchld)?
                 }
                 // The server is gone: so are we (our children die with us by PDEATHSIG).
                 Ok(None) => return Ok(()),
