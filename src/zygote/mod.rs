@@ -9,6 +9,7 @@ mod huge_pages;
 mod javascript;
 pub mod out_of_memory;
 mod python;
+mod python_arenas;
 mod shell;
 
 use std::io;

@@ -71,6 +71,7 @@ pub struct PythonEngine {
 
 impl Engine for PythonEngine {
     fn prepare() -> Result<Self, ZygoteError> {
+        super::python_arenas::install();
         Python::initialize();
         let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {
             let package = load_package(py)?;
