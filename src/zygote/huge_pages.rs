@@ -1,9 +1,14 @@
-//! Backs a zygote's anonymous memory with transparent huge pages before its first fork.
+//! Backs a zygote's memory with transparent huge pages before its first fork.
 //!
 //! A fork copies one page-table entry per present 4 KiB page of anonymous memory, and an exit
 //! drops them all again: for an interpreter of tens of MB that is most of what a fork costs.
 //! A 2 MiB huge page is one entry, copied and dropped as one. A child that writes into one
 //! splits only its own copy of the entry.
+//!
+//! Code is the other way round: a fork copies no entry of a file mapping, so every child
+//! faults sandlot's own machine code back in, page by page, and drops it again at exit. The
+//! 2 MiB blocks of it are copied into anonymous huge pages in place ([`remap_own_text`]), which
+//! a child then inherits whole.
 
 use std::io;
 
@@ -11,46 +16,58 @@ use std::io;
 const MADV_COLLAPSE: libc::c_int = 25;
 const HUGE_PAGE: usize = 2 * 1024 * 1024;
 
+/// One line of /proc/self/maps.
+struct Mapping<'a> {
+    start: usize,
+    end: usize,
+    perms: &'a str,
+    inode: &'a str,
+    path: &'a str,
+}
+
+fn mappings(maps: &str) -> impl Iterator<Item = Mapping<'_>> {
+    maps.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let range = fields.next()?;
+        let perms = fields.next()?;
+        let (_offset, _dev) = (fields.next()?, fields.next()?);
+        let inode = fields.next()?;
+        let path = fields.next().unwrap_or("");
+        let (start, end) = range.split_once('-')?;
+        Some(Mapping {
+            start: usize::from_str_radix(start, 16).ok()?,
+            end: usize::from_str_radix(end, 16).ok()?,
+            perms,
+            inode,
+            path,
+        })
+    })
+}
+
+/// The whole 2 MiB blocks inside a mapping: (start, length).
+fn huge_blocks(mapping: &Mapping) -> Option<(usize, usize)> {
+    let start = mapping.start.next_multiple_of(HUGE_PAGE);
+    let end = mapping.end / HUGE_PAGE * HUGE_PAGE;
+    (end > start).then(|| (start, end - start))
+}
+
 /// Asks for huge pages on every private, writable, anonymous mapping of at least one huge
 /// page, and collapses what is already there. Best effort: a range the kernel cannot collapse
 /// stays as it is.
 pub fn collapse_anonymous_memory() -> io::Result<usize> {
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     let mut collapsed = 0;
-    for line in maps.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(range), Some(perms), Some(_offset), Some(_dev), Some(inode)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        let name = fields.next().unwrap_or("");
-        if perms != "rw-p" || inode != "0" || name == "[stack]" {
+    for mapping in mappings(&maps) {
+        if mapping.perms != "rw-p" || mapping.inode != "0" || mapping.path == "[stack]" {
             continue;
         }
-        let Some((start, end)) = range.split_once('-') else {
+        let Some((start, len)) = huge_blocks(&mapping) else {
             continue;
         };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        let aligned_start = start.next_multiple_of(HUGE_PAGE);
-        let aligned_end = end / HUGE_PAGE * HUGE_PAGE;
-        if aligned_end <= aligned_start {
-            continue;
-        }
-        let len = aligned_end - aligned_start;
         // SAFETY: madvise on a range of this process's own mappings, read from /proc/self/maps
         // just now; HUGEPAGE and COLLAPSE change how the memory is backed, never its contents.
         unsafe {
-            let at = aligned_start as *mut libc::c_void;
+            let at = start as *mut libc::c_void;
             libc::madvise(at, len, libc::MADV_HUGEPAGE);
             if libc::madvise(at, len, MADV_COLLAPSE) == 0 {
                 collapsed += len;
@@ -58,4 +75,81 @@ pub fn collapse_anonymous_memory() -> io::Result<usize> {
         }
     }
     Ok(collapsed)
+}
+
+/// Replaces each whole 2 MiB block of this executable's own machine code with an anonymous,
+/// huge-page copy of the same bytes, at the same address. Best effort; returns the bytes moved.
+///
+/// Must run before seccomp (it maps, writes and mprotects) and while single-threaded.
+pub fn remap_own_text() -> io::Result<usize> {
+    let exe = std::fs::read_link("/proc/self/exe")?;
+    let exe = exe.to_string_lossy();
+    let maps = std::fs::read_to_string("/proc/self/maps")?;
+    let mut moved = 0;
+    for mapping in mappings(&maps) {
+        if mapping.perms != "r-xp" || mapping.path != exe {
+            continue;
+        }
+        let Some((start, len)) = huge_blocks(&mapping) else {
+            continue;
+        };
+        for block in (start..start + len).step_by(HUGE_PAGE) {
+            if remap_block(block) {
+                moved += HUGE_PAGE;
+            }
+        }
+    }
+    Ok(moved)
+}
+
+/// Copies one 2 MiB block of code into an aligned anonymous huge page and moves that copy over
+/// the original in one `mremap`: the bytes at every address stay the same throughout, so even
+/// the code doing it may live in the block.
+fn remap_block(block: usize) -> bool {
+    // SAFETY: a new private anonymous mapping (twice the size, to find an aligned block in it),
+    // written only by this function; `block` is a readable, executable block of this process's
+    // own code, HUGE_PAGE long, which the final mremap replaces by the identical copy. The
+    // unaligned ends of the scratch mapping are unmapped before the move.
+    unsafe {
+        let scratch = libc::mmap(
+            std::ptr::null_mut(),
+            2 * HUGE_PAGE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        if scratch == libc::MAP_FAILED {
+            return false;
+        }
+        let aligned = (scratch as usize).next_multiple_of(HUGE_PAGE);
+        let head = aligned - scratch as usize;
+        if head > 0 {
+            libc::munmap(scratch, head);
+        }
+        let tail = 2 * HUGE_PAGE - head - HUGE_PAGE;
+        if tail > 0 {
+            libc::munmap((aligned + HUGE_PAGE) as *mut libc::c_void, tail);
+        }
+        let copy = aligned as *mut libc::c_void;
+        libc::madvise(copy, HUGE_PAGE, libc::MADV_HUGEPAGE);
+        std::ptr::copy_nonoverlapping(block as *const u8, copy.cast::<u8>(), HUGE_PAGE);
+        let _ = libc::madvise(copy, HUGE_PAGE, MADV_COLLAPSE);
+        if libc::mprotect(copy, HUGE_PAGE, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+            libc::munmap(copy, HUGE_PAGE);
+            return false;
+        }
+        let moved = libc::mremap(
+            copy,
+            HUGE_PAGE,
+            HUGE_PAGE,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            block as *mut libc::c_void,
+        );
+        if moved == libc::MAP_FAILED {
+            libc::munmap(copy, HUGE_PAGE);
+            return false;
+        }
+        true
+    }
 }

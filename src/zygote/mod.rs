@@ -133,6 +133,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     } else {
         // Before the jail, which closes /proc; best effort.
         let _ = huge_pages::collapse_anonymous_memory();
+        let _ = huge_pages::remap_own_text();
         let readable = engine.readable_dirs();
         let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
         let mut jail = Jail::prepare(settings, &readable)?;
