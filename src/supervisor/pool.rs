@@ -4,8 +4,9 @@
 //! zygote for a replacement at once, off the request's path.
 //!
 //! The pool sizes itself to the demand it sees: one child more than the most runs of its kind
-//! at once in the last window, at most `max` (the server's `--workers`), and back to one when
-//! the demand is gone. A pool only grows while the machine has memory to spare.
+//! at once in the last window, at most `max` (the server's `--workers`), and back to its
+//! resting size (`idle`) when the demand is gone. A pool only grows while the machine has
+//! memory to spare.
 
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
@@ -35,6 +36,8 @@ pub struct Pool {
     /// Children taken whose runs have not ended.
     in_use: usize,
     max: usize,
+    /// The size it rests at without demand.
+    idle: usize,
     /// The most children in use at once in this window and in the one before.
     peak: usize,
     last_peak: usize,
@@ -43,8 +46,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(max: usize) -> Self {
+    pub fn new(max: usize, idle: usize) -> Self {
         Self {
+            idle: idle.min(max.max(1)),
             ready: VecDeque::new(),
             waiting: VecDeque::new(),
             requested: 0,
@@ -137,7 +141,10 @@ impl Pool {
     }
 
     fn target(&self) -> usize {
-        (self.peak.max(self.last_peak) + 1).min(self.max)
+        match self.peak.max(self.last_peak) {
+            0 => self.idle,
+            peak => (peak + 1).min(self.max),
+        }
     }
 
     fn observe_demand(&mut self) {

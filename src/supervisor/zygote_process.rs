@@ -92,6 +92,16 @@ impl ZygoteProcess {
         Self::start_with_env(kind, jail, pool_max, Vec::new())
     }
 
+    /// How many children a pool keeps without demand: one, so that a request after a quiet
+    /// spell finds a child ready; none of the python-data zygote, whose children are copies of
+    /// some 80 MB of page tables and memory each, forked once data runs come.
+    fn idle_pool(kind: ZygoteKind) -> usize {
+        match kind {
+            ZygoteKind::PythonData => 0,
+            _ => 1,
+        }
+    }
+
     pub fn start_with_env(
         kind: ZygoteKind,
         jail: JailSettings,
@@ -113,7 +123,7 @@ impl ZygoteProcess {
             status,
             control: Mutex::new(Control {
                 socket: None,
-                pool: Pool::new(pool_max),
+                pool: Pool::new(pool_max, Self::idle_pool(kind)),
                 exits: HashMap::new(),
             }),
         });
