@@ -20,6 +20,7 @@ fn main() {
         "package-lock.json",
         "javascript/modules",
         "javascript/globals.js",
+        "javascript/intl.js",
     ] {
         println!("cargo::rerun-if-changed=stdlib-shims/{watched}");
     }
@@ -40,6 +41,7 @@ fn main() {
         .arg(npm_dir.join("node_modules/esbuild/bin/esbuild"))
         .args(&entries)
         .arg(shims.join("javascript/globals.js"))
+        .arg(shims.join("javascript/intl.js"))
         .args([
             "--bundle",
             "--format=cjs",
@@ -72,6 +74,11 @@ fn main() {
     generated.push_str(&format!(
         "pub const GLOBALS: &str = include_str!({:?});\n",
         path(&bundles.join("globals.js"))
+    ));
+    generated.push_str("\n/// Intl: FormatJS's polyfills with their locale data.\n");
+    generated.push_str(&format!(
+        "pub const INTL: &str = include_str!({:?});\n",
+        path(&bundles.join("intl.js"))
     ));
     fs::write(out.join("bundles.rs"), generated).unwrap();
 }

@@ -53,26 +53,31 @@
   });
 
   // ---- require(), and the same modules for import ----
-  function notAllowed(name) {
-    const error = new Error(
-      `Module '${name}' is not allowed in sandbox. Allowed modules: ${[...allowed].join(', ')}`);
+  function notAllowed(name, byImport) {
+    const how = byImport ? ' import() and import statements load only the allowed modules.' : '';
+    const error = new Error(`Module '${name}' is not allowed in sandbox.${how} ` +
+      `Allowed modules: ${[...allowed].join(', ')}`);
     error.name = 'ModuleNotAllowedError';
     error.code = 'MODULE_NOT_ALLOWED';
     return error;
   }
 
-  function require(name) {
+  function load(name, byImport) {
     if (typeof name !== 'string') throw new TypeError('require() expects a module name');
     const bare = name.startsWith('node:') ? name.slice(5) : name;
-    if (!allowed.has(bare)) throw notAllowed(name);
+    if (!allowed.has(bare)) throw notAllowed(name, byImport);
     if (!(bare in bundled)) {
       throw new Error(`Module '${bare}' is on the allowlist but not bundled into this build`);
     }
     return bundled[bare];
   }
+  const require = (name) => load(name, false);
   hide('require', require);
-  // The module loader's way to the same modules, whatever user code does to `require`.
-  Object.defineProperty(globalThis, Symbol.for('sandlot.module'), { value: require });
+  // The module loader's way to the same modules (for import), whatever user code does to
+  // `require`.
+  Object.defineProperty(globalThis, Symbol.for('sandlot.module'), {
+    value: (name) => load(name, true),
+  });
 
   // ---- randomness: the OS's, fresh in every child ----
   const crypto = {
@@ -195,12 +200,11 @@
   }
   hide('global', globalThis);
 
-  // ---- process: frozen and minimal; exit() ends a script ----
+  // ---- process: frozen, minimal, not replaceable; exit() ends a script ----
   class ProcessExit {
     constructor(code) { this.code = code; }
   }
-  let scriptMode = false;
-  const processObject = Object.freeze({
+  const processCommon = {
     env: Object.freeze({}),
     argv: Object.freeze(['node', 'sandlot']),
     platform: 'linux',
@@ -209,7 +213,7 @@
     versions: Object.freeze({ node: '20.0.0' }),
     pid: 1,
     exitCode: undefined,
-    cwd: () => '/',
+    cwd: () => '/sandbox',
     hrtime: Object.assign(
       (prev) => {
         const ns = BigInt(Math.round(performance.now() * 1e6));
@@ -221,12 +225,82 @@
       },
       { bigint: () => BigInt(Math.round(performance.now() * 1e6)) }),
     nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
-    exit(code = 0) {
-      if (!scriptMode) throw new Error('process.exit() is only available in script mode');
-      throw new ProcessExit(Number(code) | 0);
-    },
+  };
+  // A script may end itself; main() may not, as in FastGPT (it has no process.exit there).
+  let scriptMode = false;
+  const exit = (code = 0) => { throw new ProcessExit(Number(code) | 0); };
+  const processObject = Object.freeze(Object.defineProperty({ ...processCommon }, 'exit', {
+    get: () => (scriptMode ? exit : undefined), enumerable: true,
+  }));
+  // Not replaceable: a run sees this `process` whatever it assigns.
+  Object.defineProperty(globalThis, 'process', {
+    value: processObject, writable: false, configurable: false, enumerable: false,
   });
-  hide('process', processObject);
+
+  // ---- V8-only hooks user code may feature-test for; QuickJS's stay out of reach ----
+  for (const hook of ['captureStackTrace', 'prepareStackTrace']) {
+    if (Object.getOwnPropertyDescriptor(Error, hook)?.configurable) delete Error[hook];
+  }
+
+  // ---- Intl.Collator, which FormatJS does not polyfill: Unicode order, with the options ----
+  // numeric (natural order of digit runs), sensitivity and ignorePunctuation. Locale-specific
+  // tailorings (pinyin order for zh) are not known: strings compare by their code points.
+  const compareText = (x, y) => {
+    const [lx, ly] = [x.toLowerCase(), y.toLowerCase()];
+    return lx === ly ? 0 : lx < ly ? -1 : 1;
+  };
+  const compareNumeric = (x, y) => {
+    const [xs, ys] = [x.split(/(\d+)/), y.split(/(\d+)/)];
+    for (let i = 0; i < Math.min(xs.length, ys.length); i++) {
+      const order = i % 2 === 1 ? Math.sign(Number(xs[i]) - Number(ys[i]))
+        : compareText(xs[i], ys[i]);
+      if (order !== 0) return order;
+    }
+    return Math.sign(xs.length - ys.length);
+  };
+  class Collator {
+    constructor(locales, options = {}) {
+      const [locale] = Intl.getCanonicalLocales(locales ?? []);
+      const usage = options.usage ?? 'sort';
+      const sensitivity = options.sensitivity ?? 'variant';
+      if (!['base', 'accent', 'case', 'variant'].includes(sensitivity)) {
+        throw new RangeError(`Value ${sensitivity} out of range for Intl.Collator options property sensitivity`);
+      }
+      this._options = {
+        locale: locale ?? 'en-US', usage, sensitivity,
+        ignorePunctuation: Boolean(options.ignorePunctuation), collation: 'default',
+        numeric: Boolean(options.numeric), caseFirst: options.caseFirst ?? 'false',
+      };
+      Object.defineProperty(this, 'compare', { value: (a, b) => this._compare(String(a), String(b)) });
+    }
+    _key(s) {
+      const { sensitivity, ignorePunctuation } = this._options;
+      let key = s.normalize('NFD');
+      if (ignorePunctuation) key = key.replace(/[\p{P}\s]/gu, '');
+      if (sensitivity === 'base' || sensitivity === 'case') key = key.replace(/\p{M}/gu, '');
+      if (sensitivity === 'base' || sensitivity === 'accent') key = key.toLowerCase();
+      return key;
+    }
+    _compare(a, b) {
+      const [x, y] = [this._key(a), this._key(b)];
+      if (x === y) return 0;
+      const primary = this._options.numeric ? compareNumeric(x, y) : compareText(x, y);
+      if (primary !== 0 || this._options.sensitivity === 'base') return primary;
+      // Same but for case: lower case first, as ICU's default.
+      return x < y ? 1 : -1;
+    }
+    resolvedOptions() { return { ...this._options }; }
+    static supportedLocalesOf(locales) { return Intl.getCanonicalLocales(locales ?? []); }
+  }
+  Object.defineProperty(Intl, 'Collator', { value: Collator, writable: true, configurable: true });
+  const localeCompare = String.prototype.localeCompare;
+  Object.defineProperty(String.prototype, 'localeCompare', {
+    value: function (that, locales, options) {
+      if (locales === undefined && options === undefined) return localeCompare.call(this, that);
+      return new Collator(locales, options).compare(this, that);
+    },
+    writable: true, configurable: true,
+  });
 
   // ---- the helpers old FastGPT code nodes call, on FastGPT's route only ----
   function installFastgptHelpers() {
@@ -259,7 +333,12 @@
 
   // What the engine drives a run with.
   return Object.freeze({
-    registerModule(name, exports) { bundled[name] = exports; },
+    registerModule(name, exports) {
+      // Node's url also exports the WHATWG URL and URLSearchParams: the very globals.
+      bundled[name] = name === 'url'
+        ? Object.freeze({ ...exports, URL: polyfills.URL, URLSearchParams: polyfills.URLSearchParams })
+        : exports;
+    },
     /** In a child, before its job: Math.random's fresh seed. */
     prepareRun() {
       reseed();

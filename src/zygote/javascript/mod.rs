@@ -18,7 +18,7 @@ use rquickjs::{
 };
 
 use super::{Engine, ZygoteError};
-use crate::protocol::{Convention, Job};
+use crate::protocol::{Convention, ImportPolicy, Job};
 use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
 use crate::whitelist;
 use errors::describe;
@@ -64,6 +64,7 @@ impl Engine for JavascriptEngine {
                 options.filename = Some(PRELUDE_FILE.into());
                 let install: Function = ctx.eval_with_options(PRELUDE, options)?;
                 let polyfills = modules::polyfills(&ctx)?;
+                modules::install_intl(&ctx)?;
                 let hooks: Object = install.call((
                     Func::from(output::write_output),
                     Func::from(random_bytes),
@@ -195,7 +196,7 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
     let fastgpt = job.convention == Convention::Fastgpt;
     let begin = hooks
         .get::<_, Function>("beginRun")
-        .and_then(|f| f.call::<_, ()>((script, fastgpt, job.allowed_modules.clone())));
+        .and_then(|f| f.call::<_, ()>((script, fastgpt, allowed_names(&job.imports))));
     if let Err(e) = begin {
         return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string()));
     }
@@ -241,6 +242,14 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
         None => returned,
     };
     to_result(ctx, returned, fastgpt)
+}
+
+/// The names `require()` resolves for this run (JavaScript's policy is always a list).
+fn allowed_names(policy: &ImportPolicy) -> Vec<String> {
+    match policy {
+        ImportPolicy::Only { modules } => modules.clone(),
+        _ => whitelist::javascript(),
+    }
 }
 
 /// Evaluates a plain script; `main` is then a global.

@@ -20,6 +20,11 @@ pub fn polyfills<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     evaluate(ctx, "globals", bundles::GLOBALS)
 }
 
+/// Evaluates the Intl bundle, which installs `Intl` and the locale-aware `toLocaleString`s.
+pub fn install_intl(ctx: &Ctx<'_>) -> Result<()> {
+    evaluate(ctx, "intl", bundles::INTL).map(drop)
+}
+
 /// Evaluates every module bundle and hands its exports to the prelude's `registerModule`.
 pub fn register_all<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>) -> Result<()> {
     let register: Function = hooks.get("registerModule")?;
