@@ -157,8 +157,8 @@ pub struct Job {
     pub inputs: Box<RawValue>,
     pub mode: Mode,
     pub limits: Limits,
-    /// The import whitelist for this run (already narrowed by the request).
-    pub allowed_modules: Vec<String>,
+    /// Which modules the run's code may import (already narrowed by the request).
+    pub imports: ImportPolicy,
     /// How `main` is called and what it may return.
     #[serde(default)]
     pub convention: Convention,
@@ -175,6 +175,22 @@ pub struct Job {
 
 fn yes() -> bool {
     true
+}
+
+/// Which modules a run's code may name in an import or `require()`. A refusal is a clear
+/// `module_not_allowed`; the kernel, not this, is the boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ImportPolicy {
+    /// Exactly these top-level modules.
+    Only { modules: Vec<String> },
+    /// Python: the standard library except `refused`, and `packages`.
+    StandardLibrary {
+        refused: Vec<String>,
+        packages: Vec<String>,
+    },
+    /// Python: whatever imports; what the jail refuses fails when it is used.
+    Any,
 }
 
 /// Calling conventions of the APIs sandlot serves.

@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::config::{LimitPolicy, MIN_MEMORY_MB};
-use crate::protocol::{Job, ZygoteKind};
+use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
-use crate::whitelist;
+use crate::whitelist::{self, Route};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +30,9 @@ pub struct RunRequest {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
+    /// The API it came in by, which decides the import policy; never from the body.
+    #[serde(skip)]
+    pub route: Route,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +67,7 @@ impl RunRequest {
             network: None,
             working_dir: None,
             env: None,
+            route: Route::Native,
         }
     }
 
@@ -124,7 +128,7 @@ impl RunRequest {
             }
         };
         let limits = resolve_limits(&self.limits, policy)?;
-        let allowed_modules = allowed_modules(language, kind, self.allowed_modules)?;
+        let imports = imports(language, self.route, self.allowed_modules)?;
         Ok(Plan {
             kind,
             job: Job {
@@ -134,7 +138,7 @@ impl RunRequest {
                     .mode
                     .unwrap_or(if shell { Mode::Script } else { Mode::Main }),
                 limits,
-                allowed_modules,
+                imports,
                 convention: Default::default(),
                 working_dir,
                 env,
@@ -178,32 +182,35 @@ fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limit
     })
 }
 
-/// The run's whitelist: the server's, narrowed to `asked` when given. Naming a module the
-/// server does not allow is refused rather than silently dropped.
-fn allowed_modules(
+/// The run's import policy: its route's, narrowed to exactly `asked` when given. Naming a
+/// module the route does not allow is refused rather than silently dropped.
+fn imports(
     language: Language,
-    kind: ZygoteKind,
+    route: Route,
     asked: Option<Vec<String>>,
-) -> Result<Vec<String>, Invalid> {
-    let server = match language {
-        Language::Python if kind == ZygoteKind::PythonData => whitelist::python_with_data(),
-        Language::Python => whitelist::python(),
-        Language::Javascript => whitelist::javascript(),
-        Language::Shell => Vec::new(),
+) -> Result<ImportPolicy, Invalid> {
+    let route_policy = match language {
+        Language::Python => whitelist::python_policy(route),
+        Language::Javascript => ImportPolicy::Only {
+            modules: whitelist::javascript(),
+        },
+        Language::Shell => ImportPolicy::Only {
+            modules: Vec::new(),
+        },
     };
     let Some(asked) = asked.filter(|a| !a.is_empty()) else {
-        return Ok(server);
+        return Ok(route_policy);
     };
     for name in &asked {
-        if !server.contains(name) {
+        if !whitelist::permits(&route_policy, name) {
             return Err(Invalid(format!(
-                "allowed_modules: {name:?} is not on this server's {} whitelist ({})",
+                "allowed_modules: {name:?} may not be imported here; {} may: {}",
                 language.name(),
-                server.join(", ")
+                whitelist::describe(&route_policy)
             )));
         }
     }
-    Ok(asked)
+    Ok(ImportPolicy::Only { modules: asked })
 }
 
 /// Where a shell command may start: an absolute path without `..`, created inside the run's own
@@ -272,7 +279,7 @@ mod tests {
                 "limits.memory_mb:",
             ),
             (
-                r#"{"language":"python","code":"","allowed_modules":["os"]}"#,
+                r#"{"language":"python","code":"","allowed_modules":["subprocess"]}"#,
                 "allowed_modules:",
             ),
             (r#"{"language":"python","code":"","env":{}}"#, "env:"),

@@ -1,24 +1,91 @@
-//! The module whitelists, compiled into the binary from `whitelist/`.
+//! The import policies, compiled into the binary from `whitelist/`: which modules user code may
+//! name, per API. They give a clear `module_not_allowed`; the kernel, not they, is the boundary.
 
-const PYTHON: &str = include_str!("../whitelist/python.txt");
+use crate::protocol::ImportPolicy;
+
+const PYTHON_FASTGPT_ALLOWED: &str = include_str!("../whitelist/python-fastgpt-allowed.txt");
+const PYTHON_FASTGPT_REFUSED: &str = include_str!("../whitelist/python-fastgpt-refused.txt");
+const PYTHON_NATIVE_REFUSED: &str = include_str!("../whitelist/python-native-refused.txt");
+const PYTHON_PRELOADED: &str = include_str!("../whitelist/python-preloaded.txt");
+const PYTHON_STANDARD_LIBRARY: &str = include_str!("../whitelist/python-standard-library.txt");
 const JAVASCRIPT: &str = include_str!("../whitelist/javascript.txt");
 /// The pinned third-party packages of the python-data zygote, as pip reads them.
 pub const PYTHON_REQUIREMENTS: &str = include_str!("../whitelist/python-requirements.txt");
 
-/// The third-party packages user code may import (FastGPT's list, plus Jinja2 for Dify's
-/// template nodes). Code that imports one runs in the python-data zygote.
-pub const PYTHON_DATA_PACKAGES: &[&str] = &["numpy", "pandas", "matplotlib", "jinja2"];
+/// The third-party packages user code may import (FastGPT's, Jinja2 for Dify's template nodes,
+/// tabulate for `DataFrame.to_markdown`). Code that imports one runs in the python-data zygote.
+pub const PYTHON_DATA_PACKAGES: &[&str] = &["numpy", "pandas", "matplotlib", "jinja2", "tabulate"];
 
-/// Python modules user code may import, in file order.
-pub fn python() -> Vec<String> {
-    names(PYTHON)
+/// The APIs, as far as their import policies differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/run` and the sandbox module API.
+    #[default]
+    Native,
+    /// fastgpt-sandbox's routes.
+    Fastgpt,
+    /// dify-sandbox's route.
+    Dify,
 }
 
-/// The Python whitelist of the python-data zygote: the standard one plus the data packages.
-pub fn python_with_data() -> Vec<String> {
-    let mut names = python();
-    names.extend(PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()));
-    names
+/// The Python import policy of a route.
+pub fn python_policy(route: Route) -> ImportPolicy {
+    match route {
+        Route::Native => ImportPolicy::StandardLibrary {
+            refused: names(PYTHON_NATIVE_REFUSED),
+            packages: PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()).collect(),
+        },
+        Route::Fastgpt => ImportPolicy::StandardLibrary {
+            refused: names(PYTHON_FASTGPT_REFUSED),
+            packages: fastgpt_python_packages(),
+        },
+        Route::Dify => ImportPolicy::Any,
+    }
+}
+
+/// FastGPT's reported Python allowlist, in its order (`GET /sandbox/modules`).
+pub fn python_fastgpt_allowed() -> Vec<String> {
+    names(PYTHON_FASTGPT_ALLOWED)
+}
+
+/// The packages FastGPT lets user code import: its allowlist's names that are data packages.
+fn fastgpt_python_packages() -> Vec<String> {
+    python_fastgpt_allowed()
+        .into_iter()
+        .filter(|name| PYTHON_DATA_PACKAGES.contains(&name.as_str()))
+        .collect()
+}
+
+/// Whether `policy` lets code import the top-level module `name`.
+pub fn permits(policy: &ImportPolicy, name: &str) -> bool {
+    match policy {
+        ImportPolicy::Only { modules } => modules.iter().any(|m| m == name),
+        ImportPolicy::StandardLibrary { refused, packages } => {
+            let standard = PYTHON_STANDARD_LIBRARY
+                .lines()
+                .any(|line| !line.starts_with('#') && line.trim() == name);
+            (standard && !refused.iter().any(|r| r == name)) || packages.iter().any(|p| p == name)
+        }
+        ImportPolicy::Any => true,
+    }
+}
+
+/// What `policy` allows, in words, for an error message.
+pub fn describe(policy: &ImportPolicy) -> String {
+    match policy {
+        ImportPolicy::Only { modules } => modules.join(", "),
+        ImportPolicy::StandardLibrary { refused, packages } => format!(
+            "the standard library except {}; and {}",
+            refused.join(", "),
+            packages.join(", ")
+        ),
+        ImportPolicy::Any => "any module".into(),
+    }
+}
+
+/// Modules the Python zygotes import before any fork.
+pub fn python_preloaded() -> Vec<String> {
+    names(PYTHON_PRELOADED)
 }
 
 /// Whether Python code imports one of the data packages: a cheap scan of its `import` and
@@ -41,7 +108,7 @@ pub fn imports_python_data(code: &str) -> bool {
     })
 }
 
-/// Names `require()` resolves, in file order.
+/// Names `require()` resolves, in FastGPT's order.
 pub fn javascript() -> Vec<String> {
     names(JAVASCRIPT)
 }
@@ -56,22 +123,41 @@ fn names(text: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn comments_and_blanks_are_skipped() {
-        let py = super::python();
-        assert!(py.contains(&"math".to_owned()));
-        assert!(py.iter().all(|n| !n.starts_with('#') && !n.is_empty()));
-        assert!(!py.contains(&"os".to_owned()));
+        let fastgpt = python_fastgpt_allowed();
+        assert!(fastgpt.contains(&"math".to_owned()));
+        assert_eq!(fastgpt.last().map(String::as_str), Some("matplotlib"));
+        assert!(fastgpt.iter().all(|n| !n.starts_with('#') && !n.is_empty()));
+    }
+
+    #[test]
+    fn each_route_has_its_own_rule() {
+        let ImportPolicy::StandardLibrary { refused, packages } = python_policy(Route::Fastgpt)
+        else {
+            panic!("FastGPT's rule is the standard library minus a set")
+        };
+        assert!(refused.contains(&"os".to_owned()));
+        assert_eq!(packages, ["numpy", "pandas", "matplotlib"]);
+        let ImportPolicy::StandardLibrary { refused, .. } = python_policy(Route::Native) else {
+            panic!("the native rule is the standard library minus a set")
+        };
+        assert!(refused.contains(&"subprocess".to_owned()));
+        assert!(!refused.contains(&"os".to_owned()));
+        assert_eq!(python_policy(Route::Dify), ImportPolicy::Any);
     }
 
     #[test]
     fn data_imports_are_found() {
-        use super::imports_python_data as scan;
+        let scan = imports_python_data;
         assert!(scan("import pandas as pd\n"));
         assert!(scan("import json, numpy\n"));
         assert!(scan("  from matplotlib import pyplot as plt"));
         assert!(scan("from jinja2 import Template"));
         assert!(scan("import matplotlib.pyplot as plt"));
+        assert!(scan("from tabulate import tabulate"));
         assert!(!scan("import json\nx = 'import numpy'"));
         assert!(!scan("from numbers import Number"));
     }

@@ -96,11 +96,23 @@ const NOT_ALLOWED: Expect = Expect::Kind(&["module_not_allowed"]);
 
 /// Reaches the real `os` through the object graph, as escapes from the import hook do, plus
 /// the real `__import__` of the builtins module.
-const PY_PRELUDE: &str = "\
+const PY_REACH: &str = "\
 OS = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__
 os = OS['sys'].modules['os']
 IMPORT = OS['sys'].modules['builtins'].__import__
+";
 
+/// The same reach for FastGPT's API, which refuses any source naming `__subclasses__`: the
+/// real `os` through a module that holds it.
+const PY_REACH_FASTGPT: &str = "\
+import random as _random
+os = _random._os
+OS = vars(os)
+IMPORT = OS['sys'].modules['builtins'].__import__
+";
+
+/// Echoes whatever `_case` returns or raises (a successful escape would echo the canary).
+const PY_MAIN: &str = "
 def main(**k):
     try:
         value = _case(k)
@@ -182,11 +194,14 @@ const CASES: &[Case] = &[
     py("chroot (an exploit-only call kills the process)", "return os.chroot('/tmp')"),
     py("a fork bomb", "while True:\n    os.fork()"),
     // ---- the import policy and the routes around it ----
-    py_raw("import os", "import os\ndef main(**k):\n    return {'x': os.listdir('/')}", NOT_ALLOWED, 5000),
+    // The native route allows `os` (for `os.path`); the kernel refuses what it reaches.
+    py_raw("import os, then list /", "import os\ndef main(**k):\n    return {'x': os.listdir('/')}", Expect::Kind(&["runtime_error"]), 5000),
     py_raw("import subprocess", "import subprocess\ndef main(**k):\n    return {}", NOT_ALLOWED, 5000),
     py_raw("import socket", "def main(**k):\n    import socket\n    return {}", NOT_ALLOWED, 5000),
     py_raw("import ctypes", "def main(**k):\n    import ctypes\n    return {}", NOT_ALLOWED, 5000),
-    py_raw("__import__ of os", "def main(**k):\n    return {'x': str(__import__('os').listdir('/'))}", NOT_ALLOWED, 5000),
+    py_raw("__import__ of os, then list /", "def main(**k):\n    return {'x': str(__import__('os').listdir('/'))}", Expect::Kind(&["runtime_error"]), 5000),
+    py_raw("import os, then system()", "import os\ndef main(**k):\n    return {'x': os.system('touch ' + k['marker'])}", NONE, 5000),
+    py_raw("import shutil, then copy the canary", "import shutil\ndef main(**k):\n    shutil.copy(k['canary'], k['dir'] + '/copy')\n    return {}", NONE, 5000),
     py("os through random._os", "import random\nreturn random._os.read(random._os.open(k['canary'], 0), 100)"),
     py("os through uuid.os", "import uuid\nreturn uuid.os.system('touch ' + k['marker'])"),
     py("os through dataclasses.sys.modules", "import dataclasses\no = dataclasses.sys.modules['os']\nreturn o.read(o.open(k['canary'], 0), 100)"),
@@ -391,11 +406,19 @@ fn control(server: &common::Server, key: &str, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn source(case: &Case) -> (String, &'static str) {
+fn source(case: &Case, route: Route) -> (String, &'static str) {
     match (case.lang, case.code) {
         (Lang::Py, Code::Body(body)) => {
             let indented: String = body.lines().map(|l| format!("    {l}\n")).collect();
-            (format!("{PY_PRELUDE}def _case(k):\n{indented}"), "python")
+            let reach = if route == Route::Fastgpt {
+                PY_REACH_FASTGPT
+            } else {
+                PY_REACH
+            };
+            (
+                format!("{reach}{PY_MAIN}def _case(k):\n{indented}"),
+                "python",
+            )
         }
         (Lang::Py, Code::Raw(code)) => (code.to_owned(), "python"),
         (Lang::Js, Code::Raw(code)) => (code.to_owned(), "javascript"),
@@ -411,12 +434,114 @@ fn the_suite_has_enough_cases() {
     assert!(javascript >= 20, "{javascript} JavaScript cases");
 }
 
+/// The APIs a case can come through: each wraps the user's code its own way and reports in
+/// its own shape, but the jail under them is the same and so must be the effects.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Route {
+    Native,
+    /// dify-sandbox's `/v1/sandbox/run`: the code is a script; the wrapper prints `main`'s
+    /// result, as Dify's own runner does.
+    Dify,
+    /// FastGPT's `/sandbox/python` and `/sandbox/js`: `main` gets the variables.
+    Fastgpt,
+}
+
+impl Route {
+    /// The path, body and headers that send `case` through this route.
+    fn request(
+        self,
+        case: &Case,
+        inputs: &Value,
+        key: &str,
+    ) -> (String, Value, Vec<(String, String)>) {
+        let (code, language) = source(case, self);
+        let bearer = vec![("authorization".to_owned(), format!("Bearer {key}"))];
+        match self {
+            Route::Native => (
+                "/v1/run".into(),
+                json!({
+                    "language": language,
+                    "code": code,
+                    "inputs": inputs,
+                    "limits": {"timeout_ms": case.timeout_ms, "memory_mb": 256},
+                }),
+                bearer,
+            ),
+            Route::Dify => {
+                let (code, language) = match case.lang {
+                    Lang::Py => (
+                        format!(
+                            "{code}\nimport json as _json\nprint(_json.dumps(main(**_json.loads({})), default=str))\n",
+                            Value::String(inputs.to_string())
+                        ),
+                        "python3",
+                    ),
+                    Lang::Js => (
+                        format!("{code}\nPromise.resolve(main({inputs})).then(r => console.log(JSON.stringify(r)))\n"),
+                        "nodejs",
+                    ),
+                };
+                (
+                    "/v1/sandbox/run".into(),
+                    json!({"language": language, "code": code, "preload": "", "enable_network": true}),
+                    vec![("x-api-key".to_owned(), key.to_owned())],
+                )
+            }
+            Route::Fastgpt => {
+                let path = match case.lang {
+                    Lang::Py => "/sandbox/python",
+                    Lang::Js => "/sandbox/js",
+                };
+                (
+                    path.into(),
+                    json!({"code": code, "variables": inputs}),
+                    bearer,
+                )
+            }
+        }
+    }
+
+    /// One line that says how the run ended, for the log.
+    fn outcome(self, body: &Value) -> String {
+        match self {
+            Route::Native => match body["error"]["kind"].as_str() {
+                Some(kind) => kind.to_owned(),
+                None => body["result"].to_string(),
+            },
+            Route::Dify => match body["data"]["error"].as_str() {
+                Some(error) if !error.is_empty() => error.lines().last().unwrap_or("").to_owned(),
+                _ => body["data"]["stdout"].to_string(),
+            },
+            Route::Fastgpt => match body["success"].as_bool() {
+                Some(true) => body["data"]["codeReturn"].to_string(),
+                _ => body["message"].to_string(),
+            },
+        }
+    }
+}
+
 #[test]
 fn no_escape_has_an_effect() {
+    run_suite(Route::Native);
+}
+
+#[test]
+fn no_escape_has_an_effect_through_the_dify_api() {
+    run_suite(Route::Dify);
+}
+
+#[test]
+fn no_escape_has_an_effect_through_the_fastgpt_api() {
+    run_suite(Route::Fastgpt);
+}
+
+/// Sends every case through `route` and checks its effects. What a case must *return* is
+/// checked on the native route only: the peers' APIs report the same ending in their own words.
+fn run_suite(route: Route) {
     let key = format!("{API_KEY_PREFIX}{}", common::random_token());
     let env_canary = common::random_token();
     let server = Arc::new(common::start(
-        &["--api-key", &key],
+        &["--api-key", &key, "--default-timeout-ms", "3000"],
         &[(CANARY_VAR, env_canary.as_str())],
     ));
     let fixture = Fixture::new();
@@ -445,24 +570,15 @@ fn no_escape_has_an_effect() {
 
     let mut failures = Vec::new();
     for (i, case) in CASES.iter().enumerate() {
-        let (code, language) = source(case);
-        let body = json!({
-            "language": language,
-            "code": code,
-            "inputs": inputs,
-            "limits": {"timeout_ms": case.timeout_ms, "memory_mb": 256},
-        });
-        let reply = server.post(
-            "/v1/run",
-            &body.to_string(),
-            &[("authorization", &format!("Bearer {key}"))],
-        );
-        let outcome = match reply.body["error"]["kind"].as_str() {
-            Some(kind) => kind.to_owned(),
-            None => reply.body["result"].to_string(),
-        };
+        let (path, body, headers) = route.request(case, &inputs, &key);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let reply = server.post(&path, &body.to_string(), &headers);
+        let outcome = route.outcome(&reply.body);
         println!(
-            "{:<70} {}",
+            "{route:?} {:<70} {}",
             case.name,
             outcome.chars().take(100).collect::<String>()
         );
@@ -482,7 +598,12 @@ fn no_escape_has_an_effect() {
         if reply.text.contains("root:x:0:0") {
             problems.push("the response holds /etc/passwd".into());
         }
-        match case.expect {
+        let expect = if route == Route::Native {
+            case.expect
+        } else {
+            Expect::Effects
+        };
+        match expect {
             Expect::Effects => {}
             Expect::Kind(kinds) => {
                 let kind = reply.body["error"]["kind"].as_str().unwrap_or("none");
@@ -518,7 +639,7 @@ fn no_escape_has_an_effect() {
     let ready = server.get("/readyz");
     assert!(
         failures.is_empty(),
-        "{} of {} cases escaped or misbehaved:\n{}",
+        "{route:?}: {} of {} cases escaped or misbehaved:\n{}",
         failures.len(),
         CASES.len(),
         failures.join("\n")

@@ -133,7 +133,7 @@ pub fn check(url: &str, allow: &[Allowed]) -> Result<Checked, String> {
             if let Some(range) = refused_range(*ip) {
                 return Err(format!(
                     "requests to {host} are not allowed: it resolves to {ip}, a {range} \
-                     address (private and internal networks are off limits)"
+                     address (private and internal networks cannot be reached from the sandbox)"
                 ));
             }
         }

@@ -22,12 +22,17 @@ pub const REQUIRED: ABI = ABI::V4;
 /// Newer rights and scopes are used where the kernel has them.
 const WANTED: ABI = ABI::V6;
 
-/// Builds the ruleset: `readable` directories read-only, everything else denied.
+/// Builds the ruleset: `readable` directories and files read-only (a directory with what is
+/// beneath it), everything else denied.
 pub fn build(readable: &[&Path]) -> Result<RulesetCreated, JailError> {
     let mut ruleset = handle_everything().map_err(JailError::LandlockRuleset)?;
-    for dir in readable {
-        let fd = PathFd::new(dir).map_err(JailError::LandlockPath)?;
-        let read_only = AccessFs::from_read(REQUIRED) & !AccessFs::Execute;
+    for path in readable {
+        let read_only = if path.is_dir() {
+            AccessFs::from_read(REQUIRED) & !AccessFs::Execute
+        } else {
+            AccessFs::ReadFile.into()
+        };
+        let fd = PathFd::new(path).map_err(JailError::LandlockPath)?;
         ruleset = ruleset
             .add_rule(PathBeneath::new(fd, read_only))
             .map_err(JailError::LandlockRuleset)?;

@@ -49,9 +49,14 @@ pub struct Jail {
 }
 
 impl Jail {
-    /// In the zygote, after the interpreter is built: `readable` are the directories it loads
-    /// files from. Opens, builds and compiles everything; applies nothing.
-    pub fn prepare(settings: JailSettings, readable: &[&Path]) -> Result<Self, JailError> {
+    /// In the zygote, after the interpreter is built: `readable` are the directories (and
+    /// files) it loads from; `native_code`, whether it loads native code as it goes. Opens,
+    /// builds and compiles everything; applies nothing.
+    pub fn prepare(
+        settings: JailSettings,
+        readable: &[&Path],
+        native_code: bool,
+    ) -> Result<Self, JailError> {
         let (landlock, child_scope) = if settings.applies(Layer::Landlock) {
             (
                 Some(landlock::build(readable)?),
@@ -61,7 +66,7 @@ impl Jail {
             (None, None)
         };
         let filter = if settings.applies(Layer::Seccomp) {
-            Some(seccomp::Filter::compile(landlock.is_some())?)
+            Some(seccomp::Filter::compile(landlock.is_some(), native_code)?)
         } else {
             None
         };
@@ -169,7 +174,7 @@ pub struct ShellRun<'a> {
 impl ShellJail {
     pub fn prepare(settings: JailSettings) -> Result<Self, JailError> {
         let filter = if settings.applies(Layer::Seccomp) {
-            Some(seccomp::Filter::compile(false)?)
+            Some(seccomp::Filter::compile(false, false)?)
         } else {
             None
         };

@@ -185,7 +185,7 @@ fn lock_as_zygote(settings: &JailSettings) -> (Vec<LayerStatus>, Option<Jail>) {
     } else {
         None
     };
-    let filter = seccomp::Filter::compile(landlock.is_ok()).map_err(|e| e.to_string());
+    let filter = seccomp::Filter::compile(landlock.is_ok(), true).map_err(|e| e.to_string());
     let seccomp = filter
         .as_ref()
         .map_err(Clone::clone)

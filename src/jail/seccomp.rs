@@ -15,7 +15,8 @@ use seccompiler::{
 };
 
 use super::seccomp_policy::{
-    ArgIs, ALLOWED, ALLOWED_IF, KILLED, LIST_DIRECTORY, READ_ONLY_OPEN, ZYGOTE_ONLY,
+    ArgIs, ALLOWED, ALLOWED_IF, EXECUTABLE_FILE_MAPPING, KILLED, LIST_DIRECTORY, READ_ONLY_OPEN,
+    ZYGOTE_ONLY,
 };
 use super::JailError;
 
@@ -30,11 +31,18 @@ type Rules = BTreeMap<i64, Vec<SeccompRule>>;
 
 impl Filter {
     /// Compiles the policy; `read_only_open` when Landlock confines what may be read.
-    pub fn compile(read_only_open: bool) -> Result<Self, JailError> {
-        Self::compile_policy(read_only_open).map_err(JailError::SeccompCompile)
+    /// Compiles the policy; `read_only_open` when Landlock confines what may be read,
+    /// `native_code` when the interpreter loads native extensions as it goes (and Landlock
+    /// confines which files those can be).
+    pub fn compile(read_only_open: bool, native_code: bool) -> Result<Self, JailError> {
+        Self::compile_policy(read_only_open, read_only_open && native_code)
+            .map_err(JailError::SeccompCompile)
     }
 
-    fn compile_policy(read_only_open: bool) -> Result<Self, seccompiler::Error> {
+    fn compile_policy(
+        read_only_open: bool,
+        executable_files: bool,
+    ) -> Result<Self, seccompiler::Error> {
         let mut allowed: Rules = BTreeMap::new();
         for (nr, _name) in ALLOWED
             .iter()
@@ -45,6 +53,7 @@ impl Filter {
         let conditional = ALLOWED_IF
             .iter()
             .chain(read_only_open.then_some(&READ_ONLY_OPEN))
+            .chain(executable_files.then_some(&EXECUTABLE_FILE_MAPPING))
             .chain(ZYGOTE_ONLY);
         for (nr, _name, conditions) in conditional {
             add_rule(&mut allowed, *nr, conditions)?;
@@ -169,8 +178,10 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_compiles_both_ways() {
-        Filter::compile(true).unwrap();
-        Filter::compile(false).unwrap();
+    fn the_policy_compiles_every_way() {
+        for (landlock, native_code) in [(true, true), (true, false), (false, true), (false, false)]
+        {
+            Filter::compile(landlock, native_code).unwrap();
+        }
     }
 }

@@ -244,6 +244,16 @@ pub const READ_ONLY_OPEN: (i64, &str, &[ArgIs]) = (
     &[dword(2, WRITING_FLAGS, 0)],
 );
 
+/// Only with Landlock on, for an interpreter that loads native code as it goes (CPython's
+/// extension modules): mapping a *file* executable, as the dynamic loader does. Anonymous
+/// memory stays never executable, and which files a child can open at all (read-only: the
+/// interpreter's own, and the libraries they need) is Landlock's to say.
+pub const EXECUTABLE_FILE_MAPPING: (i64, &str, &[ArgIs]) = (
+    libc::SYS_mmap,
+    "mmap of a file (the dynamic loader)",
+    &[qword(3, libc::MAP_ANONYMOUS as u64, 0)],
+);
+
 /// Only with Landlock on: listing a directory opened read-only (Python's import system lists
 /// the directories it imports from; Landlock limits which).
 pub const LIST_DIRECTORY: (i64, &str) = (libc::SYS_getdents64, "getdents64");

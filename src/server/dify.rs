@@ -19,6 +19,7 @@ use super::AppState;
 use crate::python_packages;
 use crate::run::{ErrorKind, Limits, Mode, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
+use crate::whitelist::Route;
 
 /// Dify's own limit on a string output is 400,000 characters, which `json.dumps` may escape to
 /// about 2.4 MB of stdout: this route carries at least 8 MiB (or the server's maximum).
@@ -72,6 +73,7 @@ pub async fn run(
             ..Default::default()
         },
         network: request.enable_network,
+        route: Route::Dify,
         ..RunRequest::new(language, request.code)
     };
     let plan = match native.plan(&state.config.limits) {

@@ -20,7 +20,7 @@ use super::AppState;
 use crate::protocol::Convention;
 use crate::run::{ErrorKind, Mode, RunError, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
-use crate::whitelist;
+use crate::whitelist::{self, Route};
 
 /// FastGPT caps the log it returns at 1 MB.
 const LOG_BYTES: usize = 1024 * 1024;
@@ -106,6 +106,7 @@ async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
             max_output_bytes: Some(max.max_output_bytes),
             ..Default::default()
         },
+        route: Route::Fastgpt,
         ..RunRequest::new(language, code)
     };
     let mut plan = match native.plan(&state.config.limits) {
@@ -174,7 +175,7 @@ pub async fn modules() -> Json<Value> {
         "success": true,
         "data": {
             "js": whitelist::javascript(),
-            "python": whitelist::python_with_data(),
+            "python": whitelist::python_fastgpt_allowed(),
             "builtinGlobals": BUILTIN_GLOBALS,
         },
     }))

@@ -7,6 +7,7 @@
 pub mod child;
 mod huge_pages;
 mod javascript;
+mod native_libraries;
 pub mod out_of_memory;
 mod python;
 mod python_arenas;
@@ -56,10 +57,14 @@ pub enum ZygoteError {
 pub trait Engine: Sized {
     /// Builds the interpreter and imports the whitelist; runs once, before any fork.
     fn prepare() -> Result<Self, ZygoteError>;
-    /// Directories a child may read from (Landlock): where the interpreter loads its files.
-    fn readable_dirs(&self) -> Vec<std::path::PathBuf> {
+    /// Directories and files a child may read (Landlock): where the interpreter loads its
+    /// files from.
+    fn readable_paths(&self) -> Vec<std::path::PathBuf> {
         Vec::new()
     }
+    /// Whether the interpreter loads native code as it goes (CPython's extension modules): its
+    /// children may then map readable files executable.
+    const LOADS_NATIVE_CODE: bool = false;
     /// Interpreter bookkeeping around `fork()` (CPython's `PyOS_*Fork*`).
     fn before_fork(&mut self) {}
     fn after_fork_parent(&mut self) {}
@@ -134,9 +139,9 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         // Before the jail, which closes /proc; best effort.
         let _ = huge_pages::collapse_anonymous_memory();
         let _ = huge_pages::remap_own_text();
-        let readable = engine.readable_dirs();
+        let readable = engine.readable_paths();
         let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
-        let mut jail = Jail::prepare(settings, &readable)?;
+        let mut jail = Jail::prepare(settings, &readable, E::LOADS_NATIVE_CODE)?;
         jail.lock_zygote()?;
         Confinement::Interpreter(Box::new(jail))
     };

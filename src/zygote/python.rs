@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::{child, Engine, ZygoteError};
 use crate::protocol::{
-    ChildReport, Convention, Job, Output, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
+    ChildReport, Convention, ImportPolicy, Job, Output, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
 };
 use crate::run::Mode;
 use crate::whitelist;
@@ -82,10 +82,10 @@ impl Engine for PythonEngine {
                 Ok(site) => {
                     warm_up
                         .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
-                    warm_up.call_method1("prepare", (whitelist::python(),))?;
+                    warm_up.call_method1("prepare", (whitelist::python_preloaded(),))?;
                 }
                 Err(_) => {
-                    warm_up.call_method1("prepare", (whitelist::python(),))?;
+                    warm_up.call_method1("prepare", (whitelist::python_preloaded(),))?;
                 }
             }
             Ok((
@@ -97,9 +97,12 @@ impl Engine for PythonEngine {
         Ok(Self { prepare, run })
     }
 
+    const LOADS_NATIVE_CODE: bool = true;
+
     /// The standard library and site-packages directories (a lazily imported module or a
-    /// data file may still be read from them), and the time zone database.
-    fn readable_dirs(&self) -> Vec<std::path::PathBuf> {
+    /// data file may be read from them), the time zone database, and the system libraries the
+    /// native extension modules beneath them link.
+    fn readable_paths(&self) -> Vec<std::path::PathBuf> {
         let mut dirs: Vec<std::path::PathBuf> = Python::attach(|py| -> PyResult<Vec<String>> {
             let paths = py.import("sysconfig")?.call_method0("get_paths")?;
             ["stdlib", "platstdlib", "purelib", "platlib"]
@@ -124,6 +127,16 @@ impl Engine for PythonEngine {
         // Only real directories, and never the root: a relative or empty entry must not widen
         // the rule to the whole file system.
         dirs.retain(|d| d.is_absolute() && d.parent().is_some() && d.is_dir());
+        let mut extension_dirs: Vec<std::path::PathBuf> = dirs
+            .iter()
+            .map(|d| d.join("lib-dynload"))
+            .filter(|d| d.is_dir())
+            .collect();
+        if let Ok(site) = std::env::var(PYTHON_PACKAGES_ENV) {
+            extension_dirs.push(site.into());
+        }
+        let libraries = super::native_libraries::needed_by_extensions(&extension_dirs);
+        dirs.extend(libraries);
         dirs
     }
 
@@ -178,7 +191,7 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
         Mode::Script => "script",
     };
     dict.set_item("mode", mode)?;
-    dict.set_item("allowed_modules", job.allowed_modules)?;
+    dict.set_item("imports", policy_dict(py, &job.imports)?)?;
     let convention = match job.convention {
         Convention::Native => "native",
         Convention::Fastgpt => "fastgpt",
@@ -186,6 +199,24 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("convention", convention)?;
     dict.set_item("max_output_bytes", job.limits.max_output_bytes)?;
     dict.set_item("memory_mb", job.limits.memory_mb)?;
+    Ok(dict)
+}
+
+/// An [`ImportPolicy`] as `_sandlot.imports.Policy` reads it.
+fn policy_dict<'py>(py: Python<'py>, policy: &ImportPolicy) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    match policy {
+        ImportPolicy::Only { modules } => {
+            dict.set_item("kind", "only")?;
+            dict.set_item("modules", modules)?;
+        }
+        ImportPolicy::StandardLibrary { refused, packages } => {
+            dict.set_item("kind", "standard_library")?;
+            dict.set_item("refused", refused)?;
+            dict.set_item("packages", packages)?;
+        }
+        ImportPolicy::Any => dict.set_item("kind", "any")?,
+    }
     Ok(dict)
 }
 

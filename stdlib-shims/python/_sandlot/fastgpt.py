@@ -1,9 +1,18 @@
-"""FastGPT 4.14.8's calling convention for `main`."""
+"""FastGPT 4.14.8's ways: how `main` is called, the helpers old FastGPT code nodes call, and its
+check that refuses `__subclasses__` in the user's code before it runs."""
 
+import ast
+import base64
+import hmac
 import inspect
+import json
+import math
+import time
+import urllib.parse
 
 _signature = inspect.signature
 _Parameter = inspect.Parameter
+_quote = urllib.parse.quote
 
 
 def call_main(main, variables):
@@ -31,3 +40,47 @@ def call_main(main, variables):
     positional = [arguments.pop(p.name) for p in named
                   if p.kind == _Parameter.POSITIONAL_ONLY and p.name in arguments]
     return main(*positional, **arguments)
+
+
+def check_source(tree):
+    """FastGPT's pre-check of the user's code (a parsed module): `x.__subclasses__` and
+    `getattr(x, '__subclasses__')` are refused before anything runs. The kernel, not this, is
+    the boundary; it is FastGPT's behaviour, kept on its routes."""
+    for node in ast.walk(tree):
+        attribute = isinstance(node, ast.Attribute) and node.attr == "__subclasses__"
+        dynamic = (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                   and node.func.id == "getattr" and len(node.args) >= 2
+                   and isinstance(node.args[1], ast.Constant)
+                   and node.args[1].value == "__subclasses__")
+        if attribute or dynamic:
+            raise RuntimeError("Access to __subclasses__ is not allowed in sandbox")
+
+
+def globals_for(system_helper, variables):
+    """What FastGPT's worker puts in a run's globals beside the variables: the helpers, its
+    SystemHelper under two names, the variables as one dict, and json, math and time."""
+    http_request = system_helper.httpRequest
+
+    def count_token(text):
+        if not isinstance(text, str):
+            text = str(text)
+        return math.ceil(len(text) / 4)
+
+    def str_to_base64(text, prefix=""):
+        return prefix + base64.b64encode(text.encode("utf-8")).decode("utf-8")
+
+    def create_hmac(algorithm, secret):
+        timestamp = str(int(time.time() * 1000))
+        digest = hmac.new(secret.encode("utf-8"), f"{timestamp}\n{secret}".encode("utf-8"),
+                          algorithm).digest()
+        return {"timestamp": timestamp, "sign": _quote(base64.b64encode(digest).decode("utf-8"))}
+
+    def delay(ms):
+        if ms > 10000:
+            raise ValueError("Delay must be <= 10000ms")
+        time.sleep(ms / 1000)
+
+    return {"variables": variables, "system_helper": system_helper,
+            "http_request": http_request, "count_token": count_token,
+            "str_to_base64": str_to_base64, "create_hmac": create_hmac, "delay": delay,
+            "json": json, "math": math, "time": time}

@@ -51,14 +51,16 @@ def real_import(name, *args):
 
 
 def import_whitelist(whitelist):
-    """Imports every whitelisted module and the submodules of packages (a child cannot load
-    what the zygote did not); returns the ones that failed, as "name (why)"."""
+    """Imports every listed module, and the submodules of a package named without a dot;
+    returns the ones that failed, as "name (why)"."""
     failed = []
     for name in whitelist:
         try:
             module = _real_import(name)
         except Exception as e:  # a broken install: report it, keep the rest
             failed.append(f"{name} ({e})")
+            continue
+        if "." in name:
             continue
         for sub in pkgutil.walk_packages(getattr(module, "__path__", []), name + "."):
             if ".test" in sub.name or sub.name.endswith("__main__"):
@@ -70,9 +72,49 @@ def import_whitelist(whitelist):
     return failed
 
 
-def guarded_import(allowed, user_builtins):
-    """The `__import__` of one run: `allowed` top-level names, and `builtins` as the run's own
-    builtins (open refused, imports guarded)."""
+_STANDARD_LIBRARY = sys.stdlib_module_names
+
+
+class Policy:
+    """A run's import policy (protocol.rs's ImportPolicy): `only` these modules; the
+    `standard_library` but `refused`, and `packages`; or `any`."""
+
+    def __init__(self, policy):
+        self.kind = policy["kind"]
+        self.modules = frozenset(policy.get("modules", ()))
+        self.refused = frozenset(policy.get("refused", ()))
+        self.packages = frozenset(policy.get("packages", ()))
+
+    def permits(self, top):
+        if self.kind == "only":
+            return top in self.modules
+        if self.kind == "standard_library":
+            return ((top in _STANDARD_LIBRARY and top not in self.refused)
+                    or top in self.packages)
+        return True
+
+    def why_not(self, top):
+        """Why `permits(top)` is false, in words for the user."""
+        if self.kind == "only":
+            return "it is not in the allowlist"
+        # FastGPT's clients look for "not in the allowlist"; the rest says which list.
+        if top in self.refused:
+            return "it is not in the allowlist (the sandbox refuses it)"
+        return "it is not in the allowlist (neither standard library nor an installed package)"
+
+    def describe(self):
+        if self.kind == "only":
+            return ", ".join(sorted(self.modules))
+        if self.kind == "standard_library":
+            return (f"the standard library except {', '.join(sorted(self.refused))}; "
+                    f"and {', '.join(sorted(self.packages))}")
+        return "any module"
+
+
+def guarded_import(policy, user_builtins):
+    """The `__import__` of one run's code: what its `Policy` permits, and `builtins` as the
+    run's own builtins (open refused, imports guarded). Imports made by the modules themselves
+    go through the real import: only the user's own code is held to the policy."""
     builtins_module = []
 
     def __import__(name, globals=None, locals=None, fromlist=(), level=0):
@@ -86,13 +128,50 @@ def guarded_import(allowed, user_builtins):
                 builtins_module.append(module)
             return builtins_module[0]
         top = name.partition(".")[0]
-        if top not in allowed:
+        if not policy.permits(top):
             raise ModuleNotAllowedError(
-                f"import of module '{top}' is not allowed: it is not in the allowlist. "
-                f"Allowed modules: {', '.join(sorted(allowed))}", name=top)
-        return _real_import(name, globals, locals, fromlist, level)
+                f"import of module '{top}' is not allowed: {policy.why_not(top)}. "
+                f"Allowed modules: {policy.describe()}", name=top)
+        try:
+            return _real_import(name, globals, locals, fromlist, level)
+        except ModuleNotFoundError as e:
+            if e.name != top or top not in policy.packages:
+                raise
+            # A data package, in the interpreter without them: the server picks that one by
+            # the code's import statements, which this import was not.
+            raise ModuleNotAllowedError(
+                f"import of module '{top}' is not available here: code that uses the data "
+                f"packages must import them with an import statement (`import {top}`), which "
+                "runs it where they are installed", name=top) from None
 
     return __import__
+
+
+def stat_through_open():
+    """Lets code in a child stat the files it may read: the import system (finding a module it
+    was not given in the zygote), `os.stat` and `os.path.exists` (zoneinfo finding a zone).
+    seccomp refuses `stat()` of a path — a path's metadata would tell which host files exist,
+    how large and how old, and Landlock does not hide it. The same facts through a descriptor
+    opened read-only are what Landlock allows: the files the interpreter may read. Installed
+    last in the zygote, so it is what every child uses."""
+    external = sys.modules["_frozen_importlib_external"]
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    _open, _fstat, _close, _stat = os.open, os.fstat, os.close, os.stat
+
+    def _path_stat(path):
+        fd = _open(path, flags)
+        try:
+            return _fstat(fd)
+        finally:
+            _close(fd)
+
+    def stat(path, *, dir_fd=None, follow_symlinks=True):
+        if isinstance(path, int) or dir_fd is not None or not follow_symlinks:
+            return _stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+        return _path_stat(path)
+
+    external._path_stat = _path_stat
+    os.stat = stat
 
 
 def open_refused(*args, **kwargs):

@@ -2,6 +2,7 @@
 returned, collect its output and figures, and hand the report to the host, which sends it and
 ends the process."""
 
+import ast
 import json
 import linecache
 import sys
@@ -9,7 +10,7 @@ import time
 
 from _sandlot import convert, errors, fastgpt, figures
 from _sandlot.errors import USER_FILE, error
-from _sandlot.imports import after_fork_in_child, guarded_import
+from _sandlot.imports import Policy, after_fork_in_child, guarded_import
 from _sandlot.output import Output, Stream
 from _sandlot.system_helper import SystemHelper
 
@@ -19,6 +20,7 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 _encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 _decode = json.JSONDecoder().decode
 _perf_counter = time.perf_counter
+_ONLY_AST = ast.PyCF_ONLY_AST
 
 # Set once in the zygote.
 _host = None
@@ -61,7 +63,7 @@ class _Run:
         # zygote, each a copy-on-write fault: a run of its own now, while it waits, and the
         # job's run finds those pages already copied.
         for rehearsal in _REHEARSALS:
-            if all(name in sys.modules for name in rehearsal["allowed_modules"]):
+            if all(name in sys.modules for name in rehearsal["imports"]["modules"]):
                 _execute(rehearsal, False, self.system_helper)
 
     def send(self, result_json=None, exit_code=0, error=None):
@@ -81,13 +83,14 @@ _prepared = None
 # not have touched is CPU spent for nothing (bench/compare counts the faults).
 _REHEARSALS = (
     {"code": "def main(a, b):\n    return {'sum': a + b, 'list': [a, b, 1.5, 'x', None]}\n",
-     "inputs": '{"a": 1, "b": 2}', "mode": "main", "allowed_modules": (), "memory_mb": 0},
+     "inputs": '{"a": 1, "b": 2}', "mode": "main", "imports": {"kind": "only", "modules": ()},
+     "memory_mb": 0},
     {"code": "import pandas as pd\n"
              "def main(a, b):\n"
              "    df = pd.DataFrame({'x': [a, b]})\n"
              "    return {'sum': int(df['x'].sum())}\n",
-     "inputs": '{"a": 1, "b": 2}', "mode": "main", "allowed_modules": ("pandas",),
-     "memory_mb": 0},
+     "inputs": '{"a": 1, "b": 2}', "mode": "main",
+     "imports": {"kind": "only", "modules": ("pandas",)}, "memory_mb": 0},
 )
 
 
@@ -126,22 +129,30 @@ def run(job):
 
 def _execute(job, fastgpt_convention, system_helper):
     code, mode, memory_mb = job["code"], job["mode"], job["memory_mb"]
-    allowed = frozenset(job["allowed_modules"])
+    policy = Policy(job["imports"])
     linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
     try:
-        compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
+        if fastgpt_convention:
+            tree = compile(code, USER_FILE, "exec", _ONLY_AST, dont_inherit=True)
+            compiled = compile(tree, USER_FILE, "exec", dont_inherit=True)
+        else:
+            compiled = compile(code, USER_FILE, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as e:  # ValueError: a NUL byte in the source
         return {"exit_code": 1, "error": errors.from_exception(e, memory_mb, "syntax_error")}
     # The zygote's dict itself: this child is used once, so what the run changes in it is gone
     # with the child (copying it would write to every builtin's page instead).
     user_builtins = _user_builtins
-    user_builtins["__import__"] = guarded_import(allowed, user_builtins)
+    user_builtins["__import__"] = guarded_import(policy, user_builtins)
     namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None,
                  "SystemHelper": system_helper}
     inputs = _decode(job["inputs"])
     if fastgpt_convention:
-        namespace.update(inputs)  # FastGPT's variables are module globals too
+        namespace.update(fastgpt.globals_for(system_helper, inputs))
+        # FastGPT's variables are module globals too, except over its own names.
+        namespace.update({k: v for k, v in inputs.items() if k not in namespace})
     try:
+        if fastgpt_convention:
+            fastgpt.check_source(tree)
         exec(compiled, namespace)
         if mode == "script":
             return {"exit_code": 0}

@@ -39,3 +39,6 @@ class SystemHelper:
             kind = NetworkDeniedError if error.get("denied") else ConnectionError
             raise kind(error.get("message", "the request failed"))
         return answer["ok"]
+
+    # FastGPT's snake-case name for the same call.
+    http_request = httpRequest

@@ -23,6 +23,7 @@ def prepare(whitelist):
         print("sandlot: whitelisted modules that did not import: " + ", ".join(failed),
               file=sys.stderr)
     run.configure(imports.user_builtins())
+    imports.stat_through_open()
     gc.collect()
     gc.freeze()
 
