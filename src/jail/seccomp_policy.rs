@@ -245,13 +245,18 @@ pub const READ_ONLY_OPEN: (i64, &str, &[ArgIs]) = (
 );
 
 /// Only with Landlock on, for an interpreter that loads native code as it goes (CPython's
-/// extension modules): mapping a *file* executable, as the dynamic loader does. Anonymous
-/// memory stays never executable, and which files a child can open at all (read-only: the
-/// interpreter's own, and the libraries they need) is Landlock's to say.
+/// extension modules): mapping a *file* executable and not writable, as the dynamic loader
+/// does. Anonymous memory stays never executable and `mprotect` never adds `PROT_EXEC`, so
+/// no page is writable and executable at once, and what executes is the content of a file a
+/// child may open at all (read-only: the interpreter's own, and the libraries they need), which
+/// is Landlock's to say.
 pub const EXECUTABLE_FILE_MAPPING: (i64, &str, &[ArgIs]) = (
     libc::SYS_mmap,
-    "mmap of a file (the dynamic loader)",
-    &[qword(3, libc::MAP_ANONYMOUS as u64, 0)],
+    "mmap of a file, executable but not writable (the dynamic loader)",
+    &[
+        qword(3, libc::MAP_ANONYMOUS as u64, 0),
+        qword(2, libc::PROT_WRITE as u64, 0),
+    ],
 );
 
 /// Only with Landlock on: listing a directory opened read-only (Python's import system lists
