@@ -7,7 +7,8 @@
 //! - [`server`]: the HTTP APIs, one module per API family.
 //! - [`supervisor`]: the server's side of the zygotes: starting, restarting, running a job.
 //! - [`broker`]: `SystemHelper.httpRequest`, performed by the server for a child.
-//! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child.
+//! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child;
+//!   [`output_region`]: the file a run's output is written to, which outlives the child.
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
 //! - [`jail`]: the steps that confine a child, one per file.
 //! - [`whitelist`]: the module allowlists; [`python_packages`]: installing the data packages.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod control_socket;
 pub mod jail;
+pub mod output_region;
 pub mod protocol;
 pub mod python_packages;
 pub mod run;

@@ -49,6 +49,8 @@ impl ZygoteKind {
 pub const ZYGOTE_CONTROL_FD: RawFd = 3;
 /// The descriptor a child finds its job channel on, once its descriptors are isolated.
 pub const CHILD_CHANNEL_FD: RawFd = 3;
+/// The descriptor a child finds its output file on ([`crate::output_region`]).
+pub const CHILD_OUTPUT_FD: RawFd = 4;
 
 /// Holds the [`crate::jail::settings::JailSettings`] as JSON: policy, never a secret.
 pub const JAIL_SETTINGS_ENV: &str = "SANDLOT_JAIL";
@@ -139,6 +141,10 @@ impl FrameTag {
     }
 }
 
+/// Figures a Python run may return, and the size of each PNG (`_sandlot/figures.py` holds the
+/// same numbers; the server checks them whatever the child sends).
+pub const MAX_IMAGES: usize = 16;
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 /// A job is code plus inputs; the server caps request bodies well below this.
 pub const MAX_JOB_FRAME: usize = 256 * 1024 * 1024;
 /// The largest request body a run may send through the broker.
@@ -208,21 +214,17 @@ pub enum Convention {
 
 /// Child to server: the outcome of one run. Every path of every engine — a finished run, a
 /// failed one, the out-of-memory allocator, a fault of the child itself — builds it with one of
-/// the constructors below, so its shape is decided here alone.
+/// the constructors below, so its shape is decided here alone. It holds neither the run's output
+/// (that is in the output file, [`crate::output_region`]) nor its time (the server measures it):
+/// the server decides those whatever the child says.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ChildReport {
     #[serde(default)]
     pub result: Option<Box<RawValue>>,
     #[serde(default)]
-    pub stdout: String,
-    #[serde(default)]
-    pub stderr: String,
-    #[serde(default)]
     pub exit_code: i32,
     #[serde(default)]
     pub error: Option<RunError>,
-    #[serde(default)]
-    pub execution_time_ms: f64,
     /// matplotlib figures left open: `{"format": "png", "base64": ...}`.
     #[serde(default)]
     pub images: Vec<serde_json::Value>,
@@ -231,57 +233,39 @@ pub struct ChildReport {
     pub usage: Option<Usage>,
 }
 
-/// A run's captured output, as the child hands it to its report.
-#[derive(Debug, Default)]
-pub struct Output {
-    pub stdout: String,
-    pub stderr: String,
-    pub execution_time_ms: f64,
-}
-
 impl ChildReport {
     /// A run that ended by itself: its result (JSON), exit code and error, if any.
     pub fn finished(
         result: Option<Box<RawValue>>,
         exit_code: i32,
         error: Option<RunError>,
-        output: Output,
         images: Vec<serde_json::Value>,
     ) -> Self {
         Self {
             result,
-            stdout: output.stdout,
-            stderr: output.stderr,
             exit_code,
             error,
-            execution_time_ms: output.execution_time_ms,
             images,
             usage: None,
         }
     }
 
     /// A run that failed with `error` (exit code 1).
-    pub fn failed(error: RunError, output: Output) -> Self {
-        Self::finished(None, 1, Some(error), output, Vec::new())
+    pub fn failed(error: RunError) -> Self {
+        Self::finished(None, 1, Some(error), Vec::new())
     }
 
     /// A fault of the child itself (its jail, its interpreter): the code never ran.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::failed(
-            RunError::new(ErrorKind::Internal, message),
-            Output::default(),
-        )
+        Self::failed(RunError::new(ErrorKind::Internal, message))
     }
 
     /// The kernel refused memory: the run reached its memory limit.
     pub fn memory_limit(memory_mb: u64) -> Self {
-        Self::failed(
-            RunError::new(
-                ErrorKind::MemoryLimit,
-                format!("memory limit exceeded: the run may use {memory_mb} MB"),
-            ),
-            Output::default(),
-        )
+        Self::failed(RunError::new(
+            ErrorKind::MemoryLimit,
+            format!("memory limit exceeded: the run may use {memory_mb} MB"),
+        ))
     }
 
     /// The report as the payload of a [`FrameTag::Report`] frame.
@@ -390,7 +374,7 @@ mod tests {
         for report in [
             ChildReport::internal("x"),
             ChildReport::memory_limit(64),
-            ChildReport::finished(None, 0, None, Output::default(), Vec::new()),
+            ChildReport::finished(None, 0, None, Vec::new()),
         ] {
             let back: ChildReport = serde_json::from_slice(&report.to_json()).unwrap();
             assert_eq!(back.exit_code, report.exit_code);

@@ -151,14 +151,15 @@ fn a_full_queue_answers_503_with_retry_after() {
     }
 }
 
-/// The memory limit holds where the allocation is Rust's own (here, the child's buffer for
-/// console output): the kernel's refusal is reported as `memory_limit`, not a crash.
+/// The memory limit holds where the allocation is Rust's own (here, the copy of a logged string
+/// that console.log hands to Rust): the kernel's refusal is reported as `memory_limit`, not a
+/// crash. (The output itself lives outside the run's memory, in the output file.)
 #[test]
 fn memory_refused_to_rust_code_is_memory_limit_not_a_crash() {
     for memory_mb in [16, 24] {
         let r = common::shared().run(json!({
             "language": "javascript",
-            "code": "function main() { for (;;) console.log('x'.repeat(100000)) }",
+            "code": "function main() { let s = 'x'.repeat(1 << 20); for (;;) { s += s; console.log(s) } }",
             "limits": {"memory_mb": memory_mb, "max_output_bytes": 16 * 1024 * 1024},
         }));
         assert_eq!(r["error"]["kind"], "memory_limit", "{memory_mb} MB: {r}");

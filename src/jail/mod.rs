@@ -31,7 +31,7 @@ use std::path::Path;
 pub use error::JailError;
 use settings::{JailSettings, Layer};
 
-use crate::protocol::CHILD_CHANNEL_FD;
+use crate::protocol::{CHILD_CHANNEL_FD, CHILD_OUTPUT_FD};
 use crate::run::Limits;
 
 /// The jail of an interpreter's children. Most of it is put on the zygote itself, once its
@@ -107,19 +107,37 @@ impl Jail {
         &mut self,
         devnull: &OwnedFd,
         channel: OwnedFd,
+        output: OwnedFd,
     ) -> Result<resource_limits::Budget, JailError> {
         if let Some(scope) = self.child_scope.take() {
             landlock::enforce(scope)?;
         }
-        let null = devnull.as_raw_fd();
-        fds::isolate([null; 3], &[(channel.as_raw_fd(), CHILD_CHANNEL_FD)])?;
-        std::mem::forget(channel); // now CHILD_CHANNEL_FD; its old number is closed
+        keep_child_descriptors(devnull, channel, output)?;
         self.budget.apply_to_child(&self.settings.max)?;
         if let Some(filter) = &self.filter {
             filter.apply_to_child()?;
         }
         Ok(self.budget)
     }
+}
+
+/// A child's descriptors: stdio on /dev/null, the job channel and the output file at their
+/// fixed numbers, nothing else.
+fn keep_child_descriptors(
+    devnull: &OwnedFd,
+    channel: OwnedFd,
+    output: OwnedFd,
+) -> Result<(), JailError> {
+    fds::isolate(
+        [devnull.as_raw_fd(); 3],
+        &[
+            (channel.as_raw_fd(), CHILD_CHANNEL_FD),
+            (output.as_raw_fd(), CHILD_OUTPUT_FD),
+        ],
+    )?;
+    // Now at their fixed numbers; the old ones are closed.
+    std::mem::forget((channel, output));
+    Ok(())
 }
 
 /// The probe's way to the same steps (`probe.rs`): a zygote half applied step by step, then
@@ -188,10 +206,12 @@ impl ShellJail {
     /// In the shell zygote's child — sandlot's own supervisor of one run — before it reads its
     /// job: keep only stdio on `devnull` and the job `channel`; new mount and pid namespaces
     /// whose mounts are private.
-    pub fn isolate_supervisor(devnull: &OwnedFd, channel: OwnedFd) -> Result<(), JailError> {
-        let null = devnull.as_raw_fd();
-        fds::isolate([null; 3], &[(channel.as_raw_fd(), CHILD_CHANNEL_FD)])?;
-        std::mem::forget(channel); // now CHILD_CHANNEL_FD; its old number is closed
+    pub fn isolate_supervisor(
+        devnull: &OwnedFd,
+        channel: OwnedFd,
+        output: OwnedFd,
+    ) -> Result<(), JailError> {
+        keep_child_descriptors(devnull, channel, output)?;
         namespaces::enter_shell()?;
         filesystem_view::make_private()
     }

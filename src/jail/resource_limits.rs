@@ -13,6 +13,7 @@ use std::io;
 use rlimit::Resource;
 
 use super::JailError;
+use crate::output_region;
 use crate::run::Limits;
 
 /// Descriptors an interpreter's child may hold: its three stdio slots, its channel, and a
@@ -45,8 +46,7 @@ impl Budget {
     /// The zygote, once, for every child it will fork: memory at the server's maximum above
     /// the interpreter's own, no core dump, a few descriptors.
     pub fn apply_to_zygote(&self, max: &Limits) -> Result<(), JailError> {
-        let address_space = self.mapped.saturating_add(megabytes(max.memory_mb));
-        set(Resource::AS, address_space, "RLIMIT_AS")?;
+        set(Resource::AS, self.address_space(max), "RLIMIT_AS")?;
         set(Resource::NOFILE, ZYGOTE_OPEN_FILES, "RLIMIT_NOFILE")?;
         set(Resource::CORE, 0, "RLIMIT_CORE")
     }
@@ -74,9 +74,16 @@ impl Budget {
     }
 
     fn set_time_and_memory(&self, limits: &Limits) -> Result<(), JailError> {
-        let address_space = self.mapped.saturating_add(megabytes(limits.memory_mb));
-        set(Resource::AS, address_space, "RLIMIT_AS")?;
+        set(Resource::AS, self.address_space(limits), "RLIMIT_AS")?;
         set_cpu(limits.timeout_ms)
+    }
+
+    /// The interpreter's own mappings, the run's memory, and its mapping of the output file.
+    fn address_space(&self, limits: &Limits) -> u64 {
+        let output = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
+        self.mapped
+            .saturating_add(megabytes(limits.memory_mb))
+            .saturating_add(output_region::mapped_size(output) as u64)
     }
 }
 

@@ -180,6 +180,10 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
     (libc::SYS_wait4, "wait4", &[]),
     (libc::SYS_waitid, "waitid", &[]),
     (libc::SYS_pidfd_open, "pidfd_open", &[]),
+    // Each child's output file (`output_region::create`), sized before the fork; its seals
+    // (fcntl) forbid anyone to resize it afterwards.
+    (libc::SYS_memfd_create, "memfd_create", &[]),
+    (libc::SYS_ftruncate, "ftruncate", &[]),
     (
         libc::SYS_prctl,
         "prctl(PR_SET_PDEATHSIG)",

@@ -126,10 +126,12 @@ async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
     }
 }
 
+/// `{success: true, data: {codeReturn, log}}`, or `{success: false, message}` — plus, if the
+/// run printed anything before it failed, that log as `data.log` (FastGPT leaves `data` out of
+/// a failure; its clients read `data` only on success, and a user debugging a timeout wants
+/// the log).
 fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> Value {
-    if let Some(error) = &response.error {
-        return json!({"success": false, "message": message(error, language, timeout_ms)});
-    }
+    let error = response.error.clone();
     let mut log = response.stdout;
     if log.ends_with('\n') {
         log.pop();
@@ -140,6 +142,13 @@ fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> Value {
             cut -= 1;
         }
         log.truncate(cut);
+    }
+    if let Some(error) = &error {
+        let message = message(error, language, timeout_ms);
+        if log.is_empty() {
+            return json!({"success": false, "message": message});
+        }
+        return json!({"success": false, "message": message, "data": {"codeReturn": null, "log": log}});
     }
     let code_return = response.result.map_or(Value::Null, |raw| {
         serde_json::from_str(raw.get()).unwrap_or(Value::Null)

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use super::zygote_process::{Forked, ZygoteProcess};
 use crate::broker::Broker;
+use crate::output_region;
 use crate::protocol::{
     read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
-    MAX_BROKER_REQUEST_FRAME,
+    MAX_BROKER_REQUEST_FRAME, MAX_IMAGES, MAX_IMAGE_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
@@ -25,6 +26,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
             pid,
             channel,
             pidfd,
+            output,
             exit,
         },
         _in_use,
@@ -35,13 +37,13 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
     // From here on the child dies with this future: at its deadline, after its report, or when
     // the request is abandoned.
     let child = KillOnDrop(pidfd);
-    let started = Instant::now();
     let mut stream = match into_async_stream(channel) {
         Ok(stream) => stream,
         Err(e) => return internal(format!("job channel of child {pid}: {e}")),
     };
     let max_frame = report_cap(job).max(MAX_BROKER_REQUEST_FRAME);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
+    let started = Instant::now();
     let run_deadline = started + deadline;
     let exchange = async {
         write_frame_async(&mut stream, FrameTag::Job, &payload).await?;
@@ -64,17 +66,20 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
             write_frame_async(&mut stream, FrameTag::BrokerAnswer, &answer).await?;
         }
     };
-    match tokio::time::timeout(deadline, exchange).await {
+    let mut response = match tokio::time::timeout(deadline, exchange).await {
         Ok(Ok(report)) => {
             child.kill();
-            from_report(&report)
+            from_report(&report, job)
+        }
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            child.kill();
+            broke_protocol(&e.to_string())
         }
         Ok(Err(_)) => {
-            // No report: the child died (or broke the protocol). Its exit status says why.
+            // No report: the child died. Its exit status says why.
             child.kill();
-            let elapsed = ms(started);
             match tokio::time::timeout(EXIT_STATUS_WAIT, exit).await {
-                Ok(Ok(status)) => died(status, elapsed, job),
+                Ok(Ok(status)) => died(status, job),
                 Ok(Err(_)) => RunResponse::failed(
                     RunError::new(
                         ErrorKind::Internal,
@@ -84,44 +89,118 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
                         ),
                     ),
                     1,
-                    elapsed,
+                    0.0,
                 ),
                 Err(_) => RunResponse::failed(
                     RunError::new(ErrorKind::Internal, "the child ended without a report"),
                     1,
-                    elapsed,
+                    0.0,
                 ),
             }
         }
         Err(_) => {
             child.kill();
-            timed_out(job, ms(started))
+            // Its output is read once it is gone, so that nothing it wrote is missed.
+            let _ = tokio::time::timeout(EXIT_STATUS_WAIT, exit).await;
+            timed_out(job)
+        }
+    };
+    // The server's own figures, whatever the child said: the time, and the output as the
+    // output file holds it, cut at the run's limit.
+    response.execution_time_ms = ms(started).min(deadline.as_secs_f64() * 1000.0);
+    match output_region::read(&output, job.limits.max_output_bytes) {
+        Ok(captured) => {
+            response.stdout = captured.stdout;
+            response.stderr = captured.stderr;
+        }
+        Err(e) => {
+            response.stderr = format!("sandlot: the run's output could not be read: {e}");
         }
     }
+    response
 }
 
 pub fn internal(message: String) -> RunResponse {
     RunResponse::failed(RunError::new(ErrorKind::Internal, message), 1, 0.0)
 }
 
-fn from_report(bytes: &[u8]) -> RunResponse {
-    match serde_json::from_slice::<ChildReport>(bytes) {
-        Ok(report) => RunResponse {
-            ok: report.error.is_none() && report.exit_code == 0,
-            result: report.result,
-            stdout: report.stdout,
-            stderr: report.stderr,
-            exit_code: report.exit_code,
-            execution_time_ms: report.execution_time_ms,
-            images: report.images,
-            usage: report.usage,
-            error: report.error,
-        },
-        Err(e) => internal(format!("the child's report was unreadable: {e}")),
+/// A child's report, checked: it is the child's word, and code that got past the import policy
+/// can write one itself. A report that is not one is the run's failure; a result or images
+/// over their caps are dropped for an `output_limit` error; usage that cannot be is dropped.
+fn from_report(bytes: &[u8], job: &Job) -> RunResponse {
+    let report = match serde_json::from_slice::<ChildReport>(bytes) {
+        Ok(report) => report,
+        Err(e) => return broke_protocol(&format!("an unreadable report ({e})")),
+    };
+    let limit = job.limits.max_output_bytes;
+    let result_len = report.result.as_ref().map_or(0, |r| r.get().len() as u64);
+    if result_len > limit {
+        return RunResponse::failed(
+            RunError::new(
+                ErrorKind::OutputLimit,
+                format!("the returned value exceeds the limit of {limit} bytes"),
+            ),
+            1,
+            0.0,
+        );
+    }
+    if let Err(why) = images_within_caps(&report.images) {
+        return RunResponse::failed(RunError::new(ErrorKind::OutputLimit, why), 1, 0.0);
+    }
+    let usage = report
+        .usage
+        .filter(|u| u.cpu_ms.is_finite() && u.cpu_ms >= 0.0);
+    RunResponse {
+        ok: report.error.is_none() && report.exit_code == 0,
+        result: report.result,
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: report.exit_code,
+        execution_time_ms: 0.0,
+        images: report.images,
+        usage,
+        error: report.error,
     }
 }
 
-fn timed_out(job: &Job, elapsed: f64) -> RunResponse {
+/// At most [`MAX_IMAGES`] figures, each a PNG of at most [`MAX_IMAGE_BYTES`] (as base64).
+fn images_within_caps(images: &[serde_json::Value]) -> Result<(), String> {
+    if images.len() > MAX_IMAGES {
+        return Err(format!("more than {MAX_IMAGES} figures"));
+    }
+    let base64_cap = MAX_IMAGE_BYTES.div_ceil(3) * 4;
+    for image in images {
+        let fits = image["format"] == "png"
+            && image["base64"]
+                .as_str()
+                .is_some_and(|b| b.len() <= base64_cap)
+            && image.as_object().is_some_and(|o| o.len() == 2);
+        if !fits {
+            return Err(format!(
+                "a figure that is not a PNG of at most {MAX_IMAGE_BYTES} bytes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The child sent something that is not sandlot's protocol: only code that writes to the
+/// child's descriptors does that, so the run fails.
+fn broke_protocol(what: &str) -> RunResponse {
+    RunResponse::failed(
+        RunError::new(
+            ErrorKind::RuntimeError,
+            format!(
+                "the run broke sandlot's protocol with its server ({what}): code that writes \
+                 to the sandbox's own descriptors ends its run"
+            ),
+        ),
+        1,
+        0.0,
+    )
+}
+
+fn timed_out(job: &Job) -> RunResponse {
     RunResponse::failed(
         RunError::new(
             ErrorKind::Timeout,
@@ -131,17 +210,15 @@ fn timed_out(job: &Job, elapsed: f64) -> RunResponse {
             ),
         ),
         TIMEOUT_EXIT_CODE,
-        elapsed,
+        0.0,
     )
 }
 
 /// A child that ended without a report, by its exit status.
-fn died(status: ExitStatus, elapsed: f64, job: &Job) -> RunResponse {
+fn died(status: ExitStatus, job: &Job) -> RunResponse {
     match status {
         // The kernel's backstops for the deadline: RLIMIT_CPU and the interval timer.
-        ExitStatus::Signal(libc::SIGXCPU) | ExitStatus::Signal(libc::SIGALRM) => {
-            timed_out(job, elapsed)
-        }
+        ExitStatus::Signal(libc::SIGXCPU) | ExitStatus::Signal(libc::SIGALRM) => timed_out(job),
         // The seccomp kill list: a call only an exploit makes.
         ExitStatus::Signal(libc::SIGSYS) => RunResponse::failed(
             RunError::new(
@@ -150,7 +227,7 @@ fn died(status: ExitStatus, elapsed: f64, job: &Job) -> RunResponse {
                  allows no mounts, namespaces, tracing, kernel modules, keys or io_uring",
             ),
             128 + libc::SIGSYS,
-            elapsed,
+            0.0,
         ),
         ExitStatus::Signal(signal) => RunResponse::failed(
             RunError::new(
@@ -161,7 +238,7 @@ fn died(status: ExitStatus, elapsed: f64, job: &Job) -> RunResponse {
                 ),
             ),
             128 + signal,
-            elapsed,
+            0.0,
         ),
         ExitStatus::Code(code) => RunResponse::failed(
             RunError::new(
@@ -169,7 +246,7 @@ fn died(status: ExitStatus, elapsed: f64, job: &Job) -> RunResponse {
                 format!("the child exited with code {code} without a report"),
             ),
             code,
-            elapsed,
+            0.0,
         ),
     }
 }
@@ -178,11 +255,12 @@ fn signal_name(signal: i32) -> &'static str {
     nix::sys::signal::Signal::try_from(signal).map_or("unknown", |s| s.as_str())
 }
 
-/// The largest report a child may send: its output and its result are each capped by
-/// `max_output_bytes`; the rest is error text and framing.
+/// The largest report a child may send: its result (capped by `max_output_bytes`), its
+/// figures, error text and framing. Anything larger is not a report.
 fn report_cap(job: &Job) -> usize {
-    let output = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX / 4);
-    output.saturating_mul(3).saturating_add(1024 * 1024)
+    let result = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX / 4);
+    let images = MAX_IMAGES * (MAX_IMAGE_BYTES.div_ceil(3) * 4 + 64);
+    result.saturating_add(images).saturating_add(1024 * 1024)
 }
 
 fn into_async_stream(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {

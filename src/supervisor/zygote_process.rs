@@ -25,6 +25,8 @@ pub struct Forked {
     /// The stream the job goes in and the report comes out.
     pub channel: OwnedFd,
     pub pidfd: OwnedFd,
+    /// Where the child writes its output ([`crate::output_region`]).
+    pub output: OwnedFd,
     /// Resolves when the zygote reaps the child; fails if the zygote dies first.
     pub exit: oneshot::Receiver<ExitStatus>,
 }
@@ -256,15 +258,17 @@ impl ZygoteProcess {
             };
             let mut control = self.control.lock().expect("control lock");
             match event {
-                ZygoteEvent::Forked { pid } if fds.len() == 2 => {
-                    let pidfd = fds.pop().expect("two fds");
-                    let channel = fds.pop().expect("two fds");
+                ZygoteEvent::Forked { pid } if fds.len() == 3 => {
+                    let output = fds.pop().expect("three fds");
+                    let pidfd = fds.pop().expect("three fds");
+                    let channel = fds.pop().expect("three fds");
                     let (exit_tx, exit) = oneshot::channel();
                     control.exits.insert(pid, exit_tx);
                     control.pool.forked(Forked {
                         pid,
                         channel,
                         pidfd,
+                        output,
                         exit,
                     });
                 }

@@ -12,7 +12,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::unistd::Pid;
 
-use super::{Confinement, Engine};
+use super::{run_output, Confinement, Engine};
 use crate::jail::{parent_death, ShellJail};
 use crate::protocol::{
     read_frame, write_frame, ChildReport, FrameTag, Job, CHILD_CHANNEL_FD, MAX_BROKER_ANSWER_FRAME,
@@ -25,6 +25,7 @@ pub fn run<E: Engine>(
     zygote: Pid,
     devnull: &OwnedFd,
     channel: OwnedFd,
+    output: OwnedFd,
     confinement: &mut Confinement,
 ) -> ! {
     if parent_death::arm_for(zygote).is_err() {
@@ -32,20 +33,22 @@ pub fn run<E: Engine>(
     }
     match confinement {
         Confinement::Shell => {
-            if let Err(e) = ShellJail::isolate_supervisor(devnull, channel) {
+            if let Err(e) = ShellJail::isolate_supervisor(devnull, channel, output) {
                 fail(&e.to_string());
             }
             let job = read_job();
+            begin_output(&job);
             engine.run(job)
         }
         Confinement::Interpreter(jail) => {
-            let budget = match jail.lock_child(devnull, channel) {
+            let budget = match jail.lock_child(devnull, channel, output) {
                 Ok(budget) => budget,
                 Err(e) => fail(&e.to_string()),
             };
             engine.prepare_run();
             let job = read_job();
             job_arrived();
+            begin_output(&job);
             super::out_of_memory::arm(job.limits.memory_mb);
             if let Err(e) = budget.narrow(&job.limits) {
                 fail(&e.to_string());
@@ -64,6 +67,12 @@ fn read_job() -> Job {
     match serde_json::from_slice(&job_bytes) {
         Ok(job) => job,
         Err(e) => fail(&format!("unreadable job: {e}")),
+    }
+}
+
+fn begin_output(job: &Job) {
+    if let Err(e) = run_output::begin(job) {
+        fail(&format!("mapping the output file: {e}"));
     }
 }
 

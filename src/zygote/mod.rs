@@ -2,7 +2,8 @@
 //! imports everything on its whitelist, and then forks a single-use child per request.
 //!
 //! The zygote is single-threaded, holds no secret, and never sees a job: it only forks, hands
-//! the server each child's job channel and pidfd, and reports how each child exited.
+//! the server each child's job channel, pidfd and output file, and reports how each child
+//! exited.
 
 pub mod child;
 mod huge_pages;
@@ -11,6 +12,7 @@ mod native_libraries;
 pub mod out_of_memory;
 mod python;
 mod python_arenas;
+mod run_output;
 mod shell;
 
 use std::io;
@@ -26,6 +28,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use crate::control_socket;
 use crate::jail::settings::{JailSettings, Layer, SettingsError};
 use crate::jail::{namespaces, parent_death, Jail, JailError};
+use crate::output_region;
 use crate::protocol::{ExitStatus, Job, ZygoteCommand, ZygoteEvent, ZygoteKind, ZYGOTE_CONTROL_FD};
 
 /// Why a zygote stopped. The server restarts it.
@@ -116,6 +119,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         .map_err(ZygoteError::DevNull)?
         .into();
     let settings = JailSettings::from_env()?;
+    let output_size = output_region::file_size(settings.max.max_output_bytes);
     if settings.applies(Layer::Namespaces) {
         namespaces::enter_zygote()?;
     }
@@ -171,9 +175,14 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         }
         if command_ready {
             match control_socket::recv_command(control) {
-                Ok(Some(ZygoteCommand::Fork)) => {
-                    fork_child(&mut *engine, control, &devnull, &mut confinement, &sigchld)?
-                }
+                Ok(Some(ZygoteCommand::Fork)) => fork_child(
+                    &mut *engine,
+                    control,
+                    &devnull,
+                    &mut confinement,
+                    &sigchld,
+                    output_size,
+                )?,
                 // The server is gone: so are we (our children die with us by PDEATHSIG).
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(ZygoteError::ReadControl(e)),
@@ -188,7 +197,12 @@ fn fork_child<E: Engine>(
     devnull: &OwnedFd,
     confinement: &mut Confinement,
     blocked: &SigSet,
+    output_size: u64,
 ) -> Result<(), ZygoteError> {
+    let output = match output_region::create(output_size) {
+        Ok(file) => file,
+        Err(e) => return report_fork_failure(control, format!("the output file: {e}")),
+    };
     let (server_end, child_end) = match socketpair(
         AddressFamily::Unix,
         SockType::Stream,
@@ -207,7 +221,7 @@ fn fork_child<E: Engine>(
             engine.after_fork_child();
             let _ = blocked.thread_unblock();
             drop(server_end);
-            child::run(engine, zygote_pid, devnull, child_end, confinement)
+            child::run(engine, zygote_pid, devnull, child_end, output, confinement)
         }
         Ok(ForkResult::Parent { child }) => {
             engine.after_fork_parent();
@@ -226,7 +240,11 @@ fn fork_child<E: Engine>(
             control_socket::send(
                 control,
                 &forked,
-                &[server_end.as_raw_fd(), pidfd.as_raw_fd()],
+                &[
+                    server_end.as_raw_fd(),
+                    pidfd.as_raw_fd(),
+                    output.as_raw_fd(),
+                ],
             )
             .map_err(ZygoteError::WriteControl)
         }

@@ -26,6 +26,12 @@ pub fn arm(memory_mb: u64) {
     REPORT.store(frame.as_mut_ptr(), Ordering::Release);
 }
 
+/// A refusal found by other means (QuickJS failing to hand a string to Rust): the same report.
+pub fn report_refusal() -> ! {
+    refused();
+    crate::zygote::child::fail("memory refused before the run began")
+}
+
 fn refused() {
     let report = REPORT.load(Ordering::Acquire);
     if report.is_null() {

@@ -14,9 +14,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCFunction, PyDict, PyList, PyModule, PyString, PyTuple};
 use serde_json::value::RawValue;
 
-use super::{child, Engine, ZygoteError};
+use super::{child, run_output, Engine, ZygoteError};
+use crate::output_region::{Stream, Written};
 use crate::protocol::{
-    ChildReport, Convention, ImportPolicy, Job, Output, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
+    ChildReport, Convention, ImportPolicy, Job, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
 };
 use crate::run::Mode;
 use crate::whitelist;
@@ -76,7 +77,14 @@ impl Engine for PythonEngine {
         let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {
             let package = load_package(py)?;
             let run = package.getattr("run")?;
-            run.call_method1("connect", (finish_function(py)?, broker_function(py)?))?;
+            run.call_method1(
+                "connect",
+                (
+                    finish_function(py)?,
+                    broker_function(py)?,
+                    write_function(py)?,
+                ),
+            )?;
             let warm_up = package.getattr("warm_up")?;
             match std::env::var(PYTHON_PACKAGES_ENV) {
                 Ok(site) => {
@@ -220,12 +228,31 @@ fn policy_dict<'py>(py: Python<'py>, policy: &ImportPolicy) -> PyResult<Bound<'p
     Ok(dict)
 }
 
-/// `finish(result_json, exit_code, error_json, stdout, stderr, images_json,
-/// execution_time_ms)`: sends the report and ends the process.
+/// `finish(result_json, exit_code, error_json, images_json)`: sends the report and ends the
+/// process.
 fn finish_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
     PyCFunction::new_closure(py, Some(c"finish"), None, |args, _kwargs| -> PyResult<()> {
         child::finish(report_from(args)?)
     })
+}
+
+/// `write(index, text)`: appends to the run's stdout (0) or stderr (1); True once the output
+/// limit is crossed (what fit was written).
+fn write_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"write"),
+        None,
+        |args, _kwargs| -> PyResult<bool> {
+            let stream = match args.get_item(0)?.extract::<i32>()? {
+                1 => Stream::Stderr,
+                _ => Stream::Stdout,
+            };
+            let item = args.get_item(1)?;
+            let text = item.cast::<PyString>()?.to_string_lossy();
+            Ok(run_output::write_str(stream, &text) == Written::Cut)
+        },
+    )
 }
 
 /// `broker(request_json)`: the server's answer to a brokered HTTP request, as JSON bytes.
@@ -269,13 +296,6 @@ fn report_from(args: &Bound<'_, PyTuple>) -> PyResult<ChildReport> {
         .map(|json| serde_json::from_str(&json))
         .transpose()
         .map_err(invalid)?;
-    let output = Output {
-        stdout: text(3)?.unwrap_or_default(),
-        stderr: text(4)?.unwrap_or_default(),
-        execution_time_ms: args.get_item(6)?.extract()?,
-    };
-    let images = serde_json::from_str(&text(5)?.unwrap_or_else(|| "[]".into())).map_err(invalid)?;
-    Ok(ChildReport::finished(
-        result, exit_code, error, output, images,
-    ))
+    let images = serde_json::from_str(&text(3)?.unwrap_or_else(|| "[]".into())).map_err(invalid)?;
+    Ok(ChildReport::finished(result, exit_code, error, images))
 }

@@ -23,10 +23,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getegid, geteuid, getpid, pipe, ForkResult, Pid};
 
-use super::{child, Engine, ZygoteError};
+use super::{child, run_output, Engine, ZygoteError};
 use crate::jail::settings::{JailSettings, Layer};
 use crate::jail::{JailError, ShellJail, ShellRun};
-use crate::protocol::{ChildReport, Job, Output};
+use crate::output_region::{Stream, Written};
+use crate::protocol::{ChildReport, Job};
 use crate::run::{ErrorKind, RunError, TIMEOUT_EXIT_CODE};
 
 /// The first uid of the range shell runs take when sandlot runs as root; far above any
@@ -77,9 +78,9 @@ impl Engine for ShellEngine {
             }
             Ok(ForkResult::Parent { child: shell }) => {
                 drop((out_write, err_write));
-                let collected = collect(shell, out_read, err_read, deadline, &job);
+                let collected = collect(shell, out_read, err_read, deadline);
                 let status = waitpid(shell, None);
-                report(collected, status, started, &job)
+                report(collected, status, &job)
             }
             Err(e) => child::fail(&format!("fork: {e}")),
         }
@@ -199,25 +200,14 @@ fn prepare_exec(job: &Job, working_dir: &str) -> Exec {
 }
 
 struct Collected {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
     timed_out: bool,
     overflowed: bool,
 }
 
-/// Reads both pipes until they close, the deadline passes, or the output limit is crossed (the
-/// last two kill pid 1, and with it the namespace).
-fn collect(
-    shell: Pid,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    deadline: Instant,
-    job: &Job,
-) -> Collected {
-    let limit = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
+/// Copies both pipes into the run's output file until they close, the deadline passes, or the
+/// output limit is crossed (the last two kill pid 1, and with it the namespace).
+fn collect(shell: Pid, stdout: OwnedFd, stderr: OwnedFd, deadline: Instant) -> Collected {
     let mut out = Collected {
-        stdout: Vec::new(),
-        stderr: Vec::new(),
         timed_out: false,
         overflowed: false,
     };
@@ -260,15 +250,12 @@ fn collect(
             match file.read(&mut buf) {
                 Ok(0) | Err(_) => *slot = None,
                 Ok(n) => {
-                    let used = out.stdout.len() + out.stderr.len();
-                    let room = limit.saturating_sub(used).min(n);
-                    let sink = if target == 0 {
-                        &mut out.stdout
+                    let stream = if target == 0 {
+                        Stream::Stdout
                     } else {
-                        &mut out.stderr
+                        Stream::Stderr
                     };
-                    sink.extend_from_slice(&buf[..room]);
-                    if room < n {
+                    if run_output::write_bytes(stream, &buf[..n]) == Written::Cut {
                         out.overflowed = true;
                         let _ = kill(shell, Signal::SIGKILL);
                     }
@@ -282,7 +269,7 @@ fn collect(
     out
 }
 
-fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instant, job: &Job) -> ! {
+fn report(collected: Collected, status: nix::Result<WaitStatus>, job: &Job) -> ! {
     let (exit_code, error) = if collected.timed_out {
         (
             TIMEOUT_EXIT_CODE,
@@ -315,12 +302,7 @@ fn report(collected: Collected, status: nix::Result<WaitStatus>, started: Instan
             ),
         }
     };
-    let output = Output {
-        stdout: String::from_utf8_lossy(&collected.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&collected.stderr).into_owned(),
-        execution_time_ms: started.elapsed().as_secs_f64() * 1000.0,
-    };
-    let mut report = ChildReport::finished(None, exit_code, error, output, Vec::new());
+    let mut report = ChildReport::finished(None, exit_code, error, Vec::new());
     // The command's cost: every process of its tree, reaped by now (pid 1 waited for them).
     report.usage = child::usage_of(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
     child::finish(report)

@@ -204,6 +204,21 @@
   class ProcessExit {
     constructor(code) { this.code = code; }
   }
+  // process.stdout / process.stderr: write() without the newline console adds.
+  function stream(fd) {
+    return Object.freeze({
+      write(chunk, encoding, callback) {
+        const text = typeof chunk === 'string' ? chunk
+          : ArrayBuffer.isView(chunk) ? new TextDecoder().decode(chunk) : String(chunk);
+        write(fd, text);
+        const done = typeof encoding === 'function' ? encoding : callback;
+        if (typeof done === 'function') queueMicrotask(done);
+        return true;
+      },
+      isTTY: false,
+      fd,
+    });
+  }
   const processCommon = {
     env: Object.freeze({}),
     argv: Object.freeze(['node', 'sandlot']),
@@ -225,6 +240,8 @@
       },
       { bigint: () => BigInt(Math.round(performance.now() * 1e6)) }),
     nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)),
+    stdout: stream(1),
+    stderr: stream(2),
   };
   // A script may end itself; main() may not, as in FastGPT (it has no process.exit there).
   let scriptMode = false;

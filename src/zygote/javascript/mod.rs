@@ -103,11 +103,6 @@ impl Engine for JavascriptEngine {
     fn run(&mut self, job: Job) -> ! {
         let limits = job.limits;
         let started = Instant::now();
-        output::begin(
-            usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
-            started,
-            job.convention == Convention::Fastgpt,
-        );
         let deadline = started + std::time::Duration::from_millis(limits.timeout_ms);
         self.runtime
             .set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));

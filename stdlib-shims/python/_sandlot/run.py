@@ -1,17 +1,16 @@
 """One job, start to report: compile the user's code, run it (or its main), convert what it
-returned, collect its output and figures, and hand the report to the host, which sends it and
-ends the process."""
+returned, collect its figures, and hand the report to the host, which sends it and ends the
+process. Output goes to the host as it is written."""
 
 import ast
 import json
 import linecache
 import sys
-import time
 
 from _sandlot import convert, errors, fastgpt, figures
 from _sandlot.errors import USER_FILE, error
 from _sandlot.imports import Policy, after_fork_in_child, guarded_import
-from _sandlot.output import Output, Stream
+from _sandlot.output import Stream
 from _sandlot.system_helper import SystemHelper
 
 # User code shares these modules and may patch them (`json.dumps = ...`); the run keeps its own
@@ -19,7 +18,6 @@ from _sandlot.system_helper import SystemHelper
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 _encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 _decode = json.JSONDecoder().decode
-_perf_counter = time.perf_counter
 _ONLY_AST = ast.PyCF_ONLY_AST
 
 # Set once in the zygote.
@@ -27,12 +25,13 @@ _host = None
 _user_builtins = {}
 
 
-def connect(finish, broker):
-    """The host's two functions: finish(result_json, exit_code, error_json, stdout, stderr,
-    images_json, execution_time_ms) sends the report and ends the process; broker(request)
-    performs an HTTP request and returns its answer (both JSON bytes)."""
+def connect(finish, broker, write):
+    """The host's three functions: finish(result_json, exit_code, error_json, images_json)
+    sends the report and ends the process; broker(request) performs an HTTP request and returns
+    its answer (both JSON bytes); write(index, text) appends to stdout (0) or stderr (1) and
+    says whether the output limit was crossed."""
     global _host
-    _host = (finish, broker)
+    _host = (finish, broker, write)
 
 
 def configure(user_builtins):
@@ -45,12 +44,11 @@ class _Run:
     """What a run needs that its job does not decide, made while the child waits for the job."""
 
     def __init__(self):
-        finish, broker = _host
+        finish, broker, write = _host
         self.finish = finish
-        self.started = _perf_counter()
-        self.output = Output(0, self.overflow)
-        self.stdout = Stream(self.output, 0, "<stdout>")
-        self.stderr = Stream(self.output, 1, "<stderr>")
+        self.max_output = 0
+        self.stdout = Stream(write, 0, "<stdout>", self.overflow)
+        self.stderr = Stream(write, 1, "<stderr>", self.overflow)
         self.system_helper = SystemHelper(broker)
         # random reseeds itself there; numpy's generator state would be every child's: reseed
         # it too.
@@ -68,13 +66,12 @@ class _Run:
 
     def send(self, result_json=None, exit_code=0, error=None):
         images = figures.collect()
-        stdout, stderr = self.output.texts()
         self.finish(result_json, exit_code, None if error is None else _encode(error),
-                    stdout, stderr, _encode(images), (_perf_counter() - self.started) * 1000.0)
+                    _encode(images))
 
     def overflow(self):
         self.send(exit_code=1, error=errors.error(
-            "output_limit", f"output exceeded the limit of {self.output.limit} bytes"))
+            "output_limit", f"output exceeded the limit of {self.max_output} bytes"))
 
 
 _prepared = None
@@ -106,11 +103,8 @@ def run(job):
     FastGPT's calling convention and one output stream for its log), max_output_bytes and
     memory_mb."""
     state = _prepared or _Run()
-    state.started = _perf_counter()
-    max_output = state.output.limit = job["max_output_bytes"]
+    max_output = state.max_output = job["max_output_bytes"]
     fastgpt_convention = job["convention"] == "fastgpt"
-    if fastgpt_convention:
-        state.stderr._index = 0
     try:
         outcome = _execute(job, fastgpt_convention, state.system_helper)
     except BaseException as e:  # a fault of this package, not of the user's code

@@ -1,0 +1,44 @@
+//! The run's stdout and stderr in a child: every engine writes them here as the code produces
+//! them, straight into the output file the server will read ([`crate::output_region`]), so
+//! they outlive the child.
+
+use std::sync::Mutex;
+
+use crate::output_region::{Stream, Writer, Written};
+use crate::protocol::{Convention, Job, CHILD_OUTPUT_FD};
+
+/// `None` until the job arrives (in the zygote, and in a child waiting in the pool: whatever
+/// is written then is not the run's).
+static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+
+/// Maps the output file for the job's limit; FastGPT's convention has one stream (its log).
+pub fn begin(job: &Job) -> std::io::Result<()> {
+    let limit = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
+    let merged = job.convention == Convention::Fastgpt;
+    let writer = Writer::map(CHILD_OUTPUT_FD, limit, merged)?;
+    *lock() = Some(writer);
+    Ok(())
+}
+
+/// Appends text to a stream; `Written::Cut` once the run's output limit is reached.
+pub fn write_str(stream: Stream, text: &str) -> Written {
+    lock()
+        .as_mut()
+        .map_or(Written::All, |w| w.write_str(stream, text))
+}
+
+/// Appends bytes to a stream (a shell command's output).
+pub fn write_bytes(stream: Stream, bytes: &[u8]) -> Written {
+    lock()
+        .as_mut()
+        .map_or(Written::All, |w| w.write_bytes(stream, bytes))
+}
+
+/// The run's output limit; 0 before the job.
+pub fn limit() -> usize {
+    lock().as_ref().map_or(0, Writer::limit)
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Writer>> {
+    WRITER.lock().unwrap_or_else(|e| e.into_inner())
+}
