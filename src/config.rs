@@ -28,6 +28,8 @@ pub struct Config {
     pub broker: Broker,
     /// Where sandlot installs the Python data packages.
     pub data_dir: std::path::PathBuf,
+    /// The wait before a failed install is tried again (it doubles each time).
+    pub deps_retry: std::time::Duration,
     /// Layers this machine lacks and the operator accepted (`--allow-degraded`); `/readyz`
     /// lists them.
     pub degraded: Vec<LayerStatus>,
@@ -134,6 +136,9 @@ impl Config {
             queue: args.queue.unwrap_or(defaults.queue),
             max_body_bytes: args.max_body_bytes.unwrap_or(defaults.max_body_bytes),
             data_dir: args.data_dir.unwrap_or(defaults.data_dir),
+            deps_retry: args
+                .deps_retry_ms
+                .map_or(defaults.deps_retry, std::time::Duration::from_millis),
             jail,
             broker: Broker {
                 enabled: args.network.unwrap_or(true),
@@ -157,6 +162,7 @@ impl Default for Config {
             jail: JailSettings::new(LimitPolicy::default().max),
             broker: Broker::default(),
             data_dir: crate::python_packages::default_data_dir(),
+            deps_retry: std::time::Duration::from_secs(30),
             degraded: Vec::new(),
         }
     }

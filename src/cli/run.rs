@@ -15,7 +15,7 @@ use crate::protocol::ZygoteKind;
 use crate::python_packages;
 use crate::run::{Language, Mode, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Packages, Supervisor};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -126,7 +126,10 @@ fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> 
             kinds,
             jail,
             Broker::default(),
-            data.then_some(data_dir),
+            data.then_some(Packages {
+                data_dir,
+                first_retry: Duration::from_secs(30),
+            }),
             1,
             0,
         );

@@ -54,6 +54,10 @@ pub struct ServeArgs {
     #[arg(long, env = "SANDLOT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Largest request body, in bytes (413 past it) [default: 16777216].
+    /// How long to wait before trying a failed install of the Python data packages again
+    /// (doubling each time, up to 15 minutes)
+    #[arg(long, env = "SANDLOT_DEPS_RETRY_MS")]
+    pub deps_retry_ms: Option<u64>,
     #[arg(long, env = "SANDLOT_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     /// Open a destination to SystemHelper.httpRequest on purpose: a CIDR range (10.0.0.0/8),

@@ -160,6 +160,9 @@ pub async fn update_dependencies(State(state): State<AppState>) -> Response {
     .await
     .map_err(|e| e.to_string())
     .and_then(|installed| installed.map_err(|e| e.to_string()));
+    if let Some(python_data) = state.supervisor.python_data() {
+        python_data.retry_now(); // installed now, or worth another try at once
+    }
     match outcome {
         Ok(()) => Json(json!({
             "code": 0,

@@ -19,7 +19,7 @@ use axum::Router;
 
 use crate::config::Config;
 use crate::protocol::ZygoteKind;
-use crate::supervisor::Supervisor;
+use crate::supervisor::{Packages, Supervisor};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -101,7 +101,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         ],
         &config.jail,
         config.broker.clone(),
-        Some(config.data_dir.clone()),
+        Some(Packages {
+            data_dir: config.data_dir.clone(),
+            first_retry: config.deps_retry,
+        }),
         config.workers,
         config.queue,
     );

@@ -6,14 +6,13 @@ mod pool;
 pub mod python_data;
 mod zygote_process;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-pub use python_data::PythonData;
+pub use python_data::{Packages, PythonData};
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 
 use crate::broker::Broker;
@@ -41,12 +40,12 @@ impl Supervisor {
         kinds: &[ZygoteKind],
         jail: &JailSettings,
         broker: Broker,
-        data_dir: Option<PathBuf>,
+        packages: Option<Packages>,
         workers: usize,
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
-            python_data: data_dir.map(|dir| PythonData::start(dir, jail.clone(), workers)),
+            python_data: packages.map(|p| PythonData::start(p, jail.clone(), workers)),
             broker,
             zygotes: kinds
                 .iter()

@@ -1,10 +1,13 @@
 //! The python-data zygote comes up once its packages are installed: at start, sandlot installs
 //! `whitelist/python-requirements.txt` if needed (on a thread of its own, so the server is ready
-//! at once), then starts the zygote. Until then — or if the install failed — a run that imports
-//! a data package gets a clear error that says what is happening and what to do.
+//! at once), then starts the zygote. An install that fails (no space, the registry down) leaves
+//! nothing half-installed (`python_packages::install` stages and renames) and is tried again,
+//! the wait doubling each time. Until the zygote is up, a run that imports a data package gets a
+//! clear error that says what is happening and what to do.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -14,50 +17,106 @@ use crate::protocol::{ZygoteKind, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV};
 use crate::python_packages;
 
 enum State {
-    Installing,
+    Installing {
+        attempt: u32,
+    },
     Ready,
-    Unavailable(String),
+    Unavailable {
+        why: String,
+        attempt: u32,
+        retry_at: Instant,
+    },
 }
+
+/// Where the data packages go, and how soon a failed install is tried again (the wait doubles
+/// with each failure, up to [`MAX_RETRY_WAIT`]).
+#[derive(Debug, Clone)]
+pub struct Packages {
+    pub data_dir: PathBuf,
+    pub first_retry: Duration,
+}
+
+/// The longest wait between two install attempts.
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(15 * 60);
 
 pub struct PythonData {
     data_dir: PathBuf,
     state: Mutex<State>,
+    /// Wakes the installer out of its wait (`retry_now`).
+    wake: Condvar,
     zygote: OnceLock<Arc<ZygoteProcess>>,
 }
 
 impl PythonData {
-    /// Installs the packages if needed (in the background), then starts the zygote.
-    pub fn start(data_dir: PathBuf, jail: JailSettings, pool_max: usize) -> Arc<Self> {
+    /// Installs the packages if needed (in the background, again after a failure, with
+    /// backoff), then starts the zygote.
+    pub fn start(packages: Packages, jail: JailSettings, pool_max: usize) -> Arc<Self> {
         let this = Arc::new(Self {
-            data_dir,
-            state: Mutex::new(State::Installing),
+            data_dir: packages.data_dir,
+            state: Mutex::new(State::Installing { attempt: 1 }),
+            wake: Condvar::new(),
             zygote: OnceLock::new(),
         });
-        let starting = this.clone();
+        let installer = this.clone();
         std::thread::Builder::new()
             .name("python-packages".into())
-            .spawn(move || {
-                let outcome = python_packages::install(&starting.data_dir, &mut std::io::stderr());
-                match outcome {
-                    Ok(()) => {
-                        let zygote = ZygoteProcess::start_with_env(
-                            ZygoteKind::PythonData,
-                            jail,
-                            pool_max,
-                            environment(&starting.data_dir),
-                        );
-                        let _ = starting.zygote.set(zygote);
-                        *starting.state.lock().expect("state lock") = State::Ready;
-                    }
-                    Err(why) => {
-                        eprintln!("sandlot: the Python data packages are unavailable: {why}");
-                        *starting.state.lock().expect("state lock") =
-                            State::Unavailable(why.to_string());
-                    }
-                }
-            })
+            .spawn(move || installer.install_until_done(packages.first_retry, jail, pool_max))
             .expect("spawning the package installer");
         this
+    }
+
+    fn install_until_done(&self, first_retry: Duration, jail: JailSettings, pool_max: usize) {
+        let mut wait = first_retry;
+        for attempt in 1.. {
+            *self.lock() = State::Installing { attempt };
+            match python_packages::install(&self.data_dir, &mut std::io::stderr()) {
+                Ok(()) => {
+                    let zygote = ZygoteProcess::start_with_env(
+                        ZygoteKind::PythonData,
+                        jail,
+                        pool_max,
+                        environment(&self.data_dir),
+                    );
+                    let _ = self.zygote.set(zygote);
+                    *self.lock() = State::Ready;
+                    return;
+                }
+                Err(why) => {
+                    eprintln!(
+                        "sandlot: the Python data packages are unavailable (attempt {attempt}, \
+                         next in {} s): {why}",
+                        wait.as_secs()
+                    );
+                    let retry_at = Instant::now() + wait;
+                    let mut state = self.lock();
+                    *state = State::Unavailable {
+                        why: why.to_string(),
+                        attempt,
+                        retry_at,
+                    };
+                    while Instant::now() < retry_at && matches!(*state, State::Unavailable { .. }) {
+                        let left = retry_at.saturating_duration_since(Instant::now());
+                        state = self
+                            .wake
+                            .wait_timeout(state, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    wait = (wait * 2).min(MAX_RETRY_WAIT);
+                }
+            }
+        }
+    }
+
+    /// Ends the installer's wait: an operator installed the packages, or wants a try now.
+    pub fn retry_now(&self) {
+        let mut state = self.lock();
+        if let State::Unavailable { attempt, .. } = *state {
+            *state = State::Installing {
+                attempt: attempt + 1,
+            };
+            self.wake.notify_all();
+        }
     }
 
     /// The zygote, or the message a run gets while there is none.
@@ -66,27 +125,42 @@ impl PythonData {
             return Ok(zygote);
         }
         let packages = crate::whitelist::PYTHON_DATA_PACKAGES.join(", ");
-        Err(match &*self.state.lock().expect("state lock") {
-            State::Installing => format!(
+        Err(match &*self.lock() {
+            State::Installing { .. } => format!(
                 "the Python data packages ({packages}) are being installed on this server; \
                  retry in a minute"
             ),
-            State::Unavailable(why) => format!(
+            State::Unavailable { why, .. } => format!(
                 "the Python data packages ({packages}) are not installed on this server ({why}); \
-                 an operator can install them with `sandlot deps install`"
+                 the server tries again by itself, and an operator can install them with \
+                 `sandlot deps install`"
             ),
             State::Ready => "the python-data zygote is starting".into(),
         })
     }
 
-    /// For `/readyz`: "installing", "installed" or "unavailable: why".
+    /// For `/readyz`: `state` ("installing", "installed" or "unavailable: why"), the attempt,
+    /// the seconds until the next one, and the zygote.
     pub fn status(&self) -> Value {
-        let state = match &*self.state.lock().expect("state lock") {
-            State::Installing => "installing".to_owned(),
-            State::Ready => "installed".to_owned(),
-            State::Unavailable(why) => format!("unavailable: {why}"),
+        let mut status = match &*self.lock() {
+            State::Installing { attempt } => json!({"state": "installing", "attempt": attempt}),
+            State::Ready => json!({"state": "installed"}),
+            State::Unavailable {
+                why,
+                attempt,
+                retry_at,
+            } => json!({
+                "state": format!("unavailable: {why}"),
+                "attempt": attempt,
+                "retry_in_s": retry_at.saturating_duration_since(Instant::now()).as_secs(),
+            }),
         };
-        json!({"state": state, "zygote": self.zygote.get().map(|z| z.status())})
+        status["zygote"] = json!(self.zygote.get().map(|z| z.status()));
+        status
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -100,10 +174,7 @@ impl PythonData {
             if let Some(zygote) = self.zygote.get() {
                 return zygote.wait_ready(until - tokio::time::Instant::now()).await;
             }
-            if matches!(
-                *self.state.lock().expect("state lock"),
-                State::Unavailable(_)
-            ) {
+            if matches!(*self.lock(), State::Unavailable { .. }) {
                 return false;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
