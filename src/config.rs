@@ -24,6 +24,11 @@ pub struct Config {
     /// Requests waiting for a worker before new ones get 503.
     pub queue: usize,
     pub max_body_bytes: usize,
+    /// Connections open at once; past them a client gets 503.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head, and then its body.
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
     pub jail: JailSettings,
     pub broker: Broker,
     /// Where sandlot installs the Python data packages.
@@ -135,6 +140,13 @@ impl Config {
             workers: args.workers.unwrap_or(defaults.workers),
             queue: args.queue.unwrap_or(defaults.queue),
             max_body_bytes: args.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+            max_connections: args.max_connections.unwrap_or(defaults.max_connections),
+            header_timeout: args
+                .header_timeout_ms
+                .map_or(defaults.header_timeout, std::time::Duration::from_millis),
+            body_timeout: args
+                .body_timeout_ms
+                .map_or(defaults.body_timeout, std::time::Duration::from_millis),
             data_dir: args.data_dir.unwrap_or(defaults.data_dir),
             deps_retry: args
                 .deps_retry_ms
@@ -159,6 +171,9 @@ impl Default for Config {
             workers: default_workers(),
             queue: 512,
             max_body_bytes: 16 * 1024 * 1024,
+            max_connections: 1024,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
             jail: JailSettings::new(LimitPolicy::default().max),
             broker: Broker::default(),
             data_dir: crate::python_packages::default_data_dir(),

@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// (doubling each time, up to 15 minutes)
     #[arg(long, env = "SANDLOT_DEPS_RETRY_MS")]
     pub deps_retry_ms: Option<u64>,
+    /// Connections open at once; past them a new client gets 503 [default: 1024]
+    #[arg(long, env = "SANDLOT_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's head [default: 10000]
+    #[arg(long, env = "SANDLOT_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// How long a client may take to send a request's body, after its head [default: 30000]
+    #[arg(long, env = "SANDLOT_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
     #[arg(long, env = "SANDLOT_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     /// Open a destination to SystemHelper.httpRequest on purpose: a CIDR range (10.0.0.0/8),

@@ -13,6 +13,8 @@ pub enum ApiError {
     Unauthorized,
     /// 413.
     PayloadTooLarge(String),
+    /// 408: the body did not arrive in time.
+    RequestTimeout(String),
     /// 503 with Retry-After.
     Busy,
 }
@@ -28,6 +30,7 @@ impl IntoResponse for ApiError {
                     .to_owned(),
             ),
             Self::PayloadTooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
+            Self::RequestTimeout(m) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", m),
             Self::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "busy",

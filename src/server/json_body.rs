@@ -1,8 +1,10 @@
 //! The one JSON body extractor of every API. Its refusals are the API's own — 400 naming the
-//! field (`limits.timeout_ms: invalid type ...`), 413 past the body limit — in the shape that
-//! API's clients read ([`Refusal`]), never axum's plain-text rejections.
+//! field (`limits.timeout_ms: invalid type ...`), 413 past the body limit, 408 for a body that
+//! does not arrive in time — in the shape that API's clients read ([`Refusal`]), never axum's
+//! plain-text rejections.
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -12,9 +14,17 @@ use serde::de::DeserializeOwned;
 
 use super::api_error::ApiError;
 
+/// How long a request's body may take to arrive, from the end of its head (a request
+/// extension the router sets; a slow-body client is answered 408 and its connection closed).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub Duration);
+
+/// When the router sets none.
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How an API tells its clients that their request body was refused.
 pub trait Refusal {
-    /// `status` is 400 or 413; `message` says what is wrong, naming the field.
+    /// `status` is 400, 408 or 413; `message` says what is wrong, naming the field.
     fn refuse(status: StatusCode, message: String) -> Response;
 }
 
@@ -23,10 +33,10 @@ pub struct Native;
 
 impl Refusal for Native {
     fn refuse(status: StatusCode, message: String) -> Response {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(message).into_response()
-        } else {
-            ApiError::BadRequest(message).into_response()
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(message).into_response(),
+            StatusCode::REQUEST_TIMEOUT => ApiError::RequestTimeout(message).into_response(),
+            _ => ApiError::BadRequest(message).into_response(),
         }
     }
 }
@@ -42,7 +52,24 @@ where
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let timeout = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |t| t.0);
+        let read = tokio::time::timeout(timeout, Bytes::from_request(req, state));
+        let Ok(read) = read.await else {
+            let message = format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            );
+            let mut refusal = R::refuse(StatusCode::REQUEST_TIMEOUT, message);
+            refusal.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return Err(refusal);
+        };
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 let message = format!("request body too large: {}", e.body_text());
                 R::refuse(StatusCode::PAYLOAD_TOO_LARGE, message)

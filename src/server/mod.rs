@@ -2,6 +2,7 @@
 
 mod api_error;
 mod auth;
+mod connections;
 mod dify;
 mod fastgpt;
 mod health;
@@ -15,7 +16,9 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
+use connections::ConnectionLimits;
+use json_body::BodyTimeout;
 
 use crate::config::Config;
 use crate::protocol::ZygoteKind;
@@ -60,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .merge(protected)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(Extension(BodyTimeout(state.config.body_timeout)))
         .with_state(state)
 }
 
@@ -120,10 +124,19 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             supervisor.trim_pools();
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(ServeError::Serve)
+    let limits = ConnectionLimits {
+        max_connections: state.config.max_connections,
+        header_timeout: state.config.header_timeout,
+    };
+    connections::serve(
+        listener,
+        router(state),
+        limits,
+        shutdown_signal(),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(ServeError::Serve)
 }
 
 /// The one line that says requests will be taken now; `/readyz` turns 200 at the same moment.
