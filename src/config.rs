@@ -1,14 +1,17 @@
 //! The server's settings. Flags win over `SANDLOT_*` environment variables (clap reads both),
 //! which win over the peers' own variable names ([`apply_peer_aliases`]), which win over the
-//! defaults ([`Config::from_args`]).
+//! configuration file ([`crate::config_file`]), which wins over the defaults
+//! ([`Config::from_args`]).
 
 use std::net::SocketAddr;
 
 use crate::broker::destination::Allowed;
 use crate::broker::Broker;
 use crate::cli::serve::ServeArgs;
+use crate::config_file::{ConfigFile, ConfigFileError, OneOrMany};
 use crate::jail::probe::LayerStatus;
 use crate::jail::settings::JailSettings;
+use crate::logging::LogFormat;
 use crate::run::Limits;
 
 #[derive(Debug, Clone)]
@@ -29,12 +32,17 @@ pub struct Config {
     /// How long a client may take to send a request's head, and then its body.
     pub header_timeout: std::time::Duration,
     pub body_timeout: std::time::Duration,
+    /// How long in-flight runs may finish after SIGTERM before what is left is killed.
+    pub shutdown_grace: std::time::Duration,
+    pub log_format: LogFormat,
     pub jail: JailSettings,
     pub broker: Broker,
     /// Where sandlot installs the Python data packages.
     pub data_dir: std::path::PathBuf,
     /// The wait before a failed install is tried again (it doubles each time).
     pub deps_retry: std::time::Duration,
+    /// Start without a layer this machine lacks (`--allow-degraded`).
+    pub allow_degraded: bool,
     /// Layers this machine lacks and the operator accepted (`--allow-degraded`); `/readyz`
     /// lists them.
     pub degraded: Vec<LayerStatus>,
@@ -89,6 +97,8 @@ pub enum ConfigError {
     HttpAllow(String),
     #[error("{0}")]
     Jail(String),
+    #[error(transparent)]
+    File(#[from] ConfigFileError),
 }
 
 impl ConfigError {
@@ -96,16 +106,33 @@ impl ConfigError {
     /// layer of the jail.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::HttpAllow(_) => 2,
+            Self::HttpAllow(_) | Self::File(_) => 2,
             Self::Jail(_) => 1,
         }
     }
 }
 
 impl Config {
-    /// The configuration `serve` runs with: its flags (and their variables) over the defaults.
-    /// Probes the jail, so it must run while the process is single-threaded.
+    /// The configuration `serve` runs with: its flags (and their variables) over the file over
+    /// the defaults. Probes the jail, so it must run while the process is single-threaded.
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let (mut config, jail) = Self::resolve(args)?;
+        let (settings, degraded) = jail
+            .checked_settings(config.limits.max)
+            .map_err(ConfigError::Jail)?;
+        config.jail = settings;
+        config.degraded = degraded;
+        Ok(config)
+    }
+
+    /// The configuration without probing the jail (what `sandlot config` shows), and the jail
+    /// flags still to probe.
+    pub fn resolve(
+        mut args: ServeArgs,
+    ) -> Result<(Self, crate::cli::jail_args::JailArgs), ConfigError> {
+        if let Some(path) = args.config.take() {
+            ConfigFile::read(&path)?.fill_in(&mut args);
+        }
         let defaults = Self::default();
         let policy_max = LimitPolicy::default().max;
         let max = Limits {
@@ -123,12 +150,12 @@ impl Config {
             .map(|e| Allowed::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::HttpAllow)?;
-        let (jail, degraded) = args.jail.checked_settings(max).map_err(ConfigError::Jail)?;
+        let jail = args.jail.settings(max);
         let mut limits = LimitPolicy::with_max(max);
         if let Some(timeout_ms) = args.default_timeout_ms {
             limits.default.timeout_ms = timeout_ms.max(1);
         }
-        Ok(Self {
+        let config = Self {
             listen: args.listen.unwrap_or(defaults.listen),
             api_keys: args
                 .api_keys
@@ -147,6 +174,10 @@ impl Config {
             body_timeout: args
                 .body_timeout_ms
                 .map_or(defaults.body_timeout, std::time::Duration::from_millis),
+            shutdown_grace: args
+                .shutdown_grace_ms
+                .map_or(defaults.shutdown_grace, std::time::Duration::from_millis),
+            log_format: args.log_format.unwrap_or_default(),
             data_dir: args.data_dir.unwrap_or(defaults.data_dir),
             deps_retry: args
                 .deps_retry_ms
@@ -155,9 +186,49 @@ impl Config {
             broker: Broker {
                 enabled: args.network.unwrap_or(true),
                 allow,
+                ..Broker::default()
             },
-            degraded,
-        })
+            allow_degraded: args.jail.allow_degraded,
+            degraded: Vec::new(),
+        };
+        Ok((config, args.jail))
+    }
+
+    /// The configuration as a configuration file would give it, every key filled in and the
+    /// keys masked: what `sandlot config` prints.
+    pub fn as_file(&self) -> ConfigFile {
+        let ms = |d: std::time::Duration| Some(d.as_millis() as u64);
+        let masked = self
+            .api_keys
+            .iter()
+            .map(|_| "********".to_owned())
+            .collect();
+        ConfigFile {
+            listen: Some(self.listen),
+            api_key: Some(OneOrMany::Many(masked)),
+            insecure_no_auth: Some(self.insecure_no_auth),
+            default_timeout_ms: Some(self.limits.default.timeout_ms),
+            max_timeout_ms: Some(self.limits.max.timeout_ms),
+            max_memory_mb: Some(self.limits.max.memory_mb),
+            max_output_bytes: Some(self.limits.max.max_output_bytes),
+            workers: Some(self.workers),
+            queue: Some(self.queue),
+            data_dir: Some(self.data_dir.clone()),
+            deps_retry_ms: ms(self.deps_retry),
+            max_connections: Some(self.max_connections),
+            header_timeout_ms: ms(self.header_timeout),
+            body_timeout_ms: ms(self.body_timeout),
+            shutdown_grace_ms: ms(self.shutdown_grace),
+            max_body_bytes: Some(self.max_body_bytes),
+            http_allow: Some(OneOrMany::Many(
+                self.broker.allow.iter().map(|a| a.to_string()).collect(),
+            )),
+            network: Some(self.broker.enabled),
+            log_format: Some(self.log_format),
+            allow_degraded: Some(self.allow_degraded),
+            child_uid: Some(self.jail.child_uid),
+            child_gid: Some(self.jail.child_gid),
+        }
     }
 }
 
@@ -174,10 +245,13 @@ impl Default for Config {
             max_connections: 1024,
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(30),
+            shutdown_grace: std::time::Duration::from_secs(30),
+            log_format: LogFormat::default(),
             jail: JailSettings::new(LimitPolicy::default().max),
             broker: Broker::default(),
             data_dir: crate::python_packages::default_data_dir(),
             deps_retry: std::time::Duration::from_secs(30),
+            allow_degraded: false,
             degraded: Vec::new(),
         }
     }

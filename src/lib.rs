@@ -12,13 +12,19 @@
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
 //! - [`jail`]: the steps that confine a child, one per file.
 //! - [`whitelist`]: the module allowlists; [`python_packages`]: installing the data packages.
-//! - [`config`]: the server's settings; [`cli`]: the command line that fills them.
+//! - [`metrics`] and [`logging`]: what an operator watches; [`systemd_notify`]: telling
+//!   systemd the server is ready or stopping.
+//! - [`config`]: the server's settings, [`config_file`]: the file that may hold them; [`cli`]:
+//!   the command line that fills them.
 
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod control_socket;
 pub mod jail;
+pub mod logging;
+pub mod metrics;
 pub mod output_region;
 pub mod protocol;
 pub mod python_packages;
@@ -26,5 +32,6 @@ pub mod run;
 pub mod run_request;
 pub mod server;
 pub mod supervisor;
+pub mod systemd_notify;
 pub mod whitelist;
 pub mod zygote;

@@ -19,5 +19,10 @@ fn main() -> ExitCode {
         Command::Run(args) => cli::run::main(args),
         Command::Doctor(args) => cli::doctor::main(args),
         Command::Deps(args) => cli::deps::main(args),
+        Command::Config(args) => cli::config::main(args),
+        Command::Version => {
+            println!("sandlot {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
     }
 }

@@ -38,7 +38,9 @@ impl Language {
         "python (python3, py), javascript (js, nodejs, node), shell (sh, bash)";
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Define `main`; it is called with the inputs and its return value is the result.
@@ -55,7 +57,7 @@ pub struct Limits {
     pub max_output_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     SyntaxError,
@@ -69,8 +71,25 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// As the API spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SyntaxError => "syntax_error",
+            Self::RuntimeError => "runtime_error",
+            Self::ModuleNotAllowed => "module_not_allowed",
+            Self::InvalidReturn => "invalid_return",
+            Self::Timeout => "timeout",
+            Self::MemoryLimit => "memory_limit",
+            Self::OutputLimit => "output_limit",
+            Self::NetworkDenied => "network_denied",
+            Self::Internal => "internal",
+        }
+    }
+}
+
 /// Why a run did not succeed. Lines and columns count in the user's own code, from 1.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunError {
     pub kind: ErrorKind,
     pub message: String,
@@ -95,14 +114,18 @@ impl RunError {
 }
 
 /// The answer to a valid run request, whatever the code did.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunResponse {
     pub ok: bool,
+    /// What `main` returned (mode `main`); null otherwise or when the run failed.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Box<RawValue>>,
     pub stdout: String,
     pub stderr: String,
     pub exit_code: i32,
     pub execution_time_ms: f64,
+    /// Figures a run drew (matplotlib), as `{"format": "png", "data": base64}`.
+    #[schema(value_type = Vec<Object>)]
     pub images: Vec<serde_json::Value>,
     pub error: Option<RunError>,
     /// What the run cost, by the child's own accounting; absent when the child sent no report.
@@ -112,7 +135,7 @@ pub struct RunResponse {
 /// A run's cost from the kernel's accounting of its process (`getrusage`), counted from the
 /// moment its job arrived: CPU time, peak resident memory (the interpreter's own pages
 /// included), and page faults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub cpu_ms: f64,
     pub max_rss_kb: u64,
@@ -135,6 +158,28 @@ impl RunResponse {
             images: Vec::new(),
             error: Some(error),
             usage: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn an_error_kind_is_named_as_the_api_spells_it() {
+        for kind in [
+            ErrorKind::SyntaxError,
+            ErrorKind::RuntimeError,
+            ErrorKind::ModuleNotAllowed,
+            ErrorKind::InvalidReturn,
+            ErrorKind::Timeout,
+            ErrorKind::MemoryLimit,
+            ErrorKind::OutputLimit,
+            ErrorKind::NetworkDenied,
+            ErrorKind::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
         }
     }
 }

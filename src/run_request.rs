@@ -11,12 +11,15 @@ use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
 use crate::whitelist::{self, Route};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
+    /// python (python3, py), javascript (js, nodejs, node) or shell (sh, bash).
     pub language: String,
     pub code: String,
+    /// The arguments of `main`: an object whose keys are its parameter names.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub inputs: Option<Box<RawValue>>,
     #[serde(default)]
     pub mode: Option<Mode>,
@@ -35,7 +38,7 @@ pub struct RunRequest {
     pub route: Route,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestedLimits {
     pub timeout_ms: Option<u64>,

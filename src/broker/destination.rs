@@ -58,6 +58,17 @@ impl Allowed {
     }
 }
 
+/// As `--http-allow` takes it back: `10.0.0.0/8`, `[::1]/128`, `example.com`.
+impl std::fmt::Display for Allowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Range(IpAddr::V6(ip), prefix) => write!(f, "[{ip}]/{prefix}"),
+            Self::Range(ip, prefix) => write!(f, "{ip}/{prefix}"),
+            Self::Host(host) => f.write_str(host),
+        }
+    }
+}
+
 fn within(net: u128, ip: u128, prefix: u8, bits: u8) -> bool {
     if prefix == 0 {
         return true;

@@ -8,6 +8,8 @@ pub mod destination;
 mod fetch;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -32,6 +34,8 @@ pub struct Broker {
     pub enabled: bool,
     /// Destinations opened on purpose (`--http-allow`).
     pub allow: Vec<Allowed>,
+    /// How the requests answered so far ended (shared by every clone; `/metrics` shows it).
+    pub tally: Arc<BrokerTally>,
 }
 
 impl Default for Broker {
@@ -39,8 +43,20 @@ impl Default for Broker {
         Self {
             enabled: true,
             allow: Vec::new(),
+            tally: Arc::default(),
         }
     }
+}
+
+/// Brokered requests by outcome, since the server started.
+#[derive(Debug, Default)]
+pub struct BrokerTally {
+    /// Performed, whatever status the destination answered.
+    pub ok: AtomicU64,
+    /// Refused by policy.
+    pub denied: AtomicU64,
+    /// Tried, and failed (no such host, refused connection, timeout).
+    pub failed: AtomicU64,
 }
 
 /// What a child asks for.
@@ -102,13 +118,18 @@ impl Broker {
         let outcome = self
             .answer_inner(request, call, run_may_use_network, run_deadline)
             .await;
-        let value = match outcome {
-            Ok(response) => json!({"ok": response}),
-            Err(Failure::Denied(message)) => json!({"error": {"message": message, "denied": true}}),
-            Err(Failure::Failed(message)) => {
-                json!({"error": {"message": message, "denied": false}})
-            }
+        let (value, count) = match outcome {
+            Ok(response) => (json!({"ok": response}), &self.tally.ok),
+            Err(Failure::Denied(message)) => (
+                json!({"error": {"message": message, "denied": true}}),
+                &self.tally.denied,
+            ),
+            Err(Failure::Failed(message)) => (
+                json!({"error": {"message": message, "denied": false}}),
+                &self.tally.failed,
+            ),
         };
+        count.fetch_add(1, Ordering::Relaxed);
         serde_json::to_vec(&value).unwrap_or_default()
     }
 

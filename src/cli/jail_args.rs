@@ -13,19 +13,19 @@ pub struct JailArgs {
     /// is logged and listed in /readyz; without this flag the server refuses to start.
     #[arg(long, env = "SANDLOT_ALLOW_DEGRADED")]
     pub allow_degraded: bool,
-    /// The uid children run as when sandlot runs as root.
-    #[arg(long, env = "SANDLOT_CHILD_UID", default_value_t = DEFAULT_CHILD_ID)]
-    pub child_uid: u32,
-    /// The gid children run as when sandlot runs as root.
-    #[arg(long, env = "SANDLOT_CHILD_GID", default_value_t = DEFAULT_CHILD_ID)]
-    pub child_gid: u32,
+    /// The uid children run as when sandlot runs as root [default: 65534].
+    #[arg(long, env = "SANDLOT_CHILD_UID")]
+    pub child_uid: Option<u32>,
+    /// The gid children run as when sandlot runs as root [default: 65534].
+    #[arg(long, env = "SANDLOT_CHILD_GID")]
+    pub child_gid: Option<u32>,
 }
 
 impl JailArgs {
     pub fn settings(&self, max: Limits) -> JailSettings {
         JailSettings {
-            child_uid: self.child_uid,
-            child_gid: self.child_gid,
+            child_uid: self.child_uid.unwrap_or(DEFAULT_CHILD_ID),
+            child_gid: self.child_gid.unwrap_or(DEFAULT_CHILD_ID),
             ..JailSettings::new(max)
         }
     }

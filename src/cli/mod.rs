@@ -1,5 +1,6 @@
 //! The command line, one module per subcommand; `main.rs` only dispatches to them.
 
+pub mod config;
 pub mod deps;
 pub mod doctor;
 pub mod jail_args;
@@ -26,7 +27,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Start the HTTP server (POST /v1/run, the compatible APIs, GET /healthz, GET /readyz).
+    /// Start the HTTP server (POST /v1/run, the compatible APIs, GET /healthz, /readyz,
+    /// /metrics, /openapi.json).
     Serve(serve::ServeArgs),
     /// Run one file through the same engine the server uses and print the response JSON.
     ///
@@ -35,6 +37,11 @@ pub enum Command {
     /// Install or list the third-party Python packages (numpy, pandas, matplotlib, jinja2) of
     /// whitelist/python-requirements.txt. `serve` installs them at its first start too.
     Deps(deps::DepsArgs),
+    /// Print the configuration `serve` would run with (the same flags, variables and --config
+    /// file), as TOML with the API keys masked.
+    Config(serve::ServeArgs),
+    /// Print sandlot's version (as --version does).
+    Version,
     /// Show which isolation layers work on this machine, and why a missing one is missing.
     ///
     /// Exits 0 when every layer is active, 1 otherwise.

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::jail_args::JailArgs;
 use crate::config::Config;
+use crate::logging::LogFormat;
 
 /// The flags of `serve`. Every value is optional here: [`Config::from_args`] fills in the
 /// defaults, so that a flag, its variable and the defaults keep one order of precedence.
@@ -53,7 +54,6 @@ pub struct ServeArgs {
     /// for root, else $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).
     #[arg(long, env = "SANDLOT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Largest request body, in bytes (413 past it) [default: 16777216].
     /// How long to wait before trying a failed install of the Python data packages again
     /// (doubling each time, up to 15 minutes)
     #[arg(long, env = "SANDLOT_DEPS_RETRY_MS")]
@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// How long a client may take to send a request's body, after its head [default: 30000]
     #[arg(long, env = "SANDLOT_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
+    /// How long in-flight runs may take to finish after SIGTERM or SIGINT before they are
+    /// killed [default: 30000]
+    #[arg(long, env = "SANDLOT_SHUTDOWN_GRACE_MS")]
+    pub shutdown_grace_ms: Option<u64>,
+    /// Largest request body, in bytes (413 past it) [default: 16777216].
     #[arg(long, env = "SANDLOT_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     /// Open a destination to SystemHelper.httpRequest on purpose: a CIDR range (10.0.0.0/8),
@@ -77,6 +82,14 @@ pub struct ServeArgs {
     /// call) [default: true]. Dify's ENABLE_NETWORK sets it too.
     #[arg(long, env = "SANDLOT_NETWORK", action = clap::ArgAction::Set)]
     pub network: Option<bool>,
+    /// How log lines are written to stderr: `text` for people, `json` for one JSON object per
+    /// line [default: text]
+    #[arg(long, env = "SANDLOT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// A TOML file of these settings (keys: the long flag names with `_` for `-`); flags,
+    /// SANDLOT_* variables and the peers' variable names win over it. See contrib/sandlot.toml.
+    #[arg(long, env = "SANDLOT_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub jail: JailArgs,
 }
@@ -89,7 +102,13 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(error.exit_code());
         }
     };
-    match super::runtime().block_on(crate::server::serve(config)) {
+    crate::logging::init(config.log_format);
+    let runtime = super::runtime();
+    let outcome = runtime.block_on(crate::server::serve(config));
+    // Whatever is still running past the grace period dies with the process; do not wait
+    // for blocking threads (a broker fetch) to notice.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("sandlot: {message}");

@@ -3,7 +3,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -17,6 +16,19 @@ pub enum ApiError {
     RequestTimeout(String),
     /// 503 with Retry-After.
     Busy,
+}
+
+/// The body of every refusal of sandlot's own API (for the OpenAPI document).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// bad_request, unauthorized, payload_too_large, request_timeout or busy.
+    pub kind: String,
+    pub message: String,
 }
 
 impl IntoResponse for ApiError {
@@ -37,11 +49,13 @@ impl IntoResponse for ApiError {
                 "every worker is busy and the queue is full; retry shortly".to_owned(),
             ),
         };
-        let mut response = (
-            status,
-            Json(json!({"error": {"kind": kind, "message": message}})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                kind: kind.to_owned(),
+                message,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()

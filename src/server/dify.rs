@@ -10,23 +10,26 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::api_error::ApiError;
 use super::json_body::{JsonBody, Refusal};
+use super::observed_run::Api;
 use super::AppState;
 use crate::python_packages;
 use crate::run::{ErrorKind, Limits, Mode, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
+use crate::supervisor::python_data::ProgressLog;
 use crate::whitelist::Route;
 
 /// Dify's own limit on a string output is 400,000 characters, which `json.dumps` may escape to
 /// about 2.4 MB of stdout: this route carries at least 8 MiB (or the server's maximum).
 const STDOUT_BYTES: u64 = 8 * 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DifyRun {
+    /// python3 or nodejs.
     language: String,
     code: String,
     /// Never executed: accepted because Dify sends it (non-empty for jinja2).
@@ -44,14 +47,30 @@ pub struct Dify;
 impl Refusal for Dify {
     fn refuse(status: StatusCode, message: String) -> Response {
         let code = -i32::from(status.as_u16());
-        (
-            status,
-            Json(json!({"code": code, "message": message, "data": null})),
-        )
-            .into_response()
+        let body = DifyRefusal {
+            code,
+            message,
+            data: None,
+        };
+        (status, Json(body)).into_response()
     }
 }
 
+/// A code node the way Dify sends it: run as a script, the result printed between markers.
+#[utoipa::path(
+    post,
+    path = "/v1/sandbox/run",
+    operation_id = "dify_run",
+    tag = "dify",
+    request_body = DifyRun,
+    responses(
+        (status = 200, description = "The run (`data.error` is empty exactly when it exited 0)", body = DifyRunAnswer),
+        (status = 400, description = "Invalid request", body = DifyRefusal),
+        (status = 401, description = "Missing or wrong API key", body = super::api_error::ErrorBody),
+        (status = 503, description = "Every worker is busy and the queue is full", body = super::api_error::ErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn run(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<DifyRun, Dify>,
@@ -80,15 +99,64 @@ pub async fn run(
         Ok(plan) => plan,
         Err(invalid) => return refusal(&invalid.0),
     };
-    match state.supervisor.run(plan.kind, &plan.job).await {
-        Ok(response) => Json(success(&response, &plan.job.limits)).into_response(),
+    match state.run(Api::Dify, plan.kind, &plan.job).await {
+        Ok(response) => Json(answer(&response, &plan.job.limits)).into_response(),
         Err(_) => ApiError::Busy.into_response(),
     }
 }
 
-/// `{code: 0, message: "success", data: {stdout, stderr, error, exit_code}}`; `error` is empty
-/// exactly when the run exited 0 (warnings on stderr must not fail a Dify node).
-fn success(response: &RunResponse, limits: &Limits) -> Value {
+/// dify-sandbox's answer to a run.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DifyRunAnswer {
+    /// 0.
+    code: i32,
+    /// "success".
+    message: String,
+    data: DifyRunData,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DifyRunData {
+    stdout: String,
+    stderr: String,
+    /// Empty exactly when the run exited 0; else "process exited with code N" and why.
+    error: String,
+    exit_code: i32,
+}
+
+/// dify-sandbox's refusal (also `code: -500` when an install fails).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DifyRefusal {
+    /// Minus the HTTP status.
+    code: i32,
+    message: String,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+}
+
+/// The installed third-party Python packages.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DifyDependenciesAnswer {
+    code: i32,
+    message: String,
+    data: DifyDependencies,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DifyDependencies {
+    dependencies: Vec<DifyDependency>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DifyDependency {
+    name: String,
+    version: String,
+}
+
+/// `error` is empty exactly when the run exited 0 (warnings on stderr must not fail a Dify
+/// node).
+fn answer(response: &RunResponse, limits: &Limits) -> DifyRunAnswer {
     let error = if response.exit_code == 0 && response.error.is_none() {
         String::new()
     } else {
@@ -109,53 +177,92 @@ fn success(response: &RunResponse, limits: &Limits) -> Value {
         }
         text
     };
-    json!({
-        "code": 0,
-        "message": "success",
-        "data": {
-            "stdout": response.stdout,
-            "stderr": response.stderr,
-            "error": error,
-            "exit_code": response.exit_code,
+    DifyRunAnswer {
+        code: 0,
+        message: "success".into(),
+        data: DifyRunData {
+            stdout: response.stdout.clone(),
+            stderr: response.stderr.clone(),
+            error,
+            exit_code: response.exit_code,
         },
-    })
+    }
 }
 
 fn refusal(message: &str) -> Response {
     Dify::refuse(StatusCode::BAD_REQUEST, message.to_owned())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DependencyQuery {
+    /// python3 (the default); no other language has dependencies.
     #[serde(default)]
     language: Option<String>,
 }
 
 /// `GET /v1/sandbox/dependencies?language=python3` (and `/refresh`): the third-party Python
 /// packages this server has installed (none while they are being installed).
+#[utoipa::path(
+    get,
+    path = "/v1/sandbox/dependencies",
+    tag = "dify",
+    params(DependencyQuery),
+    responses(
+        (status = 200, description = "The installed packages", body = DifyDependenciesAnswer),
+        (status = 400, description = "A language other than python3", body = DifyRefusal),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn dependencies(
     State(state): State<AppState>,
     Query(query): Query<DependencyQuery>,
 ) -> Response {
     match query.language.as_deref() {
-        None | Some("python3") | Some("python") => Json(json!({
-            "code": 0,
-            "message": "success",
-            "data": {"dependencies": installed_dependencies(&state.config.data_dir)},
-        }))
-        .into_response(),
+        None | Some("python3") | Some("python") => {
+            Json(listing(&state.config.data_dir)).into_response()
+        }
         Some(other) => refusal(&format!(
             "unsupported language: {other:?} (dependencies exist for python3 only)"
         )),
     }
 }
 
+/// `GET /v1/sandbox/dependencies/refresh`: the same as `/v1/sandbox/dependencies`.
+#[utoipa::path(
+    get,
+    path = "/v1/sandbox/dependencies/refresh",
+    tag = "dify",
+    params(DependencyQuery),
+    responses(
+        (status = 200, description = "The installed packages", body = DifyDependenciesAnswer),
+        (status = 400, description = "A language other than python3", body = DifyRefusal),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn refresh_dependencies(
+    state: State<AppState>,
+    query: Query<DependencyQuery>,
+) -> Response {
+    dependencies(state, query).await
+}
+
 /// `POST /v1/sandbox/dependencies/update`: installs `whitelist/python-requirements.txt` if it
 /// is not installed yet (waiting for an install already under way), then lists the packages.
+#[utoipa::path(
+    post,
+    path = "/v1/sandbox/dependencies/update",
+    tag = "dify",
+    responses(
+        (status = 200, description = "The installed packages, or `code: -500` and why the install failed",
+         body = DifyDependenciesAnswer),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
 pub async fn update_dependencies(State(state): State<AppState>) -> Response {
     let data_dir = state.config.data_dir.clone();
     let outcome = tokio::task::spawn_blocking(move || {
-        python_packages::install(&data_dir, &mut std::io::stderr())
+        python_packages::install(&data_dir, &mut ProgressLog::default())
     })
     .await
     .map_err(|e| e.to_string())
@@ -164,19 +271,24 @@ pub async fn update_dependencies(State(state): State<AppState>) -> Response {
         python_data.retry_now(); // installed now, or worth another try at once
     }
     match outcome {
-        Ok(()) => Json(json!({
-            "code": 0,
-            "message": "success",
-            "data": {"dependencies": installed_dependencies(&state.config.data_dir)},
-        }))
+        Ok(()) => Json(listing(&state.config.data_dir)).into_response(),
+        Err(why) => Json(DifyRefusal {
+            code: -500,
+            message: why,
+            data: None,
+        })
         .into_response(),
-        Err(why) => Json(json!({"code": -500, "message": why, "data": null})).into_response(),
     }
 }
 
-fn installed_dependencies(data_dir: &std::path::Path) -> Vec<Value> {
-    python_packages::installed(data_dir)
+fn listing(data_dir: &std::path::Path) -> DifyDependenciesAnswer {
+    let dependencies = python_packages::installed(data_dir)
         .into_iter()
-        .map(|(name, version)| json!({"name": name, "version": version}))
-        .collect()
+        .map(|(name, version)| DifyDependency { name, version })
+        .collect();
+    DifyDependenciesAnswer {
+        code: 0,
+        message: "success".into(),
+        data: DifyDependencies { dependencies },
+    }
 }

@@ -11,11 +11,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::json_body::{JsonBody, Refusal};
+use super::observed_run::Api;
 use super::AppState;
 use crate::protocol::Convention;
 use crate::run::{ErrorKind, Mode, RunError, RunResponse};
@@ -53,12 +54,47 @@ const BUILTIN_GLOBALS: &[&str] = &[
     "process",
 ];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct FastgptRun {
+    /// The code: `function main(variables) {...}` or `def main(...)`.
     #[serde(default)]
+    #[schema(value_type = String)]
     code: Value,
+    /// The arguments of `main`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     variables: Option<Box<RawValue>>,
+}
+
+/// fastgpt-sandbox's answer: `success` with `data`, or a failure's `message` (with `data.log`
+/// when the run printed before it failed).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FastgptAnswer {
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<FastgptData>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FastgptData {
+    /// What `main` returned.
+    #[serde(rename = "codeReturn")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    code_return: Value,
+    /// What the run printed, cut at 1 MB.
+    log: String,
+}
+
+impl FastgptAnswer {
+    fn failure(message: String) -> Self {
+        Self {
+            success: false,
+            message: Some(message),
+            data: None,
+        }
+    }
 }
 
 /// fastgpt-sandbox's refusal: `{success: false, message: "Invalid request: ..."}`.
@@ -67,10 +103,23 @@ pub struct Fastgpt;
 impl Refusal for Fastgpt {
     fn refuse(status: StatusCode, message: String) -> Response {
         let message = format!("Invalid request: {message}");
-        (status, Json(json!({"success": false, "message": message}))).into_response()
+        (status, Json(FastgptAnswer::failure(message))).into_response()
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/sandbox/js",
+    tag = "fastgpt",
+    request_body = FastgptRun,
+    responses(
+        (status = 200, description = "The run; `success` is false when it failed", body = FastgptAnswer),
+        (status = 400, description = "Invalid request", body = FastgptAnswer),
+        (status = 401, description = "Missing or wrong API key", body = super::api_error::ErrorBody),
+        (status = 503, description = "The sandbox is busy", body = FastgptAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn javascript(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<FastgptRun, Fastgpt>,
@@ -78,6 +127,19 @@ pub async fn javascript(
     run(state, "javascript", request).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/sandbox/python",
+    tag = "fastgpt",
+    request_body = FastgptRun,
+    responses(
+        (status = 200, description = "The run; `success` is false when it failed", body = FastgptAnswer),
+        (status = 400, description = "Invalid request", body = FastgptAnswer),
+        (status = 401, description = "Missing or wrong API key", body = super::api_error::ErrorBody),
+        (status = 503, description = "The sandbox is busy", body = FastgptAnswer),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn python(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<FastgptRun, Fastgpt>,
@@ -115,12 +177,14 @@ async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
     };
     plan.job.convention = Convention::Fastgpt;
     let timeout_ms = plan.job.limits.timeout_ms;
-    match state.supervisor.run(plan.kind, &plan.job).await {
+    match state.run(Api::Fastgpt, plan.kind, &plan.job).await {
         Ok(response) => Json(answer(response, language, timeout_ms)).into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [("retry-after", "1")],
-            Json(json!({"success": false, "message": "the sandbox is busy; retry shortly"})),
+            Json(FastgptAnswer::failure(
+                "the sandbox is busy; retry shortly".into(),
+            )),
         )
             .into_response(),
     }
@@ -130,7 +194,7 @@ async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
 /// run printed anything before it failed, that log as `data.log` (FastGPT leaves `data` out of
 /// a failure; its clients read `data` only on success, and a user debugging a timeout wants
 /// the log).
-fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> Value {
+fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> FastgptAnswer {
     let error = response.error.clone();
     let mut log = response.stdout;
     if log.ends_with('\n') {
@@ -145,15 +209,23 @@ fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> Value {
     }
     if let Some(error) = &error {
         let message = message(error, language, timeout_ms);
-        if log.is_empty() {
-            return json!({"success": false, "message": message});
-        }
-        return json!({"success": false, "message": message, "data": {"codeReturn": null, "log": log}});
+        let data = (!log.is_empty()).then_some(FastgptData {
+            code_return: Value::Null,
+            log,
+        });
+        return FastgptAnswer {
+            data,
+            ..FastgptAnswer::failure(message)
+        };
     }
     let code_return = response.result.map_or(Value::Null, |raw| {
         serde_json::from_str(raw.get()).unwrap_or(Value::Null)
     });
-    json!({"success": true, "data": {"codeReturn": code_return, "log": log}})
+    FastgptAnswer {
+        success: true,
+        message: None,
+        data: Some(FastgptData { code_return, log }),
+    }
 }
 
 /// FastGPT's wording: JavaScript gives `err.message` (no "Error: " in front); a timeout says it
@@ -179,6 +251,14 @@ fn invalid(message: &str) -> Response {
 }
 
 /// `GET /sandbox/modules`: what `require`/`import` accept in each language, and the globals.
+#[utoipa::path(
+    get,
+    path = "/sandbox/modules",
+    tag = "fastgpt",
+    responses((status = 200, description = "The modules each language may import, and the globals",
+               body = FastgptModules)),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn modules() -> Json<Value> {
     Json(json!({
         "success": true,
@@ -188,6 +268,21 @@ pub async fn modules() -> Json<Value> {
             "builtinGlobals": BUILTIN_GLOBALS,
         },
     }))
+}
+
+/// The answer of `/sandbox/modules` (for the OpenAPI document).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FastgptModules {
+    success: bool,
+    data: FastgptModuleLists,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FastgptModuleLists {
+    js: Vec<String>,
+    python: Vec<String>,
+    #[serde(rename = "builtinGlobals")]
+    builtin_globals: Vec<String>,
 }
 
 #[cfg(test)]

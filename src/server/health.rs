@@ -9,12 +9,39 @@ use serde_json::json;
 use super::AppState;
 
 /// The process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object,
+               example = json!({"status": "ok"}))),
+)]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
 /// Every zygote is up; 503 while one starts or restarts. Lists any jail layer the server runs
 /// without (`--allow-degraded`).
+/// `/healthz` under the name dify-sandbox and FastGPT's sandbox answer to.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses((status = 200, description = "The process answers", body = Object)),
+)]
+pub async fn health() -> impl IntoResponse {
+    healthz().await
+}
+
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every zygote is up", body = Object),
+        (status = 503, description = "A zygote is starting or restarting", body = Object),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let zygotes = state.supervisor.status();
     let ready = zygotes.iter().all(|z| z.ready);

@@ -7,7 +7,11 @@ mod dify;
 mod fastgpt;
 mod health;
 mod json_body;
+mod metrics;
 mod native;
+mod observed_run;
+mod openapi;
+mod request_id;
 mod sandbox_module;
 
 use std::net::SocketAddr;
@@ -21,13 +25,16 @@ use connections::ConnectionLimits;
 use json_body::BodyTimeout;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::protocol::ZygoteKind;
 use crate::supervisor::{Packages, Supervisor};
+use crate::systemd_notify;
 
 #[derive(Clone)]
 pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     pub config: Arc<Config>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -36,7 +43,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/run", post(native::run))
         .route("/v1/sandbox/run", post(dify::run))
         .route("/v1/sandbox/dependencies", get(dify::dependencies))
-        .route("/v1/sandbox/dependencies/refresh", get(dify::dependencies))
+        .route(
+            "/v1/sandbox/dependencies/refresh",
+            get(dify::refresh_dependencies),
+        )
         .route(
             "/v1/sandbox/dependencies/update",
             post(dify::update_dependencies),
@@ -59,11 +69,14 @@ pub fn router(state: AppState) -> Router {
         ));
     Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/health", get(health::healthz))
+        .route("/health", get(health::health))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
         .merge(protected)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(Extension(BodyTimeout(state.config.body_timeout)))
+        .layer(axum::middleware::from_fn(request_id::tag))
         .with_state(state)
 }
 
@@ -112,9 +125,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.workers,
         config.queue,
     );
+    let grace = config.shutdown_grace;
     let state = AppState {
         supervisor: supervisor.clone(),
         config: Arc::new(config),
+        metrics: Arc::default(),
     };
     tokio::spawn(announce_ready(supervisor.clone(), address));
     tokio::spawn(async move {
@@ -132,33 +147,41 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         listener,
         router(state),
         limits,
-        shutdown_signal(),
-        Duration::from_secs(30),
+        shutdown_signal(grace),
+        grace,
     )
     .await
-    .map_err(ServeError::Serve)
+    .map_err(ServeError::Serve)?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 /// The one line that says requests will be taken now; `/readyz` turns 200 at the same moment.
 async fn announce_ready(supervisor: Arc<Supervisor>, address: SocketAddr) {
     loop {
         if supervisor.wait_ready(Duration::from_secs(60)).await {
+            tracing::info!(%address, version = env!("CARGO_PKG_VERSION"), "ready");
             println!("sandlot: ready on http://{address}");
+            systemd_notify::notify("READY=1");
             return;
         }
-        eprintln!(
-            "sandlot: still waiting for the zygotes: {:?}",
-            supervisor.status()
-        );
+        tracing::warn!(zygotes = ?supervisor.status(), "still waiting for the zygotes");
     }
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT: from here no connection is accepted, and the runs in flight get `grace`
+/// to finish before they are killed.
+async fn shutdown_signal(grace: Duration) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    eprintln!("sandlot: shutting down");
+    let signal = tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    systemd_notify::notify("STOPPING=1");
+    tracing::info!(
+        signal,
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections; runs in flight may finish"
+    );
 }

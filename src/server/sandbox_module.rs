@@ -12,26 +12,30 @@ use serde::{Deserialize, Serialize};
 
 use super::api_error::ApiError;
 use super::json_body::JsonBody;
+use super::observed_run::Api;
 use super::AppState;
 use crate::run::{Mode, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteCode {
     code: String,
+    /// Seconds (default 10).
     #[serde(default)]
     timeout: Option<f64>,
+    /// Narrows the Python allowlist (execute_python only).
     #[serde(default)]
     allowed_modules: Option<Vec<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteShell {
     command: String,
+    /// Seconds (default 10).
     #[serde(default)]
     timeout: Option<f64>,
     #[serde(default)]
@@ -40,7 +44,7 @@ pub struct ExecuteShell {
     env: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Executed {
     stdout: String,
     stderr: String,
@@ -48,6 +52,19 @@ pub struct Executed {
     execution_time_ms: f64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sandbox/execute_js",
+    tag = "sandbox module",
+    request_body = ExecuteCode,
+    responses(
+        (status = 200, description = "The run, as a subprocess would report it", body = Executed),
+        (status = 400, description = "A field is invalid; the message names it", body = super::api_error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = super::api_error::ErrorBody),
+        (status = 503, description = "Every worker is busy and the queue is full", body = super::api_error::ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn execute_js(
     State(state): State<AppState>,
     JsonBody(body, _): JsonBody<ExecuteCode>,
@@ -69,6 +86,19 @@ pub async fn execute_js(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sandbox/execute_python",
+    tag = "sandbox module",
+    request_body = ExecuteCode,
+    responses(
+        (status = 200, description = "The run, as a subprocess would report it", body = Executed),
+        (status = 400, description = "A field is invalid; the message names it", body = super::api_error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = super::api_error::ErrorBody),
+        (status = 503, description = "Every worker is busy and the queue is full", body = super::api_error::ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn execute_python(
     State(state): State<AppState>,
     JsonBody(body, _): JsonBody<ExecuteCode>,
@@ -85,6 +115,19 @@ pub async fn execute_python(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sandbox/execute_shell",
+    tag = "sandbox module",
+    request_body = ExecuteShell,
+    responses(
+        (status = 200, description = "The run, as a subprocess would report it", body = Executed),
+        (status = 400, description = "A field is invalid; the message names it", body = super::api_error::ErrorBody),
+        (status = 401, description = "Missing or wrong API key", body = super::api_error::ErrorBody),
+        (status = 503, description = "Every worker is busy and the queue is full", body = super::api_error::ErrorBody),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+)]
 pub async fn execute_shell(
     State(state): State<AppState>,
     JsonBody(body, _): JsonBody<ExecuteShell>,
@@ -127,7 +170,7 @@ async fn execute(
         env,
         ..RunRequest::new(language, code)
     };
-    let response = super::native::run_request(state, request).await?;
+    let response = super::native::run_request(state, Api::SandboxModule, request).await?;
     Ok(Json(executed(response)))
 }
 

@@ -20,6 +20,14 @@ use crate::jail::settings::JailSettings;
 use crate::protocol::{Job, ZygoteKind};
 use crate::run::{ErrorKind, RunError, RunResponse};
 
+/// How busy the server is, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub waiting: usize,
+    pub busy: usize,
+    pub workers: usize,
+}
+
 /// Too many requests are already waiting; the caller answers 503.
 #[derive(Debug)]
 pub struct Busy;
@@ -30,6 +38,7 @@ pub struct Supervisor {
     python_data: Option<Arc<PythonData>>,
     broker: Broker,
     workers: Arc<Semaphore>,
+    worker_count: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
 }
@@ -52,6 +61,7 @@ impl Supervisor {
                 .map(|&k| ZygoteProcess::start(k, jail.clone(), workers))
                 .collect(),
             workers: Arc::new(Semaphore::new(workers.max(1))),
+            worker_count: workers.max(1),
             waiting: AtomicUsize::new(0),
             max_waiting,
         })
@@ -67,6 +77,28 @@ impl Supervisor {
 
     pub fn status(&self) -> Vec<ZygoteStatus> {
         self.zygotes.iter().map(|z| z.status()).collect()
+    }
+
+    /// Every zygote's status, the python-data one too once it runs.
+    pub fn all_status(&self) -> Vec<ZygoteStatus> {
+        let data = self.python_data.as_ref().and_then(|d| d.zygote().ok());
+        self.zygotes
+            .iter()
+            .chain(data)
+            .map(|z| z.status())
+            .collect()
+    }
+
+    pub fn load(&self) -> Load {
+        Load {
+            waiting: self.waiting.load(Ordering::Relaxed),
+            busy: self.worker_count - self.workers.available_permits(),
+            workers: self.worker_count,
+        }
+    }
+
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     /// Lets every prefork pool shrink back to what recent demand needs (called now and then).

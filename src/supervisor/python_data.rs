@@ -69,7 +69,7 @@ impl PythonData {
         let mut wait = first_retry;
         for attempt in 1.. {
             *self.lock() = State::Installing { attempt };
-            match python_packages::install(&self.data_dir, &mut std::io::stderr()) {
+            match python_packages::install(&self.data_dir, &mut ProgressLog::default()) {
                 Ok(()) => {
                     let zygote = ZygoteProcess::start_with_env(
                         ZygoteKind::PythonData,
@@ -82,10 +82,11 @@ impl PythonData {
                     return;
                 }
                 Err(why) => {
-                    eprintln!(
-                        "sandlot: the Python data packages are unavailable (attempt {attempt}, \
-                         next in {} s): {why}",
-                        wait.as_secs()
+                    tracing::warn!(
+                        attempt,
+                        retry_in_s = wait.as_secs(),
+                        reason = %why,
+                        "the Python data packages are unavailable"
                     );
                     let retry_at = Instant::now() + wait;
                     let mut state = self.lock();
@@ -193,4 +194,27 @@ fn environment(data_dir: &Path) -> Vec<(String, String)> {
         (MATPLOTLIB_CONFIG_ENV.to_owned(), mpl.display().to_string()),
         ("MPLBACKEND".to_owned(), "Agg".to_owned()),
     ]
+}
+
+/// pip's progress as log lines (stderr is the log, which may be JSON).
+#[derive(Default)]
+pub struct ProgressLog(Vec<u8>);
+
+impl std::io::Write for ProgressLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        while let Some(end) = self.0.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.0.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            tracing::info!(
+                line = line.trim_end(),
+                "installing the Python data packages"
+            );
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

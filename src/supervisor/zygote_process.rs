@@ -221,6 +221,12 @@ impl ZygoteProcess {
         let mut process =
             spawn_zygote(self.kind, &self.jail, &self.env, &theirs).map_err(Down::Spawn)?;
         drop(theirs);
+        tracing::info!(
+            zygote = self.kind.name(),
+            pid = process.id(),
+            restarts = self.status.borrow().restarts,
+            "zygote started"
+        );
         let result = self.serve_events(&ours, process.id() as i32);
         let _ = process.kill();
         let _ = process.wait();
@@ -249,7 +255,7 @@ impl ZygoteProcess {
             s.ready = true;
             s.pid = Some(pid);
         });
-        eprintln!("sandlot: {} zygote ready (pid {pid})", self.kind.name());
+        tracing::info!(zygote = self.kind.name(), pid, "zygote ready");
         loop {
             let (event, mut fds) = match control_socket::recv::<ZygoteEvent>(&*socket) {
                 Ok(Some(received)) => received,
@@ -293,9 +299,10 @@ impl ZygoteProcess {
             control.exits.clear();
         }
         let message = error.map_or_else(|| "exited".to_owned(), |e| e.to_string());
-        eprintln!(
-            "sandlot: {} zygote is down ({message}); restarting",
-            self.kind.name()
+        tracing::warn!(
+            zygote = self.kind.name(),
+            reason = %message,
+            "zygote down; restarting it"
         );
         self.status.send_modify(|s| {
             s.ready = false;

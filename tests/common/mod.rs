@@ -167,3 +167,120 @@ pub fn random_token() -> String {
     unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A server whose process the test holds (to signal it and see how it exits) and whose log
+/// (stderr) it reads. It dies with the test's thread.
+pub struct Watched {
+    pub server: Server,
+    pub child: std::process::Child,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// Starts `sandlot serve ARGS` (no `--listen` added) and waits for its ready line.
+pub fn start_watched(args: &[&str], envs: &[(&str, &str)]) -> Watched {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sandlot"));
+    command
+        .arg("serve")
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("SANDLOT_API_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: prctl is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("starting sandlot serve");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let lines = log.clone();
+    std::thread::spawn(move || {
+        for line in stderr.lines() {
+            let Ok(line) = line else { break };
+            lines.lock().unwrap().push(line);
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if let Some(address) = line.strip_prefix("sandlot: ready on ") {
+                let _ = tx.send(address.to_string());
+            }
+        }
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("sandlot serve did not become ready: {:?}", log.lock()));
+    let pid = child.id();
+    Watched {
+        server: Server { base, pid },
+        child,
+        log,
+    }
+}
+
+/// `python3` with the PyPI packages a test uses as an independent checker (a validator, a
+/// linter), installed once into `target/test-tools`; `None` (and the reason, printed) when they
+/// cannot be had on this machine.
+pub fn python_with(packages: &[&str], modules: &[&str]) -> Option<Command> {
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools");
+    let python = || {
+        let mut command = Command::new("python3");
+        command.env("PYTHONPATH", &tools);
+        command
+    };
+    let importable = || {
+        python()
+            .arg("-c")
+            .arg(
+                modules
+                    .iter()
+                    .map(|m| format!("import {m}"))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if importable() {
+        return Some(python());
+    }
+    // One test binary installs at a time (the tests of a binary run in threads).
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if importable() {
+        return Some(python());
+    }
+    let installed = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&tools)
+        .args(packages)
+        .output();
+    match installed {
+        Ok(out) if out.status.success() && importable() => Some(python()),
+        Ok(out) => {
+            eprintln!(
+                "SKIPPED: pip could not install {packages:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("SKIPPED: no python3 to install {packages:?} with: {e}");
+            None
+        }
+    }
+}

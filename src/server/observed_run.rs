@@ -1,0 +1,72 @@
+//! A run as the operator sees it: every API runs its jobs through [`AppState::run`], which
+//! counts the run in `/metrics` and writes its one log line (inside the request's span, so the
+//! line carries the request id). Nothing of the code, the inputs or the output is logged.
+
+use std::time::Instant;
+
+use super::AppState;
+use crate::protocol::{Job, ZygoteKind};
+use crate::run::RunResponse;
+use crate::supervisor::Busy;
+
+/// The API a run came in by, as `/metrics` and the log name it.
+#[derive(Debug, Clone, Copy)]
+pub enum Api {
+    Native,
+    Dify,
+    Fastgpt,
+    SandboxModule,
+}
+
+impl Api {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Dify => "dify",
+            Self::Fastgpt => "fastgpt",
+            Self::SandboxModule => "sandbox_module",
+        }
+    }
+}
+
+impl AppState {
+    pub async fn run(&self, api: Api, kind: ZygoteKind, job: &Job) -> Result<RunResponse, Busy> {
+        let language = match kind {
+            ZygoteKind::Python | ZygoteKind::PythonData => "python",
+            ZygoteKind::Javascript => "javascript",
+            ZygoteKind::Shell => "shell",
+        };
+        let started = Instant::now();
+        let outcome = self.supervisor.run(kind, job).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let route = api.name();
+        match &outcome {
+            Ok(response) => {
+                let kind_name = response.error.as_ref().map(|e| e.kind.name());
+                let outcome = kind_name.unwrap_or("ok");
+                let run_seconds = response.execution_time_ms / 1000.0;
+                self.metrics
+                    .record_run(language, route, outcome, Some(run_seconds));
+                tracing::info!(
+                    route,
+                    language,
+                    outcome,
+                    exit_code = response.exit_code,
+                    duration_ms = (seconds * 1000.0 * 100.0).round() / 100.0,
+                    run_ms = response.execution_time_ms,
+                    "run"
+                );
+            }
+            Err(Busy) => {
+                self.metrics.record_run(language, route, "busy", None);
+                tracing::warn!(
+                    route,
+                    language,
+                    outcome = "busy",
+                    "run refused: the queue is full"
+                );
+            }
+        }
+        outcome
+    }
+}
