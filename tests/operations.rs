@@ -54,12 +54,16 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn stop(mut watched: Watched) -> std::process::ExitStatus {
+fn sigterm(child: &std::process::Child) {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watched.child.id() as i32),
+        nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+}
+
+fn stop(mut watched: Watched) -> std::process::ExitStatus {
+    sigterm(&watched.child);
     wait_exit(&mut watched.child, Duration::from_secs(40))
 }
 
@@ -508,6 +512,42 @@ fn a_json_log_line_per_run_with_the_request_id_and_nothing_of_the_run() {
 }
 
 #[test]
+fn a_zygote_death_and_restart_are_logged() {
+    let watched = start_watched(&["--listen", "127.0.0.1:0", "--log-format", "json"], &[]);
+    let readyz = watched.server.get("/readyz").body;
+    let pid = readyz["zygotes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["kind"] == "javascript")
+        .and_then(|z| z["pid"].as_i64())
+        .expect("the javascript zygote's pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let logged = |message: &str, extra: &dyn Fn(&Value) -> bool| {
+        watched.log.lock().unwrap().iter().any(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
+            v["message"] == message && v["zygote"] == "javascript" && extra(&v)
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !(logged("zygote down; restarting it", &|v| v["level"] == "WARN")
+        && logged("zygote started", &|v| v["restarts"] == 1)
+        && logged("zygote ready", &|v| v["pid"] != pid))
+    {
+        assert!(Instant::now() < until, "{:?}", watched.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = watched
+        .server
+        .javascript("function main() { return {x: 1} }", json!({}));
+    assert_eq!(answer["ok"], true, "{answer}");
+}
+
+#[test]
 fn sigterm_lets_a_run_in_flight_finish_refuses_new_requests_and_exits_0() {
     let mut watched = start_watched(&["--listen", "127.0.0.1:0"], &[]);
     let base = watched.server.base.clone();
@@ -520,11 +560,7 @@ fn sigterm_lets_a_run_in_flight_finish_refuses_new_requests_and_exits_0() {
         )
     });
     std::thread::sleep(Duration::from_millis(700));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watched.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sigterm(&watched.child);
     std::thread::sleep(Duration::from_millis(300));
     // Stopped accepting: a new connection is refused.
     assert!(
@@ -553,11 +589,7 @@ fn runs_past_the_grace_period_are_killed_and_the_server_still_exits_0() {
     });
     std::thread::sleep(Duration::from_millis(700));
     let stopped = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watched.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    sigterm(&watched.child);
     let status = wait_exit(&mut watched.child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
     assert!(
