@@ -1,7 +1,7 @@
 //! The server's settings. Flags win over `SANDLOT_*` environment variables (clap reads both),
 //! which win over the peers' own variable names ([`apply_peer_aliases`]), which win over the
 //! configuration file ([`crate::config_file`]), which wins over the defaults
-//! ([`Config::from_args`]).
+//! ([`Config::resolve`]).
 
 use std::net::SocketAddr;
 
@@ -113,16 +113,18 @@ impl ConfigError {
 }
 
 impl Config {
-    /// The configuration `serve` runs with: its flags (and their variables) over the file over
-    /// the defaults. Probes the jail, so it must run while the process is single-threaded.
-    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
-        let (mut config, jail) = Self::resolve(args)?;
+    /// Probes the jail the flags ask for (while the process is single-threaded): the settings
+    /// that apply on this machine, or the reason to refuse to start.
+    pub fn with_probed_jail(
+        mut self,
+        jail: crate::cli::jail_args::JailArgs,
+    ) -> Result<Self, ConfigError> {
         let (settings, degraded) = jail
-            .checked_settings(config.limits.max)
+            .checked_settings(self.limits.max)
             .map_err(ConfigError::Jail)?;
-        config.jail = settings;
-        config.degraded = degraded;
-        Ok(config)
+        self.jail = settings;
+        self.degraded = degraded;
+        Ok(self)
     }
 
     /// The configuration without probing the jail (what `sandlot config` shows), and the jail

@@ -14,12 +14,12 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the subscriber for the process; `RUST_LOG`-style filtering is not offered, the
-/// server logs at `info` and above.
-pub fn init(format: LogFormat) {
+/// Installs the subscriber for the process, logging at `level` and above (`RUST_LOG`-style
+/// filtering is not offered): the server logs `info`, `sandlot run` only what went wrong.
+pub fn init(format: LogFormat, level: tracing::Level) {
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
+        .with_max_level(level)
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.with_ansi(false).try_init(),

@@ -103,3 +103,45 @@ fn allow_degraded_starts_lists_the_gap_and_still_confines() {
     let r = server.python("def main(a):\n    return {'a': a * 2}", json!({"a": 21}));
     assert_eq!(r["result"]["a"], 42, "{r}");
 }
+
+#[test]
+fn the_gap_is_logged_in_the_log_format_asked_for() {
+    use std::io::{BufRead, BufReader};
+
+    let mut child = sandlot(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--allow-degraded",
+        "--log-format",
+        "json",
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut warning = None;
+    while let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if value["layer"] == "landlock" {
+            warning = Some(value);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.expect("a log line naming the missing layer");
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(warning["message"]
+        .as_str()
+        .unwrap()
+        .contains("--allow-degraded"));
+}

@@ -49,10 +49,10 @@ impl JailArgs {
             ));
         }
         for layer in &missing {
-            eprintln!(
-                "sandlot: WARNING: running without {} (--allow-degraded): {}",
-                layer.layer.name(),
-                layer.detail
+            tracing::warn!(
+                layer = layer.layer.name(),
+                why = %layer.detail,
+                "running without an isolation layer (--allow-degraded)"
             );
         }
         settings.skip = missing.iter().map(|l| l.layer).collect();

@@ -41,6 +41,7 @@ pub struct RunArgs {
 }
 
 pub fn main(args: RunArgs) -> ExitCode {
+    crate::logging::init(crate::logging::LogFormat::Text, tracing::Level::WARN);
     let jail = match args.jail.checked_settings(LimitPolicy::default().max) {
         Ok((jail, _)) => jail,
         Err(message) => {

@@ -10,7 +10,7 @@ use super::jail_args::JailArgs;
 use crate::config::Config;
 use crate::logging::LogFormat;
 
-/// The flags of `serve`. Every value is optional here: [`Config::from_args`] fills in the
+/// The flags of `serve`. Every value is optional here: [`Config::resolve`] fills in the
 /// defaults, so that a flag, its variable and the defaults keep one order of precedence.
 #[derive(Args)]
 pub struct ServeArgs {
@@ -95,14 +95,18 @@ pub struct ServeArgs {
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
-    let config = match Config::from_args(args) {
+    // The log is set up first, so that the jail probe's warnings are in its format.
+    let config = Config::resolve(args).and_then(|(config, jail)| {
+        crate::logging::init(config.log_format, tracing::Level::INFO);
+        config.with_probed_jail(jail)
+    });
+    let config = match config {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sandlot: {error}");
             return ExitCode::from(error.exit_code());
         }
     };
-    crate::logging::init(config.log_format);
     let runtime = super::runtime();
     let outcome = runtime.block_on(crate::server::serve(config));
     // Whatever is still running past the grace period dies with the process; do not wait

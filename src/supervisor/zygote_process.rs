@@ -227,6 +227,10 @@ impl ZygoteProcess {
             restarts = self.status.borrow().restarts,
             "zygote started"
         );
+        if let Some(stderr) = process.stderr.take() {
+            let kind = self.kind.name();
+            std::thread::spawn(move || relay_stderr(kind, stderr));
+        }
         let result = self.serve_events(&ours, process.id() as i32);
         let _ = process.kill();
         let _ = process.wait();
@@ -325,6 +329,15 @@ impl Control {
     }
 }
 
+/// Logs each line a zygote writes on stderr, until it exits.
+fn relay_stderr(kind: &'static str, stderr: std::process::ChildStderr) {
+    use std::io::BufRead;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let Ok(line) = line else { return };
+        tracing::warn!(zygote = kind, "{line}");
+    }
+}
+
 /// `/proc/self/exe __zygote <kind>`, with a scrubbed environment and its control socket on
 /// descriptor 3.
 fn spawn_zygote(
@@ -345,7 +358,9 @@ fn spawn_zygote(
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        // What a zygote says on stderr (a failed start, a module that did not import) goes
+        // into the server's log; its children's stdio is /dev/null (jail/fds.rs).
+        .stderr(Stdio::piped());
     // SAFETY: between fork and exec this only calls async-signal-safe functions (dup2, fcntl,
     // prctl) on descriptors that exist in the forked child.
     unsafe {
