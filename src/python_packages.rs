@@ -108,6 +108,11 @@ pub fn is_installed(data_dir: &Path) -> bool {
 
 /// Installs the requirements unless they already are; pip's output goes to `progress`.
 pub fn install(data_dir: &Path, progress: &mut dyn Write) -> Result<(), InstallError> {
+    // Installed (the marker is written last): nothing to lock, and nothing to write, so a data
+    // directory baked into a read-only image serves as it is.
+    if is_installed(data_dir) {
+        return Ok(());
+    }
     fs::create_dir_all(data_dir).map_err(|source| InstallError::DataDir {
         path: data_dir.to_owned(),
         source,

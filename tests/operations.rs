@@ -717,3 +717,59 @@ fn the_kubernetes_manifests_render_and_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A container image ships the data packages in a read-only file system: the server must use
+/// them as they are, writing nothing into the data directory.
+#[test]
+fn an_installed_data_directory_on_a_read_only_file_system_serves() {
+    // The default data directory, installed as the first server start (or `deps install`,
+    // as `docker build` does) leaves it.
+    let out = sandlot(&["config"], &[]);
+    let effective: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let data = effective["data_dir"].as_str().unwrap().to_owned();
+    let out = Command::new(BIN)
+        .args(["deps", "install", "--data-dir", &data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The server runs in a mount namespace of its own where that directory is read-only.
+    let target = std::ffi::CString::new(data.clone()).unwrap();
+    let server = common::start_under(&["--data-dir", &data], &[], move || {
+        use nix::mount::{mount, MsFlags};
+        let none: Option<&str> = None;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+        let path = target.as_c_str();
+        mount(
+            Some(path),
+            path,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )?;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(none, path, none, read_only, none)?;
+        Ok(())
+    });
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = server.get("/readyz");
+        let packages = &ready.body["python_packages"];
+        if packages["zygote"]["ready"] == true {
+            break;
+        }
+        let state = packages["state"].as_str().unwrap_or("");
+        assert!(!state.starts_with("unavailable"), "{}", ready.text);
+        assert!(Instant::now() < until, "{}", ready.text);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let answer = server.python(
+        "import pandas as pd\ndef main():\n    return {'n': int(pd.DataFrame({'x': [1, 2, 3]})['x'].sum())}",
+        json!({}),
+    );
+    assert_eq!(answer["result"]["n"], 6, "{answer}");
+}
