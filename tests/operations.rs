@@ -773,3 +773,160 @@ fn an_installed_data_directory_on_a_read_only_file_system_serves() {
     );
     assert_eq!(answer["result"]["n"], 6, "{answer}");
 }
+
+/// The capabilities the deployment files name, as numbers.
+fn capabilities(names: &[&str]) -> Vec<u64> {
+    const CAPABILITIES: &[(&str, u64)] = &[
+        ("CHOWN", 0),
+        ("DAC_OVERRIDE", 1),
+        ("FOWNER", 3),
+        ("KILL", 5),
+        ("SETGID", 6),
+        ("SETUID", 7),
+        ("NET_ADMIN", 12),
+        ("SYS_CHROOT", 18),
+        ("SYS_ADMIN", 21),
+        ("SYS_RESOURCE", 24),
+    ];
+    names
+        .iter()
+        .map(|name| {
+            let name = name.trim_start_matches("CAP_");
+            CAPABILITIES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("add {name} to this test's table"))
+                .1
+        })
+        .collect()
+}
+
+/// A server started as a deployment file confines it (no systemd or Kubernetes runs here):
+/// only the capabilities `keep` in its bounding set, optionally no_new_privs, a read-only file
+/// system but for `writable` directories, and a private /tmp. It refuses to start unless every
+/// layer of its jail works, so a start proves the jail whole; then every kind of run must work.
+fn check_under_deployment_restrictions(keep: Vec<u64>, no_new_privs: bool, writable: Vec<String>) {
+    let last: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let writable: Vec<std::ffi::CString> = writable
+        .into_iter()
+        .map(|dir| {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::ffi::CString::new(dir).unwrap()
+        })
+        .collect();
+    let server = common::start_under(&[], &[], move || {
+        use nix::mount::{mount, MsFlags};
+        let none: Option<&str> = None;
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+        let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(none, "/", none, read_only, none)?;
+        mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), none)?;
+        for dir in &writable {
+            let dir = dir.as_c_str();
+            mount(Some(dir), dir, none, MsFlags::MS_BIND, none)?;
+            mount(
+                none,
+                dir,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                none,
+            )?;
+        }
+        for capability in (0..=last).filter(|c| !keep.contains(c)) {
+            // SAFETY: prctl changes only this process's capability bounding set.
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        if no_new_privs {
+            nix::sys::prctl::set_no_new_privs()?;
+        }
+        Ok(())
+    });
+    let until = Instant::now() + Duration::from_secs(120);
+    let ready = loop {
+        let ready = server.get("/readyz");
+        if ready.body["python_packages"]["zygote"]["ready"] == true {
+            break ready;
+        }
+        let state = ready.body["python_packages"]["state"]
+            .as_str()
+            .unwrap_or("");
+        assert!(!state.starts_with("unavailable"), "{}", ready.text);
+        assert!(Instant::now() < until, "{}", ready.text);
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(ready.body["degraded"], json!([]), "{}", ready.text);
+    let pandas = server.python(
+        "import pandas as pd\ndef main():\n    return {'n': int(pd.Series([1, 2]).sum())}",
+        json!({}),
+    );
+    assert_eq!(pandas["result"]["n"], 3, "{pandas}");
+    let timed_out = server.run(
+        json!({"language": "python", "code": "def main():\n    while True: pass",
+                                       "limits": {"timeout_ms": 300}}),
+    );
+    assert_eq!(timed_out["error"]["kind"], "timeout", "{timed_out}");
+    let python = server.python("def main(a):\n    return {'a': a + 1}", json!({"a": 1}));
+    assert_eq!(python["result"]["a"], 2, "{python}");
+    let javascript = server.javascript("function main({a}) { return {a: a + 1} }", json!({"a": 1}));
+    assert_eq!(javascript["result"]["a"], 2, "{javascript}");
+    let shell =
+        server.run(json!({"language": "shell", "code": "echo hello; touch /tmp/x && ls /tmp"}));
+    assert_eq!(shell["stdout"], "hello\nx\n", "{shell}");
+    // The Dify route imports anything: fork gets past Python and the kernel refuses it.
+    let forked = server.post(
+        "/v1/sandbox/run",
+        r#"{"language": "python3", "code": "import os\nprint(os.fork())"}"#,
+        &[],
+    );
+    let error = forked.body["data"]["error"].as_str().unwrap_or("");
+    assert!(error.contains("PermissionError"), "{}", forked.text);
+}
+
+fn data_dir() -> String {
+    let out = sandlot(&["config"], &[]);
+    let effective: toml::Table = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    effective["data_dir"].as_str().unwrap().to_owned()
+}
+
+/// `contrib/systemd/sandlot.service`: its capability bounding set, `NoNewPrivileges=`, and
+/// `ProtectSystem=strict` with `StateDirectory=` and `PrivateTmp=`.
+#[test]
+fn the_systemd_units_hardening_leaves_the_jail_whole() {
+    let unit = include_str!("../contrib/systemd/sandlot.service");
+    let keep: Vec<&str> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("the unit bounds its capabilities")
+        .split_whitespace()
+        .collect();
+    assert!(unit.contains("NoNewPrivileges=yes") && unit.contains("ProtectSystem=strict"));
+    check_under_deployment_restrictions(capabilities(&keep), true, vec![data_dir()]);
+}
+
+/// `deploy/kubernetes/deployment.yaml`: the capabilities it adds (after dropping all), a
+/// read-only root file system, and its two emptyDirs.
+#[test]
+fn the_kubernetes_security_context_leaves_the_jail_whole() {
+    let deployment = include_str!("../deploy/kubernetes/deployment.yaml");
+    let added = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("add: "))
+        .expect("the Deployment adds capabilities");
+    let keep: Vec<&str> = added
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
+    assert!(deployment.contains("readOnlyRootFilesystem: true"));
+    assert!(deployment.contains("drop: [\"ALL\"]"));
+    let matplotlib = format!("{}/matplotlib", data_dir());
+    assert!(deployment.contains("mountPath: /var/lib/sandlot/matplotlib"));
+    check_under_deployment_restrictions(capabilities(&keep), false, vec![matplotlib]);
+}
