@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -14,26 +14,7 @@ fn server() -> &'static common::Server {
     static SERVER: OnceLock<common::Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = common::start(&[], &[]);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let ready = server.get("/readyz");
-            let packages = &ready.body["python_packages"];
-            if packages["zygote"]["ready"] == true {
-                break;
-            }
-            let state = packages["state"].as_str().unwrap_or("");
-            assert!(
-                !state.starts_with("unavailable"),
-                "the install failed: {}",
-                ready.text
-            );
-            assert!(
-                Instant::now() < deadline,
-                "the data packages did not install: {}",
-                ready.text
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        server.wait_for_python_data(Duration::from_secs(600));
         server
     })
 }

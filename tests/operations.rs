@@ -755,18 +755,7 @@ fn an_installed_data_directory_on_a_read_only_file_system_serves() {
         mount(none, path, none, read_only, none)?;
         Ok(())
     });
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = server.get("/readyz");
-        let packages = &ready.body["python_packages"];
-        if packages["zygote"]["ready"] == true {
-            break;
-        }
-        let state = packages["state"].as_str().unwrap_or("");
-        assert!(!state.starts_with("unavailable"), "{}", ready.text);
-        assert!(Instant::now() < until, "{}", ready.text);
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    server.wait_for_python_data(Duration::from_secs(120));
     let answer = server.python(
         "import pandas as pd\ndef main():\n    return {'n': int(pd.DataFrame({'x': [1, 2, 3]})['x'].sum())}",
         json!({}),
@@ -848,19 +837,7 @@ fn check_under_deployment_restrictions(keep: Vec<u64>, no_new_privs: bool, writa
         }
         Ok(())
     });
-    let until = Instant::now() + Duration::from_secs(120);
-    let ready = loop {
-        let ready = server.get("/readyz");
-        if ready.body["python_packages"]["zygote"]["ready"] == true {
-            break ready;
-        }
-        let state = ready.body["python_packages"]["state"]
-            .as_str()
-            .unwrap_or("");
-        assert!(!state.starts_with("unavailable"), "{}", ready.text);
-        assert!(Instant::now() < until, "{}", ready.text);
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let ready = server.wait_for_python_data(Duration::from_secs(120));
     assert_eq!(ready.body["degraded"], json!([]), "{}", ready.text);
     let pandas = server.python(
         "import pandas as pd\ndef main():\n    return {'n': int(pd.Series([1, 2]).sum())}",

@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -208,14 +208,7 @@ fn server() -> &'static common::Server {
     static SERVER: OnceLock<common::Server> = OnceLock::new();
     SERVER.get_or_init(|| {
         let server = common::start(&["--api-key", KEY], &[]);
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while server.get("/readyz").body["python_packages"]["zygote"]["ready"] != true {
-            assert!(
-                Instant::now() < deadline,
-                "the data packages did not install"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+        server.wait_for_python_data(Duration::from_secs(600));
         server
     })
 }

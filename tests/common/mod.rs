@@ -284,3 +284,30 @@ pub fn python_with(packages: &[&str], modules: &[&str]) -> Option<Command> {
         }
     }
 }
+
+impl Server {
+    /// Waits until the python-data zygote is up (its packages installed, which may take
+    /// minutes the first time); fails at once if the install failed. Returns `/readyz`.
+    pub fn wait_for_python_data(&self, limit: Duration) -> Reply {
+        let until = std::time::Instant::now() + limit;
+        loop {
+            let ready = self.get("/readyz");
+            let packages = &ready.body["python_packages"];
+            if packages["zygote"]["ready"] == true {
+                return ready;
+            }
+            let state = packages["state"].as_str().unwrap_or("");
+            assert!(
+                !state.starts_with("unavailable"),
+                "the install failed: {}",
+                ready.text
+            );
+            assert!(
+                std::time::Instant::now() < until,
+                "the data packages were not ready in {limit:?}: {}",
+                ready.text
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
