@@ -67,7 +67,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("sandlot");
         registry.register(
             "runs",
-            "Run requests answered, by language, API route and outcome (ok, the error kind, or busy when the queue was full)",
+            "Run requests, by language, API route and outcome (ok, the error kind, busy when the queue was full, abandoned when the client left first)",
             metrics.runs.clone(),
         );
         registry.register(

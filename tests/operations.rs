@@ -296,6 +296,42 @@ fn metrics_move_with_runs_and_need_no_key() {
     assert!(usage["page_faults"].as_u64().unwrap() > 0, "{usage}");
 }
 
+/// A client that leaves mid-run: its run is counted and logged as abandoned, not lost.
+#[test]
+fn a_run_whose_client_leaves_is_counted_as_abandoned() {
+    use std::io::Write as _;
+    let watched = start_watched(&["--listen", "127.0.0.1:0", "--log-format", "json"], &[]);
+    let server = &watched.server;
+    let series = r#"sandlot_runs_total{language="python",route="native",outcome="abandoned"}"#;
+    let before = sample(&server.get("/metrics").text, series);
+    let body = json!({"language": "python", "code": "def main():\n    while True: pass",
+                      "limits": {"timeout_ms": 20000}})
+    .to_string();
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST /v1/run HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stream);
+    let until = Instant::now() + Duration::from_secs(5);
+    while sample(&server.get("/metrics").text, series) < before + 1.0 {
+        assert!(Instant::now() < until, "{}", server.get("/metrics").text);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let logged = watched
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("\"outcome\":\"abandoned\""));
+    assert!(logged, "{:?}", watched.log.lock().unwrap());
+}
+
 #[test]
 fn the_openapi_document_describes_every_route_and_validates() {
     let server = common::shared();

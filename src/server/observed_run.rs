@@ -37,9 +37,16 @@ impl AppState {
             ZygoteKind::Shell => "shell",
         };
         let started = Instant::now();
-        let outcome = self.supervisor.run(kind, job).await;
-        let seconds = started.elapsed().as_secs_f64();
         let route = api.name();
+        // Dropped with the request when its client leaves mid-run: the run is still counted.
+        let mut abandoned = Abandoned {
+            state: Some(self),
+            language,
+            route,
+        };
+        let outcome = self.supervisor.run(kind, job).await;
+        abandoned.state = None;
+        let seconds = started.elapsed().as_secs_f64();
         match &outcome {
             Ok(response) => {
                 let kind_name = response.error.as_ref().map(|e| e.kind.name());
@@ -68,5 +75,28 @@ impl AppState {
             }
         }
         outcome
+    }
+}
+
+/// Counts and logs a run whose client went away before it ended (the run's child is killed
+/// with the request).
+struct Abandoned<'a> {
+    state: Option<&'a AppState>,
+    language: &'static str,
+    route: &'static str,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if let Some(state) = self.state {
+            let (language, route) = (self.language, self.route);
+            state.metrics.record_run(language, route, "abandoned", None);
+            tracing::info!(
+                route,
+                language,
+                outcome = "abandoned",
+                "run abandoned by its client"
+            );
+        }
     }
 }
