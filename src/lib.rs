@@ -10,7 +10,8 @@
 //! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child;
 //!   [`output_region`]: the file a run's output is written to, which outlives the child.
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
-//! - [`jail`]: the steps that confine a child, one per file.
+//! - [`jail`]: the steps that confine a child, one per file; [`throwaway_process`]: a forked
+//!   process that tries something for the caller (the jail probe, the native-library scan).
 //! - [`whitelist`]: the module allowlists; [`python_packages`]: installing the data packages.
 //! - [`metrics`] and [`logging`]: what an operator watches; [`systemd_notify`]: telling
 //!   systemd the server is ready or stopping.
@@ -33,5 +34,6 @@ pub mod run_request;
 pub mod server;
 pub mod supervisor;
 pub mod systemd_notify;
+pub mod throwaway_process;
 pub mod whitelist;
 pub mod zygote;

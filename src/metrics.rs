@@ -14,25 +14,25 @@ use crate::supervisor::{Load, ZygoteStatus};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RunLabels {
-    language: String,
-    route: String,
-    /// `ok`, or the error kind.
-    outcome: String,
+    language: &'static str,
+    route: &'static str,
+    /// `ok`, the error kind, `busy` or `abandoned`.
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LanguageLabel {
-    language: String,
+    language: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
-    kind: String,
+    kind: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
-    outcome: String,
+    outcome: &'static str,
 }
 
 pub struct Metrics {
@@ -114,19 +114,23 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts one answered request for a run, and the run's time if it ran.
-    pub fn record_run(&self, language: &str, route: &str, outcome: &str, seconds: Option<f64>) {
+    pub fn record_run(
+        &self,
+        language: &'static str,
+        route: &'static str,
+        outcome: &'static str,
+        seconds: Option<f64>,
+    ) {
         self.runs
             .get_or_create(&RunLabels {
-                language: language.to_owned(),
-                route: route.to_owned(),
-                outcome: outcome.to_owned(),
+                language,
+                route,
+                outcome,
             })
             .inc();
         if let Some(seconds) = seconds {
             self.durations
-                .get_or_create(&LanguageLabel {
-                    language: language.to_owned(),
-                })
+                .get_or_create(&LanguageLabel { language })
                 .observe(seconds);
         }
     }
@@ -138,9 +142,7 @@ impl Metrics {
         self.workers_busy.set(load.busy as i64);
         self.workers.set(load.workers as i64);
         for zygote in zygotes {
-            let kind = KindLabel {
-                kind: zygote.kind.to_owned(),
-            };
+            let kind = KindLabel { kind: zygote.kind };
             catch_up(
                 &self.zygote_restarts.get_or_create(&kind),
                 u64::from(zygote.restarts),
@@ -152,9 +154,9 @@ impl Metrics {
             ("denied", &broker.denied),
             ("failed", &broker.failed),
         ] {
-            let counter = self.broker_requests.get_or_create(&OutcomeLabel {
-                outcome: outcome.to_owned(),
-            });
+            let counter = self
+                .broker_requests
+                .get_or_create(&OutcomeLabel { outcome });
             catch_up(&counter, count.load(Relaxed));
         }
         let mut text = String::new();

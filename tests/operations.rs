@@ -35,6 +35,16 @@ fn sandlot(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
         .expect("running sandlot")
 }
 
+/// A checker's verdict: its exit status, with what it said when it failed.
+fn assert_succeeded(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sandlot-ops-{}", common::random_token()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -477,12 +487,7 @@ print("valid")
         .arg(answers.to_string())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "valid");
 }
 
@@ -746,12 +751,7 @@ fn the_kubernetes_manifests_render_and_validate() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
 }
 
 /// A container image ships the data packages in a read-only file system: the server must use

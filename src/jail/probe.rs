@@ -6,15 +6,13 @@
 //! the probe forks.
 
 use std::fmt;
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
 
-use nix::sys::wait::waitpid;
-use nix::unistd::{fork, pipe, ForkResult};
+use nix::unistd::pipe;
 use serde::{Deserialize, Serialize};
 
 use super::settings::{JailSettings, Layer};
 use super::{credentials, landlock, namespaces, no_new_privs, resource_limits, seccomp, Jail};
+use crate::throwaway_process;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LayerStatus {
@@ -49,13 +47,13 @@ impl fmt::Display for Report {
 /// zygote (its namespaces, then its lock-down), and forks a child of its own that adds its
 /// delta. A layer is active when both halves of it worked.
 pub fn probe(settings: &JailSettings) -> Report {
-    let zygote = in_forked_process(|| {
+    let zygote = throwaway_process::run(|| {
         let settings = settings.clone();
         // The child's pipe must exist before the zygote's filter refuses pipe2.
         let child_pipe = pipe().map_err(|e| format!("pipe: {e}"));
         let (zygote, mut jail) = lock_as_zygote(&settings);
         let child = match child_pipe {
-            Ok(pipe) => in_forked_with(pipe, || {
+            Ok(pipe) => throwaway_process::run_with(pipe, || {
                 let statuses = lock_as_child(jail.as_mut());
                 serde_json::to_vec(&statuses).unwrap_or_default()
             }),
@@ -93,40 +91,6 @@ pub fn probe(settings: &JailSettings) -> Report {
                 })
                 .collect(),
         ),
-    }
-}
-
-/// Runs `f` in a forked process and returns the bytes it wrote.
-fn in_forked_process(f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, String> {
-    let pipe = pipe().map_err(|e| format!("pipe: {e}"))?;
-    in_forked_with(pipe, f)
-}
-
-fn in_forked_with(
-    (read_end, write_end): (OwnedFd, OwnedFd),
-    f: impl FnOnce() -> Vec<u8>,
-) -> Result<Vec<u8>, String> {
-    // SAFETY: callers guarantee the process is single-threaded; the child only applies jail
-    // steps, writes to the pipe and `_exit`s.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(read_end);
-            let bytes = f();
-            let _ = std::fs::File::from(write_end).write_all(&bytes);
-            // SAFETY: _exit ends the probe at once; it has nothing to unwind.
-            unsafe { libc::_exit(0) }
-        }
-        Ok(ForkResult::Parent { child }) => {
-            drop(write_end);
-            let mut bytes = Vec::new();
-            let read = std::fs::File::from(read_end).read_to_end(&mut bytes);
-            let status = waitpid(child, None);
-            match read {
-                Ok(_) if !bytes.is_empty() => Ok(bytes),
-                _ => Err(format!("the probe process died ({status:?})")),
-            }
-        }
-        Err(e) => Err(format!("fork: {e}")),
     }
 }
 

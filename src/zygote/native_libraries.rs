@@ -9,12 +9,10 @@
 //! then lets children read exactly those files.
 
 use std::ffi::CString;
-use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::wait::waitpid;
-use nix::unistd::{fork, pipe, ForkResult};
+use crate::throwaway_process;
 
 /// The shared libraries (outside `dirs`) that the extension modules beneath `dirs` link.
 /// Best effort: a module that does not load adds nothing. Must be called single-threaded.
@@ -27,43 +25,27 @@ pub fn needed_by_extensions(dirs: &[PathBuf]) -> Vec<PathBuf> {
     if modules.is_empty() {
         return Vec::new();
     }
-    let Ok((read_end, write_end)) = pipe() else {
-        return Vec::new();
-    };
-    // SAFETY: the zygote is single-threaded; the child only loads libraries, reads its own
-    // maps, writes them to the pipe and `_exit`s.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(read_end);
-            for module in &modules {
-                // SAFETY: a NUL-terminated path; the handle is never used or closed — the
-                // process leaves right after.
-                unsafe { libc::dlopen(module.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
-            }
-            let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-            let _ = std::fs::File::from(write_end).write_all(maps.as_bytes());
-            // SAFETY: _exit ends the throwaway process at once, running nothing the loaded
-            // libraries registered.
-            unsafe { libc::_exit(0) }
+    let maps = throwaway_process::run(|| {
+        for module in &modules {
+            // SAFETY: a NUL-terminated path; the handle is never used or closed — the process
+            // leaves right after.
+            unsafe { libc::dlopen(module.as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL) };
         }
-        Ok(ForkResult::Parent { child }) => {
-            drop(write_end);
-            let mut maps = String::new();
-            let _ = std::fs::File::from(read_end).read_to_string(&mut maps);
-            let _ = waitpid(child, None);
-            let mut libraries: Vec<PathBuf> = maps
-                .lines()
-                .filter_map(|line| line.split_whitespace().nth(5))
-                .filter(|path| path.starts_with('/') && path.contains(".so"))
-                .map(PathBuf::from)
-                .filter(|path| !dirs.iter().any(|dir| path.starts_with(dir)) && path.is_file())
-                .collect();
-            libraries.sort();
-            libraries.dedup();
-            libraries
-        }
-        Err(_) => Vec::new(),
-    }
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap_or_default()
+            .into_bytes()
+    })
+    .unwrap_or_default();
+    let mut libraries: Vec<PathBuf> = String::from_utf8_lossy(&maps)
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| path.starts_with('/') && path.contains(".so"))
+        .map(PathBuf::from)
+        .filter(|path| !dirs.iter().any(|dir| path.starts_with(dir)) && path.is_file())
+        .collect();
+    libraries.sort();
+    libraries.dedup();
+    libraries
 }
 
 /// Every `*.so` file beneath `dir` (CPython extension modules and the libraries wheels bundle).
