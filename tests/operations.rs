@@ -827,8 +827,8 @@ fn capabilities(names: &[&str]) -> Vec<u64> {
 }
 
 /// A server started as a deployment file confines it (no systemd or Kubernetes runs here):
-/// only the capabilities `keep` in its bounding set, optionally no_new_privs, a read-only file
-/// system but for `writable` directories, and a private /tmp. It refuses to start unless every
+/// only the capabilities `keep` in its bounding set, optionally no_new_privs, and a read-only
+/// file system but for `writable` directories and /tmp. It refuses to start unless every
 /// layer of its jail works, so a start proves the jail whole; then every kind of run must work.
 fn check_under_deployment_restrictions(keep: Vec<u64>, no_new_privs: bool, writable: Vec<String>) {
     let last: u64 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
@@ -836,8 +836,10 @@ fn check_under_deployment_restrictions(keep: Vec<u64>, no_new_privs: bool, writa
         .trim()
         .parse()
         .unwrap();
-    let writable: Vec<std::ffi::CString> = writable
-        .into_iter()
+    // /tmp stays writable (systemd's PrivateTmp=, the Deployment's emptyDir). It is the host's
+    // own /tmp, not a fresh one: a fresh one would hide a binary built under /tmp.
+    let writable: Vec<std::ffi::CString> = std::iter::once("/tmp".to_owned())
+        .chain(writable)
         .map(|dir| {
             std::fs::create_dir_all(&dir).unwrap();
             std::ffi::CString::new(dir).unwrap()
@@ -850,7 +852,6 @@ fn check_under_deployment_restrictions(keep: Vec<u64>, no_new_privs: bool, writa
         mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
         let read_only = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         mount(none, "/", none, read_only, none)?;
-        mount(Some("tmpfs"), "/tmp", Some("tmpfs"), MsFlags::empty(), none)?;
         for dir in &writable {
             let dir = dir.as_c_str();
             mount(Some(dir), dir, none, MsFlags::MS_BIND, none)?;
