@@ -115,13 +115,16 @@ impl ConfigError {
 impl Config {
     /// Probes the jail the flags ask for (while the process is single-threaded): the settings
     /// that apply on this machine, or the reason to refuse to start.
-    pub fn with_probed_jail(
+    ///
+    /// # Safety
+    /// The process must be single-threaded: the probe forks.
+    pub unsafe fn with_probed_jail(
         mut self,
         jail: crate::cli::jail_args::JailArgs,
     ) -> Result<Self, ConfigError> {
-        let (settings, degraded) = jail
-            .checked_settings(self.limits.max)
-            .map_err(ConfigError::Jail)?;
+        // SAFETY: our caller promises a single thread.
+        let (settings, degraded) =
+            unsafe { jail.checked_settings(self.limits.max) }.map_err(ConfigError::Jail)?;
         self.jail = settings;
         self.degraded = degraded;
         Ok(self)
@@ -164,7 +167,7 @@ impl Config {
                 .into_iter()
                 .filter(|k| !k.is_empty())
                 .collect(),
-            insecure_no_auth: args.insecure_no_auth,
+            insecure_no_auth: args.insecure_no_auth.unwrap_or(false),
             limits,
             workers: args.workers.unwrap_or(defaults.workers),
             queue: args.queue.unwrap_or(defaults.queue),
@@ -190,7 +193,7 @@ impl Config {
                 allow,
                 ..Broker::default()
             },
-            allow_degraded: args.jail.allow_degraded,
+            allow_degraded: args.jail.allow_degraded.unwrap_or(false),
             degraded: Vec::new(),
         };
         Ok((config, args.jail))

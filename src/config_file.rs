@@ -109,7 +109,7 @@ impl ConfigFile {
         if args.api_keys.is_empty() {
             args.api_keys = self.api_key.map(OneOrMany::into_vec).unwrap_or_default();
         }
-        args.insecure_no_auth |= self.insecure_no_auth.unwrap_or(false);
+        or(&mut args.insecure_no_auth, self.insecure_no_auth);
         or(&mut args.default_timeout_ms, self.default_timeout_ms);
         or(&mut args.max_timeout_ms, self.max_timeout_ms);
         or(&mut args.max_memory_mb, self.max_memory_mb);
@@ -128,7 +128,7 @@ impl ConfigFile {
         }
         or(&mut args.network, self.network);
         or(&mut args.log_format, self.log_format);
-        args.jail.allow_degraded |= self.allow_degraded.unwrap_or(false);
+        or(&mut args.jail.allow_degraded, self.allow_degraded);
         or(&mut args.jail.child_uid, self.child_uid);
         or(&mut args.jail.child_gid, self.child_gid);
     }

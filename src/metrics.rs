@@ -166,10 +166,30 @@ impl Metrics {
     }
 }
 
-/// Moves a counter up to a total kept elsewhere (it never goes down).
+/// Moves a counter up to a total kept elsewhere (it never goes down). One atomic step, so two
+/// scrapes at once cannot both add the same difference.
 fn catch_up(counter: &Counter, total: u64) {
-    let now = counter.get();
-    if total > now {
-        counter.inc_by(total - now);
+    counter
+        .inner()
+        .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrapes_at_once_never_overshoot_the_total() {
+        let counter = Counter::<u64>::default();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for total in 0..=10_000 {
+                        catch_up(&counter, total);
+                    }
+                });
+            }
+        });
+        assert_eq!(counter.get(), 10_000);
     }
 }

@@ -2,7 +2,8 @@
 //! jail probe tries each layer for real, and how a zygote learns what loading its native
 //! extensions would map, without either touching the calling process.
 //!
-//! Must be called while the process is single-threaded (it forks).
+//! Both functions fork, so calling them is `unsafe`: the caller promises the process is
+//! single-threaded (a fork of a threaded process copies locks that other threads hold).
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -12,18 +13,25 @@ use nix::unistd::{fork, pipe, ForkResult};
 
 /// Runs `f` in a forked process and returns the bytes it wrote; an error if it wrote nothing
 /// (it died) or could not be started.
-pub fn run(f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, String> {
+///
+/// # Safety
+/// The process must be single-threaded.
+pub unsafe fn run(f: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, String> {
     let pipe = pipe().map_err(|e| format!("pipe: {e}"))?;
-    run_with(pipe, f)
+    // SAFETY: passed on to our caller, who promises a single thread.
+    unsafe { run_with(pipe, f) }
 }
 
 /// [`run`] over a pipe made beforehand (by a process whose seccomp filter will refuse pipe2).
-pub fn run_with(
+///
+/// # Safety
+/// The process must be single-threaded.
+pub unsafe fn run_with(
     (read_end, write_end): (OwnedFd, OwnedFd),
     f: impl FnOnce() -> Vec<u8>,
 ) -> Result<Vec<u8>, String> {
-    // SAFETY: callers guarantee the process is single-threaded; the child runs `f`, writes to
-    // the pipe and `_exit`s.
+    // SAFETY: our caller promises the process is single-threaded; the child runs `f`, writes
+    // to the pipe and `_exit`s.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(read_end);

@@ -142,6 +142,54 @@ fn precedence_is_flag_then_sandlot_variable_then_peer_name_then_file() {
     );
 }
 
+/// A switch the file turns on can be turned off again by the variable or the flag.
+#[test]
+fn a_switch_set_in_the_file_is_turned_off_by_the_variable_or_the_flag() {
+    let file = temp_file(
+        "switches.toml",
+        "allow_degraded = true\ninsecure_no_auth = true\n",
+    );
+    let file = file.to_str().unwrap();
+    let effective = |args: &[&str], envs: &[(&str, &str)]| -> toml::Table {
+        let mut all = vec!["config", "--config", file];
+        all.extend_from_slice(args);
+        let out = sandlot(&all, envs);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("config prints TOML")
+    };
+    let switches = |t: &toml::Table| {
+        (
+            t["allow_degraded"].as_bool().unwrap(),
+            t["insecure_no_auth"].as_bool().unwrap(),
+        )
+    };
+    assert_eq!(switches(&effective(&[], &[])), (true, true));
+    let off = [
+        ("SANDLOT_ALLOW_DEGRADED", "false"),
+        ("SANDLOT_INSECURE_NO_AUTH", "false"),
+    ];
+    assert_eq!(switches(&effective(&[], &off)), (false, false));
+    assert_eq!(
+        switches(&effective(
+            &["--allow-degraded=false", "--insecure-no-auth=false"],
+            &[]
+        )),
+        (false, false)
+    );
+    // The bare flag still turns a switch on, over a variable that says off.
+    assert_eq!(
+        switches(&effective(
+            &["--allow-degraded", "--insecure-no-auth"],
+            &off
+        )),
+        (true, true)
+    );
+}
+
 #[test]
 fn an_unknown_key_or_a_wrong_type_stops_the_server_naming_the_key() {
     for (text, key) in [

@@ -11,8 +11,16 @@ use crate::run::Limits;
 pub struct JailArgs {
     /// Start even when an isolation layer is unavailable on this machine. Every missing layer
     /// is logged and listed in /readyz; without this flag the server refuses to start.
-    #[arg(long, env = "SANDLOT_ALLOW_DEGRADED")]
-    pub allow_degraded: bool,
+    /// `--allow-degraded=false` (or the variable set to false) overrides a config file.
+    #[arg(
+        long,
+        env = "SANDLOT_ALLOW_DEGRADED",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_degraded: Option<bool>,
     /// The uid children run as when sandlot runs as root [default: 65534].
     #[arg(long, env = "SANDLOT_CHILD_UID")]
     pub child_uid: Option<u32>,
@@ -32,17 +40,21 @@ impl JailArgs {
 
     /// Probes the layers (while the process is still single-threaded): settings that skip the
     /// missing ones if the operator allows it, or the reason to refuse.
-    pub fn checked_settings(
+    ///
+    /// # Safety
+    /// The process must be single-threaded: the probe forks.
+    pub unsafe fn checked_settings(
         &self,
         max: Limits,
     ) -> Result<(JailSettings, Vec<LayerStatus>), String> {
         let mut settings = self.settings(max);
-        let report = probe::probe(&settings);
+        // SAFETY: our caller promises a single thread.
+        let report = unsafe { probe::probe(&settings) };
         let missing: Vec<LayerStatus> = report.missing().cloned().collect();
         if missing.is_empty() {
             return Ok((settings, missing));
         }
-        if !self.allow_degraded {
+        if self.allow_degraded != Some(true) {
             return Err(format!(
                 "refusing to start: isolation layers unavailable on this machine:\n{report}\
                  Fix them (see `sandlot doctor`), or pass --allow-degraded to run without them."

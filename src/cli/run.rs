@@ -42,7 +42,8 @@ pub struct RunArgs {
 
 pub fn main(args: RunArgs) -> ExitCode {
     crate::logging::init(crate::logging::LogFormat::Text, tracing::Level::WARN);
-    let jail = match args.jail.checked_settings(LimitPolicy::default().max) {
+    // SAFETY: no thread has been started yet (the runtime is built after this).
+    let jail = match unsafe { args.jail.checked_settings(LimitPolicy::default().max) } {
         Ok((jail, _)) => jail,
         Err(message) => {
             eprintln!("sandlot run: {message}");

@@ -28,8 +28,16 @@ pub struct ServeArgs {
     )]
     pub api_keys: Vec<String>,
     /// Allow listening on a non-loopback address with no API key.
-    #[arg(long, env = "SANDLOT_INSECURE_NO_AUTH")]
-    pub insecure_no_auth: bool,
+    /// `--insecure-no-auth=false` (or the variable set to false) overrides a config file.
+    #[arg(
+        long,
+        env = "SANDLOT_INSECURE_NO_AUTH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure_no_auth: Option<bool>,
     /// Time limit of a request that asks for none, in milliseconds [default: 10000] (raises
     /// the maximum if above it). Dify's WORKER_TIMEOUT (seconds) sets it too.
     #[arg(long, env = "SANDLOT_DEFAULT_TIMEOUT_MS")]
@@ -98,7 +106,8 @@ pub fn main(args: ServeArgs) -> ExitCode {
     // The log is set up first, so that the jail probe's warnings are in its format.
     let config = Config::resolve(args).and_then(|(config, jail)| {
         crate::logging::init(config.log_format, tracing::Level::INFO);
-        config.with_probed_jail(jail)
+        // SAFETY: no thread has been started yet (the runtime is built after this).
+        unsafe { config.with_probed_jail(jail) }
     });
     let config = match config {
         Ok(config) => config,

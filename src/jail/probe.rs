@@ -46,17 +46,23 @@ impl fmt::Display for Report {
 /// Applies every layer for real, as a zygote and its child do: a forked process plays the
 /// zygote (its namespaces, then its lock-down), and forks a child of its own that adds its
 /// delta. A layer is active when both halves of it worked.
-pub fn probe(settings: &JailSettings) -> Report {
-    let zygote = throwaway_process::run(|| {
+///
+/// # Safety
+/// The process must be single-threaded: the probe forks.
+pub unsafe fn probe(settings: &JailSettings) -> Report {
+    let play_the_zygote = || {
         let settings = settings.clone();
         // The child's pipe must exist before the zygote's filter refuses pipe2.
         let child_pipe = pipe().map_err(|e| format!("pipe: {e}"));
         let (zygote, mut jail) = lock_as_zygote(&settings);
         let child = match child_pipe {
-            Ok(pipe) => throwaway_process::run_with(pipe, || {
-                let statuses = lock_as_child(jail.as_mut());
-                serde_json::to_vec(&statuses).unwrap_or_default()
-            }),
+            // SAFETY: this forked process has a single thread.
+            Ok(pipe) => unsafe {
+                throwaway_process::run_with(pipe, || {
+                    let statuses = lock_as_child(jail.as_mut());
+                    serde_json::to_vec(&statuses).unwrap_or_default()
+                })
+            },
             Err(e) => Err(e),
         };
         let child: Vec<Result<String, String>> = match child {
@@ -78,7 +84,9 @@ pub fn probe(settings: &JailSettings) -> Report {
             })
             .collect();
         serde_json::to_vec(&Report(merged)).unwrap_or_default()
-    });
+    };
+    // SAFETY: our caller promises a single thread; the forked zygote stand-in is one too.
+    let zygote = unsafe { throwaway_process::run(play_the_zygote) };
     match zygote.and_then(|bytes| serde_json::from_slice(&bytes).map_err(|e| e.to_string())) {
         Ok(report) => report,
         Err(why) => Report(

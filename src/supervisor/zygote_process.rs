@@ -61,6 +61,28 @@ enum Down {
     ReadControl(#[source] std::io::Error),
     #[error("it handed over child {0} without its descriptors")]
     MissingDescriptors(i32),
+    #[error("the server's supervisor of it panicked: {0}")]
+    Panicked(String),
+}
+
+/// Runs `serve`, a panic in it becoming [`Down::Panicked`].
+fn guarded(serve: impl FnOnce() -> Result<(), Down>) -> Result<(), Down> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(serve))
+        .unwrap_or_else(|panic| Err(Down::Panicked(panic_message(&*panic))))
+}
+
+fn ignoring_poison<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 pub struct ZygoteProcess {
@@ -84,7 +106,7 @@ pub struct InUse<'a>(&'a ZygoteProcess);
 
 impl Drop for InUse<'_> {
     fn drop(&mut self) {
-        self.0.control.lock().expect("control lock").pool.release();
+        self.0.control().pool.release();
     }
 }
 
@@ -143,9 +165,17 @@ impl ZygoteProcess {
         self.kind
     }
 
+    /// The control state. A panic while it was held (which the supervisor thread survives,
+    /// see [`Self::supervise`]) leaves it poisoned; the state is still consistent enough to
+    /// clear, and [`Self::mark_down`] clears it, so the poison is ignored rather than turning
+    /// every later request for this language into a panic.
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        ignoring_poison(&self.control)
+    }
+
     pub fn status(&self) -> ZygoteStatus {
         let mut status = self.status.borrow().clone();
-        status.pool = self.control.lock().expect("control lock").pool.size();
+        status.pool = self.control().pool.size();
         status
     }
 
@@ -166,7 +196,7 @@ impl ZygoteProcess {
             ));
         }
         let taken = {
-            let mut control = self.control.lock().expect("control lock");
+            let mut control = self.control();
             let taken = control.pool.take();
             if let Err(e) = control.request_forks() {
                 control.pool.release();
@@ -196,7 +226,7 @@ impl ZygoteProcess {
 
     /// Lets the pool shrink back to what recent demand needs.
     pub fn trim(&self) {
-        self.control.lock().expect("control lock").pool.trim();
+        self.control().pool.trim();
     }
 
     /// Runs on the zygote's own thread for the life of the server.
@@ -231,7 +261,9 @@ impl ZygoteProcess {
             let kind = self.kind.name();
             std::thread::spawn(move || relay_stderr(kind, stderr));
         }
-        let result = self.serve_events(&ours, process.id() as i32);
+        // A panic while serving must not end this thread: the zygote's PDEATHSIG would fire
+        // and nothing would restart it, while /readyz still said ready. It is a restart.
+        let result = guarded(|| self.serve_events(&ours, process.id() as i32));
         let _ = process.kill();
         let _ = process.wait();
         result
@@ -250,7 +282,7 @@ impl ZygoteProcess {
         }
         let socket = Arc::new(socket.try_clone().map_err(Down::ReadControl)?);
         {
-            let mut control = self.control.lock().expect("control lock");
+            let mut control = self.control();
             control.socket = Some(socket.clone());
             // Fill the pool before the first request comes.
             let _ = control.request_forks();
@@ -266,7 +298,7 @@ impl ZygoteProcess {
                 Ok(None) => return Err(Down::Exited),
                 Err(e) => return Err(Down::ReadControl(e)),
             };
-            let mut control = self.control.lock().expect("control lock");
+            let mut control = self.control();
             match event {
                 ZygoteEvent::Forked { pid } if fds.len() == 3 => {
                     let output = fds.pop().expect("three fds");
@@ -297,7 +329,7 @@ impl ZygoteProcess {
     /// Fails everything the dead zygote held: waiting requests and runs learn it at once.
     fn mark_down(&self, error: Option<Down>) {
         {
-            let mut control = self.control.lock().expect("control lock");
+            let mut control = self.control();
             control.socket = None;
             control.pool.clear();
             control.exits.clear();
@@ -399,4 +431,25 @@ fn zygote_environment() -> Vec<(&'static str, String)> {
         env.push(("TZ", tz));
     }
     env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_while_serving_is_a_restart_and_the_lock_stays_usable() {
+        let control = Mutex::new(0);
+        let outcome = guarded(|| {
+            let _held = control.lock().unwrap();
+            panic!("the pool broke");
+        });
+        assert!(control.is_poisoned());
+        match outcome {
+            Err(Down::Panicked(message)) => assert_eq!(message, "the pool broke"),
+            other => panic!("{other:?}"),
+        }
+        *ignoring_poison(&control) += 1;
+        assert_eq!(*ignoring_poison(&control), 1);
+    }
 }

@@ -15,8 +15,11 @@ use std::path::{Path, PathBuf};
 use crate::throwaway_process;
 
 /// The shared libraries (outside `dirs`) that the extension modules beneath `dirs` link.
-/// Best effort: a module that does not load adds nothing. Must be called single-threaded.
-pub fn needed_by_extensions(dirs: &[PathBuf]) -> Vec<PathBuf> {
+/// Best effort: a module that does not load adds nothing.
+///
+/// # Safety
+/// The process must be single-threaded: the modules are loaded in a forked process.
+pub unsafe fn needed_by_extensions(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let modules: Vec<CString> = dirs
         .iter()
         .flat_map(|dir| extension_modules(dir))
@@ -25,7 +28,7 @@ pub fn needed_by_extensions(dirs: &[PathBuf]) -> Vec<PathBuf> {
     if modules.is_empty() {
         return Vec::new();
     }
-    let maps = throwaway_process::run(|| {
+    let load_them_all = || {
         for module in &modules {
             // SAFETY: a NUL-terminated path; the handle is never used or closed — the process
             // leaves right after.
@@ -34,8 +37,9 @@ pub fn needed_by_extensions(dirs: &[PathBuf]) -> Vec<PathBuf> {
         std::fs::read_to_string("/proc/self/maps")
             .unwrap_or_default()
             .into_bytes()
-    })
-    .unwrap_or_default();
+    };
+    // SAFETY: our caller promises a single thread.
+    let maps = unsafe { throwaway_process::run(load_them_all) }.unwrap_or_default();
     let mut libraries: Vec<PathBuf> = String::from_utf8_lossy(&maps)
         .lines()
         .filter_map(|line| line.split_whitespace().nth(5))

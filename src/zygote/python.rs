@@ -143,7 +143,8 @@ impl Engine for PythonEngine {
         if let Ok(site) = std::env::var(PYTHON_PACKAGES_ENV) {
             extension_dirs.push(site.into());
         }
-        let libraries = super::native_libraries::needed_by_extensions(&extension_dirs);
+        // SAFETY: a zygote is single-threaded while it builds its interpreter.
+        let libraries = unsafe { super::native_libraries::needed_by_extensions(&extension_dirs) };
         dirs.extend(libraries);
         dirs
     }
