@@ -95,6 +95,8 @@ impl LimitPolicy {
 pub enum ConfigError {
     #[error("{0}")]
     HttpAllow(String),
+    #[error("--http-proxy: {0}")]
+    HttpProxy(String),
     #[error("{0}")]
     Jail(String),
     #[error(transparent)]
@@ -106,7 +108,7 @@ impl ConfigError {
     /// layer of the jail.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::HttpAllow(_) | Self::File(_) => 2,
+            Self::HttpAllow(_) | Self::HttpProxy(_) | Self::File(_) => 2,
             Self::Jail(_) => 1,
         }
     }
@@ -155,6 +157,12 @@ impl Config {
             .map(|e| Allowed::parse(e))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ConfigError::HttpAllow)?;
+        let proxy = args
+            .http_proxy
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| ureq::Proxy::new(&p).map(|_| p).map_err(|e| e.to_string()))
+            .transpose()
+            .map_err(ConfigError::HttpProxy)?;
         let jail = args.jail.settings(max);
         let mut limits = LimitPolicy::with_max(max);
         if let Some(timeout_ms) = args.default_timeout_ms {
@@ -191,6 +199,7 @@ impl Config {
             broker: Broker {
                 enabled: args.network.unwrap_or(true),
                 allow,
+                proxy,
                 ..Broker::default()
             },
             allow_degraded: args.jail.allow_degraded.unwrap_or(false),
@@ -228,6 +237,7 @@ impl Config {
             http_allow: Some(OneOrMany::Many(
                 self.broker.allow.iter().map(|a| a.to_string()).collect(),
             )),
+            http_proxy: self.broker.proxy.clone(),
             network: Some(self.broker.enabled),
             log_format: Some(self.log_format),
             allow_degraded: Some(self.allow_degraded),

@@ -32,6 +32,7 @@ pub struct ConfigFile {
     pub shutdown_grace_ms: Option<u64>,
     pub max_body_bytes: Option<usize>,
     pub http_allow: Option<OneOrMany>,
+    pub http_proxy: Option<String>,
     pub network: Option<bool>,
     pub log_format: Option<crate::logging::LogFormat>,
     pub allow_degraded: Option<bool>,
@@ -126,6 +127,7 @@ impl ConfigFile {
         if args.http_allow.is_empty() {
             args.http_allow = self.http_allow.map(OneOrMany::into_vec).unwrap_or_default();
         }
+        or(&mut args.http_proxy, self.http_proxy);
         or(&mut args.network, self.network);
         or(&mut args.log_format, self.log_format);
         or(&mut args.jail.allow_degraded, self.allow_degraded);

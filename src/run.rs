@@ -92,12 +92,15 @@ impl ErrorKind {
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunError {
     pub kind: ErrorKind,
+    /// Read from a child's report, the text is cut at
+    /// [`MAX_ERROR_TEXT_BYTES`](crate::protocol::MAX_ERROR_TEXT_BYTES) as it is parsed.
+    #[serde(deserialize_with = "crate::protocol::error_text")]
     pub message: String,
     #[serde(default)]
     pub line: Option<u32>,
     #[serde(default)]
     pub column: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::protocol::optional_error_text")]
     pub traceback: Option<String>,
 }
 
@@ -109,6 +112,16 @@ impl RunError {
             line: None,
             column: None,
             traceback: None,
+        }
+    }
+
+    /// This error with its message and traceback cut to what a report may carry.
+    pub fn cut(self) -> Self {
+        use crate::protocol::{cut_text, MAX_ERROR_TEXT_BYTES};
+        Self {
+            message: cut_text(&self.message, MAX_ERROR_TEXT_BYTES),
+            traceback: self.traceback.map(|t| cut_text(&t, MAX_ERROR_TEXT_BYTES)),
+            ..self
         }
     }
 }
@@ -124,9 +137,8 @@ pub struct RunResponse {
     pub stderr: String,
     pub exit_code: i32,
     pub execution_time_ms: f64,
-    /// Figures a run drew (matplotlib), as `{"format": "png", "data": base64}`.
-    #[schema(value_type = Vec<Object>)]
-    pub images: Vec<serde_json::Value>,
+    /// Figures a run drew (matplotlib), as `{"format": "png", "base64": ...}`.
+    pub images: Vec<crate::protocol::Image>,
     pub error: Option<RunError>,
     /// What the run cost, by the child's own accounting; absent when the child sent no report.
     pub usage: Option<Usage>,

@@ -71,11 +71,20 @@ fn forged_figures_over_their_caps_are_output_limit() {
     );
     assert_eq!(r["error"]["kind"], "output_limit", "{r}");
     assert_eq!(r["images"], json!([]));
+    // 12 figures of 1 MiB each: each under its cap, over the 10 MiB of all of them.
+    let r = forging(
+        "json.dumps({'exit_code': 0, 'images': [{'format': 'png', 'base64': 'A' * ((1 << 20) * 4 // 3)}] * 12})",
+        256,
+    );
+    assert_eq!(r["error"]["kind"], "output_limit", "{}", &r.to_string()[..300]);
+    assert_eq!(r["images"], json!([]));
+    // A figure that is not one is not a report.
     let r = forging(
         "json.dumps({'exit_code': 0, 'images': [{'format': 'svg', 'base64': 'AAAA', 'x': 1}]})",
         256,
     );
-    assert_eq!(r["error"]["kind"], "output_limit", "{r}");
+    assert_eq!(r["error"]["kind"], "runtime_error", "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("protocol"));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! Performing one checked request with ureq: the connection goes to the addresses
 //! [`destination::check`] approved (a resolver that answers with them, so there is no second
-//! DNS lookup to race), redirects are followed by hand so each hop is checked again, and the
-//! response body is read up to its cap.
+//! DNS lookup to race), redirects are followed by hand so each hop is checked again (and
+//! credentials are not sent to another origin), and the response body is read up to its cap.
+//! No proxy is used unless the operator configured one: ureq would otherwise take it from the
+//! server's environment, and the pinned resolver would answer the proxy's lookup.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -9,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use ureq::http::{self, Uri};
-use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use super::destination::{self, Allowed};
@@ -37,30 +39,39 @@ impl Resolver for Pinned {
     }
 }
 
-/// Sends `request`, following at most [`MAX_REDIRECTS`] checked redirects.
-pub fn fetch(request: &Request, allow: &[Allowed], timeout: Duration) -> Result<Value, Failure> {
+/// Headers that carry credentials: not sent past a redirect to another origin (as curl and
+/// requests do).
+const CREDENTIALS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
+
+/// Sends `request`, following at most [`MAX_REDIRECTS`] checked redirects, through `proxy`
+/// if one is configured.
+pub fn fetch(
+    request: &Request,
+    allow: &[Allowed],
+    proxy: Option<&str>,
+    timeout: Duration,
+) -> Result<Value, Failure> {
     let mut url = request.url.clone();
     let mut method = request.method.to_ascii_uppercase();
     let mut body = request.body_bytes();
+    let mut origin = None;
+    let mut same_origin = true;
     for _hop in 0..=MAX_REDIRECTS {
         let checked = destination::check(&url, allow).map_err(Failure::Denied)?;
-        let config = ureq::Agent::config_builder()
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build();
-        let agent = ureq::Agent::with_parts(
-            config,
-            DefaultConnector::default(),
-            Pinned(checked.addresses.clone()),
-        );
+        let here = origin_of(&checked.url);
+        // Once a hop leaves the first origin, credentials stay behind for good.
+        same_origin &= *origin.get_or_insert_with(|| here.clone()) == here;
+        let agent = agent(&checked.addresses, proxy, timeout)?;
         let mut builder = http::Request::builder()
             .method(method.as_str())
             .uri(checked.url.clone());
         for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str().unwrap_or_default());
+            let credential = CREDENTIALS.iter().any(|c| name.eq_ignore_ascii_case(c));
+            if same_origin || !credential {
+                builder = builder.header(name.as_str(), value.0.as_str());
+            }
         }
-        if body.is_some() && request.json_body && !request.has_header("content-type") {
+        if body.is_some() && request.json_body() && !request.has_header("content-type") {
             builder = builder.header("content-type", "application/json");
         }
         let sent = builder
@@ -129,6 +140,50 @@ pub fn fetch(request: &Request, allow: &[Allowed], timeout: Duration) -> Result<
     Err(Failure::Denied(format!(
         "too many redirects: at most {MAX_REDIRECTS} are followed"
     )))
+}
+
+/// An agent that connects to the checked `addresses`, or to the configured proxy.
+fn agent(
+    addresses: &[SocketAddr],
+    proxy: Option<&str>,
+    timeout: Duration,
+) -> Result<ureq::Agent, Failure> {
+    let proxy = proxy
+        .map(ureq::Proxy::new)
+        .transpose()
+        .map_err(|e| Failure::Failed(format!("the configured HTTP proxy is unusable: {e}")))?;
+    let through_proxy = proxy.is_some();
+    let config = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .proxy(proxy)
+        .build();
+    Ok(if through_proxy {
+        // The proxy's own address is the operator's choice; the proxy resolves the destination.
+        ureq::Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            DefaultResolver::default(),
+        )
+    } else {
+        ureq::Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            Pinned(addresses.to_vec()),
+        )
+    })
+}
+
+/// Scheme, host and port: what must stay the same for credentials to follow a redirect.
+fn origin_of(uri: &Uri) -> (Option<String>, Option<String>, Option<u16>) {
+    let scheme = uri.scheme_str().map(str::to_ascii_lowercase);
+    let port = uri.port_u16().or(match scheme.as_deref() {
+        Some("http") => Some(80),
+        Some("https") => Some(443),
+        _ => None,
+    });
+    (scheme, uri.host().map(str::to_ascii_lowercase), port)
 }
 
 /// A redirect's Location against the URL that answered with it (RFC 3986 reference

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use destination::Allowed;
@@ -34,6 +35,8 @@ pub struct Broker {
     pub enabled: bool,
     /// Destinations opened on purpose (`--http-allow`).
     pub allow: Vec<Allowed>,
+    /// The proxy every request goes through (`--http-proxy`); none unless configured.
+    pub proxy: Option<String>,
     /// How the requests answered so far ended (shared by every clone; `/metrics` shows it).
     pub tally: Arc<BrokerTally>,
 }
@@ -43,6 +46,7 @@ impl Default for Broker {
         Self {
             enabled: true,
             allow: Vec::new(),
+            proxy: None,
             tally: Arc::default(),
         }
     }
@@ -59,22 +63,53 @@ pub struct BrokerTally {
     pub failed: AtomicU64,
 }
 
-/// What a child asks for.
+/// What a child asks for: typed, so that no shape of JSON makes the server build more than
+/// the frame it read (the body stays the raw text it came as).
 #[derive(Debug, Deserialize)]
 pub struct Request {
     pub url: String,
     #[serde(default = "get")]
     pub method: String,
+    /// Values may be strings, numbers or booleans (sent as their text).
     #[serde(default)]
-    pub headers: BTreeMap<String, Value>,
+    pub headers: BTreeMap<String, HeaderText>,
     #[serde(default)]
-    pub body: Value,
+    pub body: Option<Box<RawValue>>,
     /// Seconds.
     #[serde(default)]
     pub timeout: Option<f64>,
-    /// Set by [`Request::body_bytes`]'s caller: the body is an object sent as JSON.
-    #[serde(skip)]
-    pub json_body: bool,
+}
+
+/// A header's value as text: a string as it is, a number or boolean as JSON writes it.
+#[derive(Debug, Clone)]
+pub struct HeaderText(pub String);
+
+impl<'de> Deserialize<'de> for HeaderText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Scalar;
+        impl serde::de::Visitor<'_> for Scalar {
+            type Value = HeaderText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a header value: a string, a number or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HeaderText, E> {
+                Ok(HeaderText(v.to_owned()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<HeaderText, E> {
+                Ok(HeaderText(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HeaderText, E> {
+                Ok(HeaderText(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<HeaderText, E> {
+                Ok(HeaderText(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<HeaderText, E> {
+                Ok(HeaderText(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(Scalar)
+    }
 }
 
 fn get() -> String {
@@ -82,13 +117,23 @@ fn get() -> String {
 }
 
 impl Request {
-    /// The body as bytes: a string as UTF-8, anything else but null as JSON.
+    /// The body as bytes: a string as UTF-8, anything else but null as its JSON text.
     pub fn body_bytes(&self) -> Option<Vec<u8>> {
-        match &self.body {
-            Value::Null => None,
-            Value::String(s) => Some(s.as_bytes().to_vec()),
-            other => Some(serde_json::to_vec(other).unwrap_or_default()),
+        let raw = self.body.as_deref()?.get();
+        if raw.starts_with('"') {
+            serde_json::from_str::<String>(raw)
+                .ok()
+                .map(String::into_bytes)
+        } else {
+            Some(raw.as_bytes().to_vec())
         }
+    }
+
+    /// Whether the body is JSON to be sent as such (an object, a list, a number...), not text.
+    pub fn json_body(&self) -> bool {
+        self.body
+            .as_deref()
+            .is_some_and(|b| !b.get().starts_with('"'))
     }
 
     pub fn has_header(&self, name: &str) -> bool {
@@ -155,39 +200,42 @@ impl Broker {
                 "network access is not allowed for this run (\"network\": false)".into(),
             ));
         }
-        let mut request: Request = serde_json::from_slice(request)
-            .map_err(|e| Failure::Failed(format!("httpRequest: unreadable arguments: {e}")))?;
-        if let Some(body) = request.body_bytes() {
-            if body.len() > MAX_REQUEST_BYTES {
-                return Err(Failure::Denied(format!(
-                    "the request body is too large: {} bytes, at most {MAX_REQUEST_BYTES} (5 MB)",
-                    body.len()
-                )));
-            }
-        }
-        request.json_body = !matches!(request.body, Value::Null | Value::String(_));
-        let mut headers = BTreeMap::new();
-        for (name, value) in &request.headers {
-            let value = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            headers.insert(name.clone(), Value::String(value));
-        }
-        request.headers = headers;
-        let asked = request
-            .timeout
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(Duration::from_secs_f64)
-            .unwrap_or(MAX_REQUEST_TIME);
-        let left = run_deadline.saturating_duration_since(Instant::now());
-        let timeout = asked
-            .min(MAX_REQUEST_TIME)
-            .min(left)
-            .max(Duration::from_millis(1));
+        // The request is parsed, like it is performed, off the runtime's threads.
+        let request = request.to_vec();
         let allow = self.allow.clone();
-        tokio::task::spawn_blocking(move || fetch::fetch(&request, &allow, timeout))
-            .await
-            .map_err(|e| Failure::Failed(format!("the request was abandoned: {e}")))?
+        let proxy = self.proxy.clone();
+        tokio::task::spawn_blocking(move || {
+            let request = parse(&request)?;
+            let asked = request
+                .timeout
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map(Duration::from_secs_f64)
+                .unwrap_or(MAX_REQUEST_TIME);
+            let left = run_deadline.saturating_duration_since(Instant::now());
+            let timeout = asked
+                .min(MAX_REQUEST_TIME)
+                .min(left)
+                .max(Duration::from_millis(1));
+            fetch::fetch(&request, &allow, proxy.as_deref(), timeout)
+        })
+        .await
+        .map_err(|e| Failure::Failed(format!("the request was abandoned: {e}")))?
     }
+}
+
+/// A child's request, refused if it is not one or its body is over [`MAX_REQUEST_BYTES`].
+fn parse(request: &[u8]) -> Result<Request, Failure> {
+    let request: Request = serde_json::from_slice(request)
+        .map_err(|e| Failure::Failed(format!("httpRequest: unreadable arguments: {e}")))?;
+    let body_len = request.body.as_deref().map_or(0, |b| b.get().len());
+    // The raw text is at least as long as the bytes it decodes to; only a long one is decoded.
+    if body_len > MAX_REQUEST_BYTES {
+        let decoded = request.body_bytes().map_or(0, |b| b.len());
+        if decoded > MAX_REQUEST_BYTES {
+            return Err(Failure::Denied(format!(
+                "the request body is too large: {decoded} bytes, at most {MAX_REQUEST_BYTES} (5 MB)"
+            )));
+        }
+    }
+    Ok(request)
 }

@@ -86,6 +86,12 @@ pub struct ServeArgs {
     /// an address, or a host name. Repeatable; SANDLOT_HTTP_ALLOW takes a comma-separated list.
     #[arg(long = "http-allow", env = "SANDLOT_HTTP_ALLOW", value_delimiter = ',')]
     pub http_allow: Vec<String>,
+    /// Send brokered HTTP through this proxy (`http://host:port`), e.g. Dify's ssrf_proxy.
+    /// Without it no proxy is used, whatever HTTP_PROXY/HTTPS_PROXY/ALL_PROXY say: the server
+    /// connects to the addresses it checked. With it, the proxy connects (and resolves the
+    /// host again); the destination is still checked first.
+    #[arg(long, env = "SANDLOT_HTTP_PROXY")]
+    pub http_proxy: Option<String>,
     /// Whether runs may use SystemHelper.httpRequest at all (`--network false` refuses every
     /// call) [default: true]. Dify's ENABLE_NETWORK sets it too.
     #[arg(long, env = "SANDLOT_NETWORK", action = clap::ArgAction::Set)]

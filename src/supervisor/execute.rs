@@ -8,13 +8,16 @@ use super::zygote_process::{Forked, ZygoteProcess};
 use crate::broker::Broker;
 use crate::output_region;
 use crate::protocol::{
-    read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
-    MAX_BROKER_REQUEST_FRAME, MAX_IMAGES, MAX_IMAGE_BYTES,
+    base64_len, read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
+    MAX_BROKER_REQUEST_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
 /// How long to wait for a zygote to say how a child that sent no report ended.
 const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);
+/// Reports smaller than this are parsed on the runtime's thread; a larger one on a blocking
+/// thread.
+const PARSE_INLINE_BELOW: usize = 64 * 1024;
 
 pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunResponse {
     let payload = match serde_json::to_vec(job) {
@@ -41,7 +44,12 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         Ok(stream) => stream,
         Err(e) => return internal(format!("job channel of child {pid}: {e}")),
     };
-    let max_frame = report_cap(job).max(MAX_BROKER_REQUEST_FRAME);
+    let report_cap = report_cap(job);
+    let cap_of = |tag| match tag {
+        FrameTag::Report => report_cap,
+        FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
+        FrameTag::Job | FrameTag::BrokerAnswer => 0,
+    };
     let deadline = Duration::from_millis(job.limits.timeout_ms);
     let started = Instant::now();
     let run_deadline = started + deadline;
@@ -49,7 +57,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         write_frame_async(&mut stream, FrameTag::Job, &payload).await?;
         let mut calls = 0;
         loop {
-            let request = match read_frame_async(&mut stream, max_frame).await? {
+            let request = match read_frame_async(&mut stream, cap_of).await? {
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
                 (FrameTag::BrokerRequest, request) => request,
                 (tag, _) => {
@@ -69,7 +77,15 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
     let mut response = match tokio::time::timeout(deadline, exchange).await {
         Ok(Ok(report)) => {
             child.kill();
-            from_report(&report, job)
+            let limit = job.limits.max_output_bytes;
+            if report.len() < PARSE_INLINE_BELOW {
+                from_report(&report, limit)
+            } else {
+                // A large report is parsed where it holds up no other request.
+                tokio::task::spawn_blocking(move || from_report(&report, limit))
+                    .await
+                    .unwrap_or_else(|e| internal(format!("reading the report: {e}")))
+            }
         }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
             child.kill();
@@ -127,12 +143,11 @@ pub fn internal(message: String) -> RunResponse {
 /// A child's report, checked: it is the child's word, and code that got past the import policy
 /// can write one itself. A report that is not one is the run's failure; a result or images
 /// over their caps are dropped for an `output_limit` error; usage that cannot be is dropped.
-fn from_report(bytes: &[u8], job: &Job) -> RunResponse {
+fn from_report(bytes: &[u8], limit: u64) -> RunResponse {
     let report = match serde_json::from_slice::<ChildReport>(bytes) {
         Ok(report) => report,
         Err(e) => return broke_protocol(&format!("an unreadable report ({e})")),
     };
-    let limit = job.limits.max_output_bytes;
     let result_len = report.result.as_ref().map_or(0, |r| r.get().len() as u64);
     if result_len > limit {
         return RunResponse::failed(
@@ -144,7 +159,7 @@ fn from_report(bytes: &[u8], job: &Job) -> RunResponse {
             0.0,
         );
     }
-    if let Err(why) = images_within_caps(&report.images) {
+    if let Some(why) = report.images.over_caps() {
         return RunResponse::failed(RunError::new(ErrorKind::OutputLimit, why), 1, 0.0);
     }
     let usage = report
@@ -157,31 +172,10 @@ fn from_report(bytes: &[u8], job: &Job) -> RunResponse {
         stderr: String::new(),
         exit_code: report.exit_code,
         execution_time_ms: 0.0,
-        images: report.images,
+        images: report.images.kept,
         usage,
         error: report.error,
     }
-}
-
-/// At most [`MAX_IMAGES`] figures, each a PNG of at most [`MAX_IMAGE_BYTES`] (as base64).
-fn images_within_caps(images: &[serde_json::Value]) -> Result<(), String> {
-    if images.len() > MAX_IMAGES {
-        return Err(format!("more than {MAX_IMAGES} figures"));
-    }
-    let base64_cap = MAX_IMAGE_BYTES.div_ceil(3) * 4;
-    for image in images {
-        let fits = image["format"] == "png"
-            && image["base64"]
-                .as_str()
-                .is_some_and(|b| b.len() <= base64_cap)
-            && image.as_object().is_some_and(|o| o.len() == 2);
-        if !fits {
-            return Err(format!(
-                "a figure that is not a PNG of at most {MAX_IMAGE_BYTES} bytes"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The child sent something that is not sandlot's protocol: only code that writes to the
@@ -256,11 +250,16 @@ fn signal_name(signal: i32) -> &'static str {
 }
 
 /// The largest report a child may send: its result (capped by `max_output_bytes`), its
-/// figures, error text and framing. Anything larger is not a report.
+/// figures, its error text (cut by the child, JSON-escaped at worst six bytes a byte) and
+/// framing. Anything larger is not a report.
 fn report_cap(job: &Job) -> usize {
     let result = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX / 4);
-    let images = MAX_IMAGES * (MAX_IMAGE_BYTES.div_ceil(3) * 4 + 64);
-    result.saturating_add(images).saturating_add(1024 * 1024)
+    let images = base64_len(MAX_IMAGES_TOTAL_BYTES) + MAX_IMAGES * 64;
+    let error_text = 2 * 6 * MAX_ERROR_TEXT_BYTES;
+    result
+        .saturating_add(images)
+        .saturating_add(error_text)
+        .saturating_add(64 * 1024)
 }
 
 fn into_async_stream(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {

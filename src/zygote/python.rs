@@ -297,6 +297,7 @@ fn report_from(args: &Bound<'_, PyTuple>) -> PyResult<ChildReport> {
         .map(|json| serde_json::from_str(&json))
         .transpose()
         .map_err(invalid)?;
-    let images = serde_json::from_str(&text(3)?.unwrap_or_else(|| "[]".into())).map_err(invalid)?;
+    let images: Vec<crate::protocol::Image> =
+        serde_json::from_str(&text(3)?.unwrap_or_else(|| "[]".into())).map_err(invalid)?;
     Ok(ChildReport::finished(result, exit_code, error, images))
 }

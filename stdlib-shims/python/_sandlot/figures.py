@@ -6,6 +6,7 @@ from _sandlot.imports import real_import
 
 MAX_IMAGES = 16
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_IMAGES_TOTAL_BYTES = 10 * 1024 * 1024
 
 
 def collect():
@@ -14,6 +15,7 @@ def collect():
     if plt is None:
         return []
     images = []
+    total = 0
     try:
         io = real_import("io")
         base64 = real_import("base64")
@@ -25,6 +27,11 @@ def collect():
                 sys.stderr.write(f"sandlot: figure {number} is over {MAX_IMAGE_BYTES} bytes "
                                  "as PNG and was left out\n")
                 continue
+            if total + len(data) > MAX_IMAGES_TOTAL_BYTES:
+                sys.stderr.write(f"sandlot: figure {number} would take the figures over "
+                                 f"{MAX_IMAGES_TOTAL_BYTES} bytes as PNG and was left out\n")
+                continue
+            total += len(data)
             images.append({"format": "png", "base64": base64.b64encode(data).decode("ascii")})
         plt.close("all")
     except BaseException as e:

@@ -19,6 +19,12 @@ use serde_json::value::RawValue;
 
 use crate::run::{ErrorKind, Limits, Mode, RunError, Usage};
 
+mod report_parts;
+pub use report_parts::{
+    base64_len, cut_text, error_text, optional_error_text, Figures, Image, ImageFormat,
+    MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES, MAX_IMAGE_BYTES,
+};
+
 /// Which interpreter a zygote builds; `sandlot __zygote <kind>` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -141,10 +147,6 @@ impl FrameTag {
     }
 }
 
-/// Figures a Python run may return, and the size of each PNG (`_sandlot/figures.py` holds the
-/// same numbers; the server checks them whatever the child sends).
-pub const MAX_IMAGES: usize = 16;
-pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 /// A job is code plus inputs; the server caps request bodies well below this.
 pub const MAX_JOB_FRAME: usize = 256 * 1024 * 1024;
 /// The largest request body a run may send through the broker.
@@ -225,9 +227,9 @@ pub struct ChildReport {
     pub exit_code: i32,
     #[serde(default)]
     pub error: Option<RunError>,
-    /// matplotlib figures left open: `{"format": "png", "base64": ...}`.
+    /// matplotlib figures left open.
     #[serde(default)]
-    pub images: Vec<serde_json::Value>,
+    pub images: Figures,
     /// Filled in by [`crate::zygote::child::finish`], the one way out of a child.
     #[serde(default)]
     pub usage: Option<Usage>,
@@ -239,13 +241,14 @@ impl ChildReport {
         result: Option<Box<RawValue>>,
         exit_code: i32,
         error: Option<RunError>,
-        images: Vec<serde_json::Value>,
+        images: Vec<Image>,
     ) -> Self {
         Self {
             result,
             exit_code,
-            error,
-            images,
+            // Cut here, so that a run's own long error is cut rather than its report refused.
+            error: error.map(RunError::cut),
+            images: images.into(),
             usage: None,
         }
     }
@@ -300,7 +303,7 @@ pub fn frame_header(tag: FrameTag, payload_len: usize) -> io::Result<[u8; 5]> {
 pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<(FrameTag, Vec<u8>)> {
     let mut header = [0u8; 5];
     r.read_exact(&mut header)?;
-    let (tag, len) = parse_header(header, max)?;
+    let (tag, len) = parse_header(header, |_| max)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload)?;
     Ok((tag, payload))
@@ -318,21 +321,26 @@ pub async fn write_frame_async(
     w.flush().await
 }
 
-/// The async half of [`read_frame`], for the server; a child's frames are untrusted bytes.
+/// The async half of [`read_frame`], for the server; a child's frames are untrusted bytes, so
+/// each kind of frame has its own cap (`cap_of`; 0 for a kind the server does not take), and
+/// a frame over it is refused from its header, before anything is allocated.
 pub async fn read_frame_async(
     r: &mut (impl tokio::io::AsyncRead + Unpin),
-    max: usize,
+    cap_of: impl Fn(FrameTag) -> usize,
 ) -> io::Result<(FrameTag, Vec<u8>)> {
     use tokio::io::AsyncReadExt;
     let mut header = [0u8; 5];
     r.read_exact(&mut header).await?;
-    let (tag, len) = parse_header(header, max)?;
+    let (tag, len) = parse_header(header, &cap_of)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload).await?;
     Ok((tag, payload))
 }
 
-fn parse_header(header: [u8; 5], max: usize) -> io::Result<(FrameTag, usize)> {
+fn parse_header(
+    header: [u8; 5],
+    cap_of: impl Fn(FrameTag) -> usize,
+) -> io::Result<(FrameTag, usize)> {
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let Some(payload_len) = len.checked_sub(1) else {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "an empty frame"));
@@ -343,10 +351,11 @@ fn parse_header(header: [u8; 5], max: usize) -> io::Result<(FrameTag, usize)> {
             format!("a frame with the unknown tag {:#04x}", header[4]),
         )
     })?;
+    let max = cap_of(tag);
     if payload_len > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("a frame of {payload_len} bytes exceeds the {max}-byte cap"),
+            format!("a {tag:?} frame of {payload_len} bytes exceeds its {max}-byte cap"),
         ));
     }
     Ok((tag, payload_len))
