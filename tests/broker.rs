@@ -345,3 +345,125 @@ fn fastgpt_routes_have_both_spellings() {
     );
     assert_forbidden_untouched();
 }
+
+/// Credentials go to the origin they were written for: a redirect to another port keeps
+/// `X-Other` but drops `Authorization` and `Cookie`; a redirect within the origin keeps them.
+#[test]
+fn credentials_do_not_follow_a_redirect_to_another_origin() {
+    let other_listener = TcpListener::bind("127.0.0.2:0").unwrap();
+    let other = other_listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in other_listener.incoming().flatten() {
+            std::thread::spawn(move || serve(stream, 0));
+        }
+    });
+    let r = fixture().server.python(
+        "def main(allowed, other):\n\
+        \x20   base = f'http://127.0.0.2:{allowed}'\n\
+        \x20   h = {'Authorization': 'Bearer s3cret', 'Cookie': 'id=1', 'X-Other': 'kept'}\n\
+        \x20   away = SystemHelper.httpRequest(f'{base}/redirect?to=http://127.0.0.2:{other}/landed', headers=h)\n\
+        \x20   home = SystemHelper.httpRequest(f'{base}/redirect?to=/landed', headers=h)\n\
+        \x20   return {'away': away['data'], 'home': home['data']}",
+        json!({"allowed": fixture().allowed, "other": other}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let away = &r["result"]["away"];
+    assert_eq!(away["path"], "/landed", "{r}");
+    assert_eq!(away["headers"]["x-other"], "kept", "{r}");
+    assert_eq!(away["headers"]["authorization"], Value::Null, "{r}");
+    assert_eq!(away["headers"]["cookie"], Value::Null, "{r}");
+    let home = &r["result"]["home"];
+    assert_eq!(home["headers"]["authorization"], "Bearer s3cret", "{r}");
+    assert_eq!(home["headers"]["cookie"], "id=1", "{r}");
+}
+
+/// A CONNECT proxy (as ureq speaks to every HTTP proxy) that counts its connections, keeps
+/// the request lines it got, and tunnels to the destination.
+fn proxy_listener(host: &str) -> (u16, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind(format!("{host}:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (counted, kept) = (hits.clone(), lines.clone());
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(client.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let mut header = String::new();
+            while reader.read_line(&mut header).unwrap_or(0) > 2 {
+                header.clear();
+            }
+            kept.lock().unwrap().push(line.trim_end().to_owned());
+            let Some(target) = line
+                .strip_prefix("CONNECT ")
+                .and_then(|l| l.split(' ').next())
+            else {
+                continue;
+            };
+            let Ok(upstream) = TcpStream::connect(target) else {
+                continue;
+            };
+            let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+            let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+            let mut client_write = client.try_clone().unwrap();
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut up_write));
+            std::thread::spawn(move || std::io::copy(&mut up_read, &mut client_write));
+        }
+    });
+    (port, hits, lines)
+}
+
+/// The proxy variables of the server's environment (Dify's compose sets them) are not used:
+/// the broker connects to the address it checked. `--http-proxy` sends requests through the
+/// proxy named on purpose.
+#[test]
+fn proxies_are_used_only_when_configured() {
+    let (ambient, ambient_hits, _) = proxy_listener("127.0.0.1");
+    let ambient_url = format!("http://127.0.0.1:{ambient}");
+    let server = common::start(
+        &["--http-allow", "127.0.0.2/32"],
+        &[
+            ("HTTP_PROXY", &ambient_url),
+            ("HTTPS_PROXY", &ambient_url),
+            ("ALL_PROXY", &ambient_url),
+            ("http_proxy", &ambient_url),
+        ],
+    );
+    let code = "def main(allowed):\n    return SystemHelper.httpRequest(f'http://127.0.0.2:{allowed}/direct')\n";
+    let r = server.python(code, json!({"allowed": fixture().allowed}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["data"]["path"], "/direct", "{r}");
+    assert_eq!(
+        ambient_hits.load(Ordering::SeqCst),
+        0,
+        "the ambient proxy was used"
+    );
+
+    let (chosen, chosen_hits, chosen_lines) = proxy_listener("127.0.0.2");
+    let server = common::start(
+        &[
+            "--http-allow",
+            "127.0.0.2/32",
+            "--http-proxy",
+            &format!("http://127.0.0.2:{chosen}"),
+        ],
+        &[],
+    );
+    let r = server.python(code, json!({"allowed": fixture().allowed}));
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["result"]["data"]["path"], "/direct", "{r}");
+    assert_eq!(
+        *chosen_lines.lock().unwrap(),
+        [format!("CONNECT 127.0.0.2:{} HTTP/1.1", fixture().allowed)]
+    );
+    assert_eq!(chosen_hits.load(Ordering::SeqCst), 1);
+    // The destination is still checked before the proxy is asked.
+    let r = server.python(
+        "def main():\n    return SystemHelper.httpRequest('http://169.254.169.254/')\n",
+        json!({}),
+    );
+    assert_eq!(r["error"]["kind"], "network_denied", "{r}");
+    assert_eq!(chosen_hits.load(Ordering::SeqCst), 1);
+}

@@ -76,7 +76,12 @@ fn forged_figures_over_their_caps_are_output_limit() {
         "json.dumps({'exit_code': 0, 'images': [{'format': 'png', 'base64': 'A' * ((1 << 20) * 4 // 3)}] * 12})",
         256,
     );
-    assert_eq!(r["error"]["kind"], "output_limit", "{}", &r.to_string()[..300]);
+    assert_eq!(
+        r["error"]["kind"],
+        "output_limit",
+        "{}",
+        &r.to_string()[..300]
+    );
     assert_eq!(r["images"], json!([]));
     // A figure that is not one is not a report.
     let r = forging(
