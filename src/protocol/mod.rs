@@ -51,12 +51,17 @@ impl ZygoteKind {
 // How a zygote is started
 // ---------------------------------------------------------------------------------------------
 
-/// The descriptor a zygote finds its end of the control socket on.
-pub const ZYGOTE_CONTROL_FD: RawFd = 3;
+/// The descriptor a zygote finds its end of the control socket on: apart from a child's fixed
+/// numbers, so that nothing a child writes to its channel's number before its descriptors are
+/// in place can reach the control socket (a child does not write before then either).
+pub const ZYGOTE_CONTROL_FD: RawFd = 10;
 /// The descriptor a child finds its job channel on, once its descriptors are isolated.
 pub const CHILD_CHANNEL_FD: RawFd = 3;
 /// The descriptor a child finds its output file on ([`crate::output_region`]).
 pub const CHILD_OUTPUT_FD: RawFd = 4;
+/// The exit code of a child that could not confine itself before its job channel was in place,
+/// so had nowhere to report (it says why on the zygote's stderr, in the server's log).
+pub const CHILD_UNJAILED_EXIT: i32 = 87;
 
 /// Holds the [`crate::jail::settings::JailSettings`] as JSON: policy, never a secret.
 pub const JAIL_SETTINGS_ENV: &str = "SANDLOT_JAIL";

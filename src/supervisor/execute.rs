@@ -8,7 +8,7 @@ use super::zygote_process::{Forked, ZygoteProcess};
 use crate::broker::Broker;
 use crate::output_region;
 use crate::protocol::{
-    base64_len, read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
+    base64_len, read_frame_async, CHILD_UNJAILED_EXIT, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
     MAX_BROKER_REQUEST_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
@@ -232,6 +232,15 @@ fn died(status: ExitStatus, job: &Job) -> RunResponse {
                 ),
             ),
             128 + signal,
+            0.0,
+        ),
+        ExitStatus::Code(CHILD_UNJAILED_EXIT) => RunResponse::failed(
+            RunError::new(
+                ErrorKind::Internal,
+                "the child could not confine itself, so the code was not run (the server's \
+                 log says why)",
+            ),
+            1,
             0.0,
         ),
         ExitStatus::Code(code) => RunResponse::failed(

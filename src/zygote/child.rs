@@ -15,7 +15,8 @@ use nix::unistd::Pid;
 use super::{run_output, Confinement, Engine};
 use crate::jail::{parent_death, ShellJail};
 use crate::protocol::{
-    read_frame, write_frame, ChildReport, FrameTag, Job, CHILD_CHANNEL_FD, MAX_BROKER_ANSWER_FRAME,
+    read_frame, write_frame, ChildReport, FrameTag, Job, CHILD_CHANNEL_FD, CHILD_UNJAILED_EXIT,
+    MAX_BROKER_ANSWER_FRAME,
     MAX_BROKER_BODY_BYTES, MAX_BROKER_REQUEST_FRAME, MAX_JOB_FRAME,
 };
 use crate::run::Usage;
@@ -31,10 +32,19 @@ pub fn run<E: Engine>(
     if parent_death::arm_for(zygote).is_err() {
         exit(1); // the zygote died between fork and prctl
     }
+    let channel_id = identity(&channel);
+    // A failure of the jail reports on the job channel only once the channel is at its number:
+    // before that, descriptor 3 is whatever the zygote had there.
+    let jail_failed = |e: crate::jail::JailError| -> ! {
+        if channel_id.is_some() && identity(&CHILD_CHANNEL_FD) == channel_id {
+            fail(&e.to_string())
+        }
+        abandon(&e.to_string())
+    };
     match confinement {
         Confinement::Shell => {
             if let Err(e) = ShellJail::isolate_supervisor(devnull, channel, output) {
-                fail(&e.to_string());
+                jail_failed(e);
             }
             let job = read_job();
             begin_output(&job);
@@ -43,7 +53,7 @@ pub fn run<E: Engine>(
         Confinement::Interpreter(jail) => {
             let budget = match jail.lock_child(devnull, channel, output) {
                 Ok(budget) => budget,
-                Err(e) => fail(&e.to_string()),
+                Err(e) => jail_failed(e),
             };
             engine.prepare_run();
             let job = read_job();
@@ -112,6 +122,23 @@ pub fn finish(mut report: ChildReport) -> ! {
 /// Reports an `internal` error of the child itself and leaves.
 pub fn fail(message: &str) -> ! {
     finish(ChildReport::internal(message))
+}
+
+/// Leaves without a report, for a child whose job channel is not in place: the message goes to
+/// its stderr (still the zygote's, which the server logs) and the exit code says why.
+fn abandon(message: &str) -> ! {
+    eprintln!("sandlot child {}: {message}", std::process::id());
+    exit(CHILD_UNJAILED_EXIT)
+}
+
+/// Device and inode of a descriptor: which open file it is.
+fn identity(fd: &impl std::os::fd::AsRawFd) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into `stat`, which lives through the call; a closed or foreign
+    // descriptor only makes it fail.
+    let rc = unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) };
+    (rc == 0).then_some((stat.st_dev, stat.st_ino))
 }
 
 /// The child's own accounting when its job arrived (its set-up and its wait in the pool are
