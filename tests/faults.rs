@@ -221,3 +221,34 @@ fn a_failed_package_install_is_reported_retried_and_leaves_nothing_half_installe
     );
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Runs sent as a zygote dies find its pool dead or the zygote gone before their job reaches
+/// a child: none of their code has run, so each is tried again on the restarted zygote and
+/// succeeds (once, 5 of 80 such runs failed with `internal`).
+#[test]
+fn runs_that_never_reached_a_live_child_are_tried_again() {
+    let server = common::start(&["--workers", "8"], &[]);
+    for _round in 0..2 {
+        let python = zygote_pid(&server, "python");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(python),
+            nix::sys::signal::SIGKILL,
+        )
+        .unwrap();
+        let outcomes: Vec<Value> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..80)
+                .map(|n| {
+                    let server = &server;
+                    s.spawn(move || {
+                        server.python("def main(n):\n    return {'n': n}\n", json!({"n": n}))
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        for (n, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(outcome["result"], json!({"n": n}), "{outcome}");
+        }
+        assert_ne!(zygote_pid(&server, "python"), python);
+    }
+}

@@ -2,14 +2,16 @@
 //! deadline, which the server enforces with SIGKILL.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::zygote_process::{Forked, ZygoteProcess};
+use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
 use crate::output_region;
 use crate::protocol::{
-    base64_len, read_frame_async, CHILD_UNJAILED_EXIT, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
-    MAX_BROKER_REQUEST_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
+    base64_len, read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
+    CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
+    MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
@@ -19,10 +21,19 @@ const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);
 /// thread.
 const PARSE_INLINE_BELOW: usize = 64 * 1024;
 
-pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunResponse {
+/// How one try at a run ended.
+pub enum Attempt {
+    /// The run's answer, whatever the code did.
+    Ran(RunResponse),
+    /// The child was lost before its job reached it, so none of the run's code ran: the run
+    /// may be tried again. The answer, should no try be left.
+    NotStarted(RunResponse),
+}
+
+pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Attempt {
     let payload = match serde_json::to_vec(job) {
         Ok(bytes) => bytes,
-        Err(e) => return internal(format!("encoding the job: {e}")),
+        Err(e) => return Attempt::Ran(internal(format!("encoding the job: {e}"))),
     };
     let (
         Forked {
@@ -35,21 +46,23 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         _in_use,
     ) = match zygote.take().await {
         Ok(taken) => taken,
-        Err(message) => return internal(message),
+        Err(e @ TakeError::Lost(_)) => return Attempt::NotStarted(internal(e.to_string())),
+        Err(e) => return Attempt::Ran(internal(e.to_string())),
     };
     // From here on the child dies with this future: at its deadline, after its report, or when
     // the request is abandoned.
     let child = KillOnDrop(pidfd);
     let mut stream = match into_async_stream(channel) {
         Ok(stream) => stream,
-        Err(e) => return internal(format!("job channel of child {pid}: {e}")),
+        Err(e) => return Attempt::Ran(internal(format!("job channel of child {pid}: {e}"))),
     };
     let report_cap = report_cap(job);
     let cap_of = |tag| match tag {
         FrameTag::Report => report_cap,
         FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
-        FrameTag::Job | FrameTag::BrokerAnswer => 0,
+        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::Started => 0,
     };
+    let job_arrived = AtomicBool::new(false);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
     let started = Instant::now();
     let run_deadline = started + deadline;
@@ -59,6 +72,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         loop {
             let request = match read_frame_async(&mut stream, cap_of).await? {
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
+                (FrameTag::Started, _) if !job_arrived.swap(true, Ordering::Relaxed) => continue,
                 (FrameTag::BrokerRequest, request) => request,
                 (tag, _) => {
                     return Err(std::io::Error::new(
@@ -90,6 +104,19 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
             child.kill();
             broke_protocol(&e.to_string())
+        }
+        Ok(Err(_)) if !job_arrived.load(Ordering::Relaxed) => {
+            // Lost before the job reached it (its zygote died, most likely): nothing ran. What
+            // it died of is the answer should no try be left.
+            child.kill();
+            let answer = match tokio::time::timeout(EXIT_STATUS_WAIT, exit).await {
+                Ok(Ok(status)) => died(status, job),
+                _ => internal(format!(
+                    "the {} zygote died before the run started; it is being restarted, retry",
+                    zygote.kind().name()
+                )),
+            };
+            return Attempt::NotStarted(answer);
         }
         Ok(Err(_)) => {
             // No report: the child died. Its exit status says why.
@@ -133,7 +160,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> RunR
             response.stderr = format!("sandlot: the run's output could not be read: {e}");
         }
     }
-    response
+    Attempt::Ran(response)
 }
 
 pub fn internal(message: String) -> RunResponse {

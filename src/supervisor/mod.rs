@@ -28,6 +28,10 @@ pub struct Load {
     pub workers: usize,
 }
 
+/// Tries at a run whose child is lost before its job reaches it (a zygote that dies takes its
+/// pool with it): the run is tried again on the restarted zygote, since none of its code ran.
+const MAX_ATTEMPTS: u32 = 3;
+
 /// Too many requests are already waiting; the caller answers 503.
 #[derive(Debug)]
 pub struct Busy;
@@ -159,7 +163,19 @@ impl Supervisor {
                 }
             },
         };
-        Ok(execute::execute(zygote, job, &self.broker).await)
+        for attempt in 1.. {
+            match execute::execute(zygote, job, &self.broker).await {
+                execute::Attempt::Ran(response) => return Ok(response),
+                execute::Attempt::NotStarted(response) if attempt >= MAX_ATTEMPTS => {
+                    return Ok(response)
+                }
+                execute::Attempt::NotStarted(response) => {
+                    let why = response.error.map(|e| e.message).unwrap_or_default();
+                    tracing::info!(zygote = kind.name(), attempt, %why, "trying a run again");
+                }
+            }
+        }
+        unreachable!("the loop returns by its last attempt")
     }
 }
 

@@ -42,6 +42,20 @@ pub struct ZygoteStatus {
     pub pool: usize,
 }
 
+/// Why no child could be had for a run.
+#[derive(Debug, thiserror::Error)]
+pub enum TakeError {
+    /// The zygote did not become ready in time.
+    #[error("{0}")]
+    NotReady(String),
+    /// The zygote died (or its socket broke) before a child was handed over: the run may be
+    /// tried again once it is back.
+    #[error("{0}")]
+    Lost(String),
+    #[error("{0}")]
+    ForkFailed(String),
+}
+
 /// Why a zygote stopped serving; the supervisor thread restarts it.
 #[derive(Debug, thiserror::Error)]
 enum Down {
@@ -188,22 +202,26 @@ impl ZygoteProcess {
 
     /// A child for one run: one from the pool, or the next one forked. Asks the zygote for
     /// replacements before it returns, so the pool refills while the run goes on.
-    pub async fn take(&self) -> Result<(Forked, InUse<'_>), String> {
+    pub async fn take(&self) -> Result<(Forked, InUse<'_>), TakeError> {
         if !self.wait_ready(Duration::from_secs(30)).await {
-            return Err(format!(
+            return Err(TakeError::NotReady(format!(
                 "the {} zygote is not ready (it is starting or restarting)",
                 self.kind.name()
-            ));
+            )));
         }
         let taken = {
             let mut control = self.control();
             let taken = control.pool.take();
             if let Err(e) = control.request_forks() {
                 control.pool.release();
-                return Err(format!(
+                // The zygote is gone: requests wait for its restart rather than find the same
+                // broken socket (the supervisor thread sees the end of it soon and restarts it).
+                control.socket = None;
+                self.status.send_modify(|s| s.ready = false);
+                return Err(TakeError::Lost(format!(
                     "asking the {} zygote to fork: {e}",
                     self.kind.name()
-                ));
+                )));
             }
             taken
         };
@@ -213,13 +231,17 @@ impl ZygoteProcess {
             Taken::Wait(reply) => reply
                 .await
                 .map_err(|_| {
-                    format!(
-                        "the {} zygote died before it handed over a child; it is being \
-                         restarted, retry",
+                    TakeError::Lost(format!(
+                        "the {} zygote died before it handed over a child",
                         self.kind.name()
-                    )
+                    ))
                 })?
-                .map_err(|e| format!("the {} zygote could not fork: {e}", self.kind.name()))?,
+                .map_err(|e| {
+                    TakeError::ForkFailed(format!(
+                        "the {} zygote could not fork: {e}",
+                        self.kind.name()
+                    ))
+                })?,
         };
         Ok((child, in_use))
     }

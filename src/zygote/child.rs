@@ -16,8 +16,7 @@ use super::{run_output, Confinement, Engine};
 use crate::jail::{parent_death, ShellJail};
 use crate::protocol::{
     read_frame, write_frame, ChildReport, FrameTag, Job, CHILD_CHANNEL_FD, CHILD_UNJAILED_EXIT,
-    MAX_BROKER_ANSWER_FRAME,
-    MAX_BROKER_BODY_BYTES, MAX_BROKER_REQUEST_FRAME, MAX_JOB_FRAME,
+    MAX_BROKER_ANSWER_FRAME, MAX_BROKER_BODY_BYTES, MAX_BROKER_REQUEST_FRAME, MAX_JOB_FRAME,
 };
 use crate::run::Usage;
 
@@ -68,12 +67,16 @@ pub fn run<E: Engine>(
     }
 }
 
+/// Reads the job and tells the server it arrived: from here on the run's code may run.
 fn read_job() -> Job {
     let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_FRAME) {
         Ok((FrameTag::Job, bytes)) => bytes,
         Ok((tag, _)) => fail(&format!("expected the job, got a {tag:?} frame")),
         Err(_) => exit(1), // the server dropped the request before sending it
     };
+    if write_frame(&mut *channel_file(), FrameTag::Started, &[]).is_err() {
+        exit(1); // the server is gone
+    }
     match serde_json::from_slice(&job_bytes) {
         Ok(job) => job,
         Err(e) => fail(&format!("unreadable job: {e}")),
