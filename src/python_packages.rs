@@ -148,10 +148,14 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Insta
     );
     let mut command = Command::new(&python);
     // pip dies with the thread that started it (its server), rather than installing on.
-    // SAFETY: prctl is async-signal-safe and touches no memory.
+    let installer = nix::unistd::getpid().as_raw();
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != installer {
+                return Err(io::Error::other("the installer exited while starting pip"));
+            }
             Ok(())
         });
     }
