@@ -6,12 +6,18 @@
 //! when the lockfile changed), then esbuild bundles each entry of
 //! `stdlib-shims/javascript/modules/` (plus `globals.js`) into one self-contained file.
 //! `src/zygote/javascript/modules.rs` includes the generated `bundles.rs`.
+//!
+//! It also records which CPython the binary embeds ([`python`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "build/python.rs"]
+mod python;
+
 fn main() {
+    python::link();
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let shims = manifest.join("stdlib-shims");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());

@@ -15,6 +15,7 @@
 //! - [`whitelist`]: the module allowlists; [`python_packages`]: installing the data packages.
 //! - [`metrics`] and [`logging`]: what an operator watches; [`systemd_notify`]: telling
 //!   systemd the server is ready or stopping.
+//! - [`pid_one`]: `serve` as a container's PID 1 (an init that reaps, beside the server).
 //! - [`config`]: the server's settings, [`config_file`]: the file that may hold them; [`cli`]:
 //!   the command line that fills them.
 
@@ -27,6 +28,7 @@ pub mod jail;
 pub mod logging;
 pub mod metrics;
 pub mod output_region;
+pub mod pid_one;
 pub mod protocol;
 pub mod python_packages;
 pub mod run;

@@ -39,11 +39,9 @@ pub enum InstallError {
     Rename(#[source] io::Error),
 }
 
-/// The interpreter sandlot links; its pip installs wheels for the same CPython.
-const PYTHON: &str = match option_env!("PYO3_PYTHON") {
-    Some(path) => path,
-    None => "python3",
-};
+/// The interpreter sandlot links (build/python.rs); its pip installs wheels for the same
+/// CPython.
+const PYTHON: &str = env!("SANDLOT_PYTHON");
 
 /// A pip for the linked CPython's version: the linked interpreter's own, else another
 /// interpreter of the same version on PATH (the wheels are the same).
@@ -89,10 +87,12 @@ pub fn default_data_dir() -> PathBuf {
     PathBuf::from(home).join(".local/share/sandlot")
 }
 
-/// Where this build's requirements live inside `data_dir`.
+/// Where this build's requirements live inside `data_dir`: per CPython version, since the
+/// wheels of one do not import in another (two builds may share a data directory).
 pub fn site_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(format!(
-        "python-{:016x}",
+        "python{}-{:016x}",
+        env!("SANDLOT_PYTHON_VERSION"),
         fnv1a(PYTHON_REQUIREMENTS.as_bytes())
     ))
 }
@@ -148,10 +148,14 @@ fn install_locked(data_dir: &Path, progress: &mut dyn Write) -> Result<(), Insta
     );
     let mut command = Command::new(&python);
     // pip dies with the thread that started it (its server), rather than installing on.
-    // SAFETY: prctl is async-signal-safe and touches no memory.
+    let installer = nix::unistd::getpid().as_raw();
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != installer {
+                return Err(io::Error::other("the installer exited while starting pip"));
+            }
             Ok(())
         });
     }

@@ -207,7 +207,7 @@ fn a_failed_package_install_is_reported_retried_and_leaves_nothing_half_installe
         .map(|e| e.unwrap())
         .filter(|e| e.file_type().unwrap().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("staging-") || name.starts_with("python-"))
+        .filter(|name| name.starts_with("staging-") || name.starts_with("python"))
         .collect();
     assert!(leftovers.is_empty(), "half-installed: {leftovers:?}");
 

@@ -109,6 +109,15 @@ pub struct ServeArgs {
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
+    // First, while single-threaded: as PID 1, stay a minimal init and serve from a child.
+    match crate::pid_one::split_if_pid_one() {
+        Ok(crate::pid_one::Role::Server) => {}
+        Ok(crate::pid_one::Role::InitDone(code)) => return code,
+        Err(error) => {
+            eprintln!("sandlot: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     // The log is set up first, so that the jail probe's warnings are in its format.
     let config = Config::resolve(args).and_then(|(config, jail)| {
         crate::logging::init(config.log_format, tracing::Level::INFO);

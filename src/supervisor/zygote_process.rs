@@ -401,6 +401,9 @@ fn spawn_zygote(
     control: &OwnedFd,
 ) -> std::io::Result<std::process::Child> {
     let control_fd = control.as_raw_fd();
+    // The zygote's real parent: compared with getppid() once its death signal is armed (which
+    // must not rely on "adopted by PID 1": as a container's PID 1 we are that init's child).
+    let server = nix::unistd::getpid().as_raw();
     let mut command = Command::new("/proc/self/exe");
     command
         .arg("__zygote")
@@ -416,7 +419,7 @@ fn spawn_zygote(
         // into the server's log; its children's stdio is /dev/null (jail/fds.rs).
         .stderr(Stdio::piped());
     // SAFETY: between fork and exec this only calls async-signal-safe functions (dup2, fcntl,
-    // prctl) on descriptors that exist in the forked child.
+    // prctl, getppid) on descriptors that exist in the forked child.
     unsafe {
         command.pre_exec(move || {
             if control_fd == ZYGOTE_CONTROL_FD {
@@ -428,6 +431,11 @@ fn spawn_zygote(
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The server died before the signal was armed: nothing would ever kill this one.
+            // (The signal survives the exec, so the zygote need not check again.)
+            if libc::getppid() != server {
+                return Err(std::io::Error::other("the server exited while starting it"));
             }
             Ok(())
         });

@@ -97,8 +97,11 @@ pub fn main(kind: ZygoteKind) -> i32 {
 }
 
 fn serve<E: Engine>(kind: ZygoteKind) -> i32 {
-    if parent_death::arm().is_err() || nix::unistd::getppid() == Pid::from_raw(1) {
-        return 0; // the server died before we could arm the death signal
+    // The server armed this already, before the exec, and checked that it was still our
+    // parent then (supervisor::zygote_process). Not `getppid() == 1`: a container's
+    // `sandlot serve` is the child of sandlot's own PID 1 (crate::pid_one).
+    if parent_death::arm().is_err() {
+        return 0;
     }
     // SAFETY: the server passes the zygote's end of the control socket as this descriptor and
     // nothing else in this process owns it.
