@@ -29,7 +29,10 @@ use crate::control_socket;
 use crate::jail::settings::{JailSettings, Layer, SettingsError};
 use crate::jail::{namespaces, parent_death, Jail, JailError};
 use crate::output_region;
-use crate::protocol::{ExitStatus, Job, ZygoteCommand, ZygoteEvent, ZygoteKind, ZYGOTE_CONTROL_FD};
+use crate::protocol::{
+    ExitStatus, Job, ZygoteCommand, ZygoteEvent, ZygoteKind, CHILD_CHANNEL_FD, CHILD_OUTPUT_FD,
+    ZYGOTE_CONTROL_FD,
+};
 
 /// Why a zygote stopped. The server restarts it.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +124,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     let devnull: OwnedFd = std::fs::File::open("/dev/null")
         .map_err(ZygoteError::DevNull)?
         .into();
+    hold_child_descriptor_numbers(&devnull).map_err(ZygoteError::DevNull)?;
     let settings = JailSettings::from_env()?;
     let output_size = output_region::file_size(settings.max.max_output_bytes);
     if settings.applies(Layer::Namespaces) {
@@ -192,6 +196,25 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
             }
         }
     }
+}
+
+/// Occupies a child's fixed descriptor numbers (its channel's and its output's) in the zygote
+/// before the interpreter is built, so that no descriptor the interpreter owns ever has one of
+/// them: a child's interpreter may close its own descriptors at any time (matplotlib's font
+/// file, when its cache is dropped), which must not close the channel or the output file put at
+/// that number.
+fn hold_child_descriptor_numbers(devnull: &OwnedFd) -> io::Result<()> {
+    for number in [CHILD_CHANNEL_FD, CHILD_OUTPUT_FD] {
+        if number == devnull.as_raw_fd() {
+            continue;
+        }
+        // SAFETY: the number is free or a copy made here; the copy is never closed by us (a
+        // child's isolation replaces it) and no Rust object owns that number.
+        if unsafe { libc::dup2(devnull.as_raw_fd(), number) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn fork_child<E: Engine>(
