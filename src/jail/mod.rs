@@ -24,6 +24,7 @@ pub mod resource_limits;
 pub mod seccomp;
 mod seccomp_policy;
 pub mod settings;
+mod stat_emulation;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -59,8 +60,8 @@ impl Jail {
     ) -> Result<Self, JailError> {
         let (landlock, child_scope) = if settings.applies(Layer::Landlock) {
             (
-                Some(landlock::build(readable)?),
-                landlock::build_child_scope()?,
+                Some(landlock::build(readable, settings.landlock_abi_max)?),
+                landlock::build_child_scope(settings.landlock_abi_max)?,
             )
         } else {
             (None, None)
