@@ -78,13 +78,13 @@ extern "C" fn answer_trapped_call(
         // SAFETY: fstat writes a `struct stat` to `buf`, the buffer the caller gave newfstatat
         // for exactly that.
         let rc = unsafe { libc::syscall(libc::SYS_fstat, fd as c_int, buf as *mut libc::stat) };
-        // SAFETY: as above.
         let answer = if rc < 0 {
+            // SAFETY: errno is this thread's, set by the call just made.
             -i64::from(unsafe { *libc::__errno_location() })
         } else {
             rc
         };
-        // SAFETY: as above.
+        // SAFETY: errno is this thread's; the interrupted code's value is put back.
         unsafe { *libc::__errno_location() = saved };
         answer
     } else {
