@@ -654,3 +654,221 @@ fn run_suite(route: Route) {
         assert_eq!(zygote["restarts"], 0, "{}", ready.text);
     }
 }
+
+// ---- escapes whose effect the shared fixture cannot see ----
+//
+// Each of these needs a server of its own (a setting, or a zygote it may take down) or an
+// effect of its own (a number it must not learn, code it must not execute).
+
+/// The Python zygote's pid and restart count: a zygote a run killed has a new pid and one
+/// more restart.
+fn python_zygote(server: &common::Server) -> Value {
+    let ready = server.get("/readyz");
+    let zygotes = ready.body["zygotes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let python = zygotes.iter().find(|z| z["kind"] == "python");
+    json!([python.map(|z| &z["pid"]), python.map(|z| &z["restarts"])])
+}
+
+/// `F_SETOWN`/`F_SETOWN_EX` naming the zygote and `O_ASYNC` on the job channel would make the
+/// kernel send SIGIO (default action: terminate) to the zygote the next time the server writes
+/// to the channel — which a brokered request makes it do. Landlock's signal scope (ABI 6)
+/// stops it on new kernels; seccomp must stop it on the ABI 4 kernels sandlot accepts, so the
+/// case runs both with the scope and with the server's Landlock capped at ABI 4.
+#[test]
+fn a_sigio_armed_through_fcntl_reaches_no_process() {
+    const CODE: &str = "\
+OS = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__
+os = OS['sys'].modules['os']
+IMPORT = OS['sys'].modules['builtins'].__import__
+def main(**k):
+    fcntl, struct = IMPORT('fcntl'), IMPORT('struct')
+    zygote = os.getppid()
+    out = {}
+    def attempt(name, call):
+        try:
+            call()
+            out[name] = 'done'
+        except OSError as e:
+            out[name] = type(e).__name__
+    attempt('F_SETOWN', lambda: fcntl.fcntl(3, fcntl.F_SETOWN, zygote))
+    attempt('F_SETOWN_EX', lambda: fcntl.fcntl(3, 15, struct.pack('ii', 1, zygote)))
+    attempt('F_SETSIG', lambda: fcntl.fcntl(3, 10, 0))
+    attempt('O_ASYNC', lambda: fcntl.fcntl(3, fcntl.F_SETFL, fcntl.fcntl(3, fcntl.F_GETFL) | 0o20000))
+    for _ in range(3):
+        try:
+            SystemHelper.httpRequest('http://127.0.0.1:1/')
+        except BaseException:
+            pass
+    return out
+";
+    let mut not_refused = Vec::new();
+    for (scope, envs) in [
+        ("with Landlock's signal scope", vec![]),
+        (
+            "with Landlock capped at ABI 4",
+            vec![("SANDLOT_TESTING_LANDLOCK_ABI_MAX", "4")],
+        ),
+    ] {
+        let server = common::start(&[], &envs);
+        let before = python_zygote(&server);
+        let reply = server.post(
+            "/v1/run",
+            &json!({"language": "python", "code": CODE, "inputs": {}}).to_string(),
+            &[],
+        );
+        println!("{scope}: {}", reply.text);
+        // Give a SIGIO, and the supervisor's restart, time to show.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(
+            python_zygote(&server),
+            before,
+            "{scope}: a zygote died after the run: {}",
+            reply.text
+        );
+        control(&server, "", 7).unwrap_or_else(|e| panic!("{scope}: {e}"));
+        let result = &reply.body["result"];
+        for call in ["F_SETOWN", "F_SETOWN_EX", "F_SETSIG", "O_ASYNC"] {
+            if result[call] != "PermissionError" {
+                not_refused.push(format!("{scope}: {call}: {}", result[call]));
+            }
+        }
+    }
+    // The effect above is what matters; that seccomp refuses the calls themselves, on every
+    // kernel, is checked once both servers have shown it.
+    assert!(not_refused.is_empty(), "not refused: {not_refused:?}");
+}
+
+/// A host file's size and modification time, through every way to stat a path that does not
+/// open it for reading (which Landlock would judge): an `O_PATH` descriptor, `newfstatat` and
+/// `statx` with `AT_EMPTY_PATH` and a path after all. The file's size and mtime are random, so
+/// the response holding either means the child learned it.
+#[test]
+fn a_host_file_s_metadata_stays_unknown() {
+    let server = common::shared();
+    let dir = std::env::temp_dir().join(format!("sandlot-metadata-{}", common::random_token()));
+    std::fs::create_dir(&dir).unwrap();
+    let secret = dir.join("secret");
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&common::random_token().as_bytes()[..8]);
+    let seed = u64::from_le_bytes(seed);
+    let size = 100_000 + seed % 900_000;
+    let mtime = 1_000_000_000 + (seed >> 20) % 1_000_000_000;
+    std::fs::write(&secret, vec![b'x'; size as usize]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&secret)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime))
+        .unwrap();
+    const CODE: &str = "\
+OS = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__
+os = OS['sys'].modules['os']
+IMPORT = OS['sys'].modules['builtins'].__import__
+def main(path):
+    ctypes, struct = IMPORT('ctypes'), IMPORT('struct')
+    libc = ctypes.CDLL(None, use_errno=True)
+    out = {}
+    def attempt(name, call):
+        try:
+            out[name] = call()
+        except BaseException as e:
+            out[name] = type(e).__name__
+    def o_path():
+        st = os.fstat(os.open(path, os.O_PATH))
+        return struct.pack('<qq', st.st_size, int(st.st_mtime)).hex()
+    def raw(number, *args):
+        buf = ctypes.create_string_buffer(512)
+        args = [buf if a is None else a for a in args]
+        if libc.syscall(number, *args) != 0:
+            return 'errno %d' % ctypes.get_errno()
+        return buf.raw.hex()
+    attempt('O_PATH then fstat', o_path)
+    attempt('newfstatat with AT_EMPTY_PATH', lambda: raw(262, -100, path.encode(), None, 0x1000))
+    attempt('statx with AT_EMPTY_PATH', lambda: raw(332, -100, path.encode(), 0x1000, 0x7ff, None))
+    attempt('statx', lambda: raw(332, -100, path.encode(), 0, 0x7ff, None))
+    attempt('os.stat', lambda: struct.pack('<qq', os.stat(path).st_size, int(os.stat(path).st_mtime)).hex())
+    return out
+";
+    let reply = server.post(
+        "/v1/run",
+        &json!({"language": "python", "code": CODE, "inputs": {"path": secret}}).to_string(),
+        &[],
+    );
+    println!("{}", reply.text);
+    let _ = std::fs::remove_dir_all(&dir);
+    let hex = |n: u64| {
+        n.to_le_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert!(
+        reply.body["result"].is_object(),
+        "the run did not finish: {}",
+        reply.text
+    );
+    for (what, value) in [("size", size), ("mtime", mtime)] {
+        assert!(
+            !reply.text.contains(&hex(value)),
+            "the child learned the host file's {what}: {}",
+            reply.text
+        );
+    }
+}
+
+/// The output file (fd 4) is writable and shared: mapped a second time executable, what the
+/// code writes through one mapping would run through the other. Tried on fd 4 and on a copy
+/// of it, through the native and the Dify API; the machine code returns 42 if it ran.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn bytes_written_to_the_output_file_cannot_be_executed() {
+    const CODE: &str = "\
+OS = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__
+os = OS['sys'].modules['os']
+IMPORT = OS['sys'].modules['builtins'].__import__
+def main(**k):
+    ctypes = IMPORT('ctypes')
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    out = {}
+    def attempt(name, fd):
+        writable = libc.mmap(None, 4096, 3, 1, fd, 4096)
+        executable = libc.mmap(None, 4096, 5, 1, fd, 4096)
+        if writable in (None, 2 ** 64 - 1) or executable in (None, 2 ** 64 - 1):
+            return 'refused: errno %d' % ctypes.get_errno()
+        ctypes.memmove(writable, b'\\xb8\\x2a\\x00\\x00\\x00\\xc3', 6)
+        return 'executed, returned %d' % ctypes.CFUNCTYPE(ctypes.c_int)(executable)()
+    for name, fd in (('fd 4', lambda: 4), ('a copy of fd 4', lambda: os.dup(4))):
+        try:
+            out[name] = attempt(name, fd())
+        except BaseException as e:
+            out[name] = type(e).__name__
+    return out
+";
+    let server = common::shared();
+    let native = server.post(
+        "/v1/run",
+        &json!({"language": "python", "code": CODE, "inputs": {}}).to_string(),
+        &[],
+    );
+    let dify_code = format!("{CODE}\nimport json as _json\nprint(_json.dumps(main()))\n");
+    let dify = server.post(
+        "/v1/sandbox/run",
+        &json!({"language": "python3", "code": dify_code, "preload": ""}).to_string(),
+        &[],
+    );
+    for (route, reply) in [("native", native), ("dify", dify)] {
+        println!("{route}: {}", reply.text);
+        assert_eq!(reply.status, 200, "{route}: {}", reply.text);
+        assert!(
+            !reply.text.contains("executed"),
+            "{route}: code written to the output file ran: {}",
+            reply.text
+        );
+    }
+}

@@ -27,6 +27,10 @@ pub struct JailArgs {
     /// The gid children run as when sandlot runs as root [default: 65534].
     #[arg(long, env = "SANDLOT_CHILD_GID")]
     pub child_gid: Option<u32>,
+    /// Testing only: the newest Landlock ABI the jail uses (4 or more), to run the test suites
+    /// as on an older kernel. Read by the server alone; a child cannot set it.
+    #[arg(long, env = "SANDLOT_TESTING_LANDLOCK_ABI_MAX", hide = true)]
+    pub testing_landlock_abi_max: Option<i32>,
 }
 
 impl JailArgs {
@@ -34,6 +38,7 @@ impl JailArgs {
         JailSettings {
             child_uid: self.child_uid.unwrap_or(DEFAULT_CHILD_ID),
             child_gid: self.child_gid.unwrap_or(DEFAULT_CHILD_ID),
+            landlock_abi_max: self.testing_landlock_abi_max,
             ..JailSettings::new(max)
         }
     }

@@ -60,6 +60,10 @@ pub enum JailError {
     SeccompCompile(#[source] seccompiler::Error),
     #[error("installing the seccomp filter failed: {0}")]
     SeccompInstall(#[source] seccompiler::Error),
+    #[error("dropping the capabilities failed: {0}")]
+    DropCapabilities(#[source] std::io::Error),
+    #[error("installing the handler that answers fstat failed: {0}")]
+    StatEmulation(#[source] std::io::Error),
 
     #[error("mounting {target} failed: {source}")]
     Mount { target: String, source: io::Error },

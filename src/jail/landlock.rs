@@ -22,10 +22,20 @@ pub const REQUIRED: ABI = ABI::V4;
 /// Newer rights and scopes are used where the kernel has them.
 const WANTED: ABI = ABI::V6;
 
+/// The newest ABI to use: [`WANTED`], or less when the settings cap it (never below
+/// [`REQUIRED`]).
+fn wanted(abi_max: Option<i32>) -> ABI {
+    match abi_max {
+        Some(max) => ABI::from(max.clamp(REQUIRED as i32, WANTED as i32)),
+        None => WANTED,
+    }
+}
+
 /// Builds the ruleset: `readable` directories and files read-only (a directory with what is
-/// beneath it), everything else denied.
-pub fn build(readable: &[&Path]) -> Result<RulesetCreated, JailError> {
-    let mut ruleset = handle_everything().map_err(JailError::LandlockRuleset)?;
+/// beneath it), everything else denied; rights and scopes up to ABI `abi_max` (see
+/// [`super::settings::JailSettings::landlock_abi_max`]).
+pub fn build(readable: &[&Path], abi_max: Option<i32>) -> Result<RulesetCreated, JailError> {
+    let mut ruleset = handle_everything(wanted(abi_max)).map_err(JailError::LandlockRuleset)?;
     for path in readable {
         let read_only = if path.is_dir() {
             AccessFs::from_read(REQUIRED) & !AccessFs::Execute
@@ -42,9 +52,10 @@ pub fn build(readable: &[&Path]) -> Result<RulesetCreated, JailError> {
 
 /// A ruleset that handles no access but scopes signals and abstract unix sockets to the domain
 /// it creates: enforced by a child on top of its zygote's domain, it keeps the child from its
-/// zygote and its siblings. `None` where the kernel cannot scope (ABI < 6).
-pub fn build_child_scope() -> Result<Option<RulesetCreated>, JailError> {
-    if abi_version().unwrap_or(0) < 6 {
+/// zygote and its siblings. `None` where the kernel cannot scope (ABI < 6), or `abi_max` says
+/// not to.
+pub fn build_child_scope(abi_max: Option<i32>) -> Result<Option<RulesetCreated>, JailError> {
+    if abi_version().unwrap_or(0) < 6 || (wanted(abi_max) as i32) < 6 {
         return Ok(None);
     }
     Ruleset::default()
@@ -55,14 +66,20 @@ pub fn build_child_scope() -> Result<Option<RulesetCreated>, JailError> {
         .map_err(JailError::LandlockRuleset)
 }
 
-fn handle_everything() -> Result<RulesetCreated, RulesetError> {
-    Ruleset::default()
+fn handle_everything(wanted: ABI) -> Result<RulesetCreated, RulesetError> {
+    let ruleset = Ruleset::default()
         .set_compatibility(CompatLevel::HardRequirement)
         .handle_access(AccessFs::from_all(REQUIRED))?
         .handle_access(AccessNet::from_all(REQUIRED))?
         .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(AccessFs::from_all(WANTED))?
-        .scope(Scope::from_all(WANTED))?
+        .handle_access(AccessFs::from_all(wanted))?;
+    // Scopes come with ABI 6; an empty set of them is an error, not a no-op.
+    let ruleset = if wanted >= ABI::V6 {
+        ruleset.scope(Scope::from_all(wanted))?
+    } else {
+        ruleset
+    };
+    ruleset
         .set_compatibility(CompatLevel::HardRequirement)
         .create()
 }

@@ -11,6 +11,7 @@
 //!
 //! [`probe`] applies every layer in a throwaway process to tell which ones this machine has.
 
+pub mod capabilities;
 pub mod credentials;
 mod error;
 pub mod fds;
@@ -24,6 +25,7 @@ pub mod resource_limits;
 pub mod seccomp;
 mod seccomp_policy;
 pub mod settings;
+mod stat_emulation;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
@@ -59,8 +61,8 @@ impl Jail {
     ) -> Result<Self, JailError> {
         let (landlock, child_scope) = if settings.applies(Layer::Landlock) {
             (
-                Some(landlock::build(readable)?),
-                landlock::build_child_scope()?,
+                Some(landlock::build(readable, settings.landlock_abi_max)?),
+                landlock::build_child_scope(settings.landlock_abi_max)?,
             )
         } else {
             (None, None)
@@ -81,13 +83,14 @@ impl Jail {
 
     /// In the zygote, before its first fork, in this order: the limits every child inherits
     /// (memory at the server's maximum, files, no file written, no core dump); the
-    /// unprivileged user; `no_new_privs`; Landlock; seccomp last, its allowlist covering the
+    /// unprivileged user; no capabilities; `no_new_privs`; Landlock; seccomp last, its allowlist covering the
     /// zygote's own calls too.
     pub fn lock_zygote(&mut self) -> Result<(), JailError> {
         self.budget.apply_to_zygote(&self.settings.max)?;
         if self.settings.applies(Layer::UidDrop) {
             credentials::drop_to(self.settings.child_uid, self.settings.child_gid)?;
         }
+        capabilities::drop_all()?;
         no_new_privs::set()?;
         if let Some(ruleset) = self.landlock.take() {
             landlock::enforce(ruleset)?;
@@ -223,7 +226,8 @@ impl ShellJail {
 
     /// In pid 1 of the run's pid namespace, which then starts the shell: die with the
     /// supervisor; stdout and stderr on the supervisor's pipes and nothing else open; the new
-    /// root; rlimits; the run's own unprivileged uid; `no_new_privs`; the seccomp kill list.
+    /// root; rlimits; the run's own unprivileged uid; no capabilities; `no_new_privs`; the
+    /// seccomp kill list.
     pub fn lock_down_init(
         &self,
         run: &ShellRun,
@@ -238,6 +242,7 @@ impl ShellJail {
         if self.settings.applies(Layer::UidDrop) {
             credentials::drop_to(run.uid, run.gid)?;
         }
+        capabilities::drop_all()?;
         no_new_privs::set()?;
         if let Some(filter) = &self.filter {
             filter.apply_kill_list()?;

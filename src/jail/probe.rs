@@ -150,10 +150,12 @@ fn lock_as_zygote(settings: &JailSettings) -> (Vec<LayerStatus>, Option<Jail>) {
             "sandlot runs unprivileged (uid {uid}); zygotes and children keep that uid"
         ))
     };
-    let landlock = apply_landlock();
+    let landlock = apply_landlock(settings.landlock_abi_max);
     // Built before the zygote's filter, which refuses landlock_create_ruleset.
     let child_scope = if landlock.is_ok() {
-        landlock::build_child_scope().ok().flatten()
+        landlock::build_child_scope(settings.landlock_abi_max)
+            .ok()
+            .flatten()
     } else {
         None
     };
@@ -202,15 +204,16 @@ fn lock_as_child(jail: Option<&mut Jail>) -> Vec<Result<String, String>> {
     results
 }
 
-fn apply_landlock() -> Result<String, String> {
-    let abi = landlock::abi_version()
+fn apply_landlock(abi_max: Option<i32>) -> Result<String, String> {
+    let kernel_abi = landlock::abi_version()
         .map_err(|e| format!("the kernel offers no Landlock ({e}); needs Linux 6.7 or later"))?;
+    let abi = abi_max.map_or(kernel_abi, |max| kernel_abi.min(max));
     if abi < 4 {
         return Err(format!(
             "Landlock ABI {abi} cannot restrict TCP; needs ABI 4 (Linux 6.7) or later"
         ));
     }
-    let ruleset = landlock::build(&[]).map_err(|e| e.to_string())?;
+    let ruleset = landlock::build(&[], abi_max).map_err(|e| e.to_string())?;
     no_new_privs::set().map_err(|e| e.to_string())?;
     landlock::enforce(ruleset).map_err(|e| e.to_string())?;
     let scope = if abi >= 6 {

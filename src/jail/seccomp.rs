@@ -1,10 +1,11 @@
 //! The seccomp filters, compiled once in the zygote from [`super::seccomp_policy`].
 //!
-//! Three programs. A zygote installs two on itself once its interpreter is built, and every
+//! Four programs. A zygote installs three on itself once its interpreter is built, and every
 //! child inherits them at fork, at no cost: an allowlist whose misses get EPERM (the
-//! interpreters' calls and the zygote's own), and a kill list whose hits kill the process (one
-//! seccompiler filter has one action for a match; the kernel runs both and takes the stricter
-//! answer). Each child then installs the third, short one: it refuses the zygote's own calls,
+//! interpreters' calls and the zygote's own), a kill list whose hits kill the process, and a
+//! trap list whose hits the process answers itself (`stat_emulation.rs`). One seccompiler
+//! filter has one action for a match; the kernel runs them all and takes the strictest answer
+//! (kill, then trap, then EPERM, then allow). Each child then installs the third, short one: it refuses the zygote's own calls,
 //! so user code runs under the interpreters' allowlist alone.
 
 use std::collections::BTreeMap;
@@ -15,22 +16,22 @@ use seccompiler::{
 };
 
 use super::seccomp_policy::{
-    ArgIs, ALLOWED, ALLOWED_IF, EXECUTABLE_FILE_MAPPING, KILLED, LIST_DIRECTORY, READ_ONLY_OPEN,
-    ZYGOTE_ONLY,
+    ArgIs, ALLOWED, ALLOWED_IF, EMULATED, EXECUTABLE_FILE_MAPPING, KILLED, LIST_DIRECTORY,
+    READ_ONLY_OPEN, ZYGOTE_ONLY,
 };
-use super::JailError;
+use super::{stat_emulation, JailError};
 
 /// The compiled programs, ready to install.
 pub struct Filter {
     allow: BpfProgram,
     kill: BpfProgram,
+    trap: BpfProgram,
     child: BpfProgram,
 }
 
 type Rules = BTreeMap<i64, Vec<SeccompRule>>;
 
 impl Filter {
-    /// Compiles the policy; `read_only_open` when Landlock confines what may be read.
     /// Compiles the policy; `read_only_open` when Landlock confines what may be read,
     /// `native_code` when the interpreter loads native extensions as it goes (and Landlock
     /// confines which files those can be).
@@ -71,6 +72,13 @@ impl Filter {
             SeccompAction::KillProcess,
             target_arch(),
         )?;
+        let trapped = EMULATED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+        let trap = SeccompFilter::new(
+            trapped,
+            SeccompAction::Allow,
+            SeccompAction::Trap,
+            target_arch(),
+        )?;
         // A call the interpreters may also make (prlimit64) is refused only in the zygote's
         // forms; every other zygote-only call in any form.
         let mut refused: Rules = BTreeMap::new();
@@ -87,6 +95,7 @@ impl Filter {
         Ok(Self {
             allow: allow.try_into()?,
             kill: kill.try_into()?,
+            trap: trap.try_into()?,
             child: child.try_into()?,
         })
     }
@@ -97,10 +106,13 @@ impl Filter {
         install(&self.kill)
     }
 
-    /// In the zygote: the kill list and the allowlist, inherited by every child.
+    /// In the zygote: the kill list, the allowlist and the trap list (its handler first),
+    /// inherited by every child.
     pub fn apply_to_zygote(&self) -> Result<(), JailError> {
+        stat_emulation::install()?;
         install(&self.kill)?;
-        install(&self.allow)
+        install(&self.allow)?;
+        install(&self.trap)
     }
 
     /// In a child, its set-up done: the zygote's own calls refused from here on.
@@ -163,6 +175,19 @@ mod tests {
                     && !ALLOWED_IF.iter().any(|(a, _, _)| a == nr)
                     && !ZYGOTE_ONLY.iter().any(|(a, _, _)| a == nr),
                 "{name} is both allowed and killed"
+            );
+        }
+    }
+
+    #[test]
+    fn the_emulated_calls_are_allowed_in_no_form() {
+        for (nr, name) in EMULATED {
+            assert!(
+                !ALLOWED.iter().any(|(a, _)| a == nr)
+                    && !ALLOWED_IF.iter().any(|(a, _, _)| a == nr)
+                    && !ZYGOTE_ONLY.iter().any(|(a, _, _)| a == nr)
+                    && !KILLED.iter().any(|(a, _)| a == nr),
+                "{name} is both emulated and allowed or killed"
             );
         }
     }

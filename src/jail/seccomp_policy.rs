@@ -55,7 +55,6 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_lseek, "lseek"),
     (libc::SYS_close, "close"),
     (libc::SYS_fstat, "fstat"),
-    (libc::SYS_fcntl, "fcntl"),
     // Clocks and sleeping (time.sleep, Date.now, performance timers).
     (libc::SYS_clock_gettime, "clock_gettime"),
     (libc::SYS_clock_getres, "clock_getres"),
@@ -101,9 +100,57 @@ const PROT_EXEC: u64 = libc::PROT_EXEC as u64;
 const WRITING_FLAGS: u64 =
     (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64 | 0o20000000;
 
+/// `fcntl` commands, as the kernel reads them (an `int`).
+const fn fcntl_command(command: i32) -> ArgIs {
+    dword(1, u32::MAX as u64, command as u64)
+}
+
 /// Allowed only in the listed forms: an entry's conditions must all hold; entries for the same
 /// call are alternatives.
 pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
+    // fcntl for what the runtimes do with descriptors: copy them, read and set close-on-exec
+    // and non-blocking, read a memory file's seals. Never the commands that make the kernel
+    // signal someone on the child's behalf — F_SETOWN(_EX) naming another process plus O_ASYNC
+    // on the job channel would send it SIGIO whenever the server writes — nor leases,
+    // directory notifications or locks.
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_DUPFD)",
+        &[fcntl_command(libc::F_DUPFD)],
+    ),
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_DUPFD_CLOEXEC)",
+        &[fcntl_command(libc::F_DUPFD_CLOEXEC)],
+    ),
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_GETFD)",
+        &[fcntl_command(libc::F_GETFD)],
+    ),
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_SETFD)",
+        &[fcntl_command(libc::F_SETFD)],
+    ),
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_GETFL)",
+        &[fcntl_command(libc::F_GETFL)],
+    ),
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_SETFL) without O_ASYNC",
+        &[
+            fcntl_command(libc::F_SETFL),
+            dword(2, libc::O_ASYNC as u64, 0),
+        ],
+    ),
+    (
+        libc::SYS_fcntl,
+        "fcntl(F_GET_SEALS)",
+        &[fcntl_command(libc::F_GET_SEALS)],
+    ),
     // No executable memory once the interpreter is up: neither CPython nor QuickJS generates
     // machine code, and every extension module was loaded before the fork.
     (
@@ -115,17 +162,6 @@ pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
         libc::SYS_mprotect,
         "mprotect without PROT_EXEC",
         &[qword(2, PROT_EXEC, 0)],
-    ),
-    // glibc's fstat() is newfstatat(fd, "", buf, AT_EMPTY_PATH); with a path it would tell
-    // which host files exist, which Landlock does not hide.
-    (
-        libc::SYS_newfstatat,
-        "newfstatat with AT_EMPTY_PATH",
-        &[dword(
-            3,
-            libc::AT_EMPTY_PATH as u64,
-            libc::AT_EMPTY_PATH as u64,
-        )],
     ),
     // Reading a limit (new_limit == NULL) is fine.
     (
@@ -185,6 +221,11 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
     (libc::SYS_memfd_create, "memfd_create", &[]),
     (libc::SYS_ftruncate, "ftruncate", &[]),
     (
+        libc::SYS_fcntl,
+        "fcntl(F_ADD_SEALS)",
+        &[fcntl_command(libc::F_ADD_SEALS)],
+    ),
+    (
         libc::SYS_prctl,
         "prctl(PR_SET_PDEATHSIG)",
         &[dword(0, u32::MAX as u64, libc::PR_SET_PDEATHSIG as u64)],
@@ -242,15 +283,27 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
 
 /// Only with Landlock on: opening for reading. Landlock decides *what* may be read (the
 /// interpreter's own files); without Landlock, `openat` falls to EPERM like every other call.
+/// Never `O_PATH`: such an open never reaches Landlock's check, and `fstat` of the descriptor
+/// would tell any host path's size, owner and times. (`openat2`, whose flags are in a struct
+/// seccomp cannot read, is not allowed at all.)
 pub const READ_ONLY_OPEN: (i64, &str, &[ArgIs]) = (
     libc::SYS_openat,
-    "openat read-only",
-    &[dword(2, WRITING_FLAGS, 0)],
+    "openat read-only, not O_PATH",
+    &[dword(2, WRITING_FLAGS, 0), dword(2, libc::O_PATH as u64, 0)],
 );
 
+/// Trapped, and answered by the process itself (`stat_emulation.rs`): glibc's `fstat(fd)` is
+/// `newfstatat(fd, "", buf, AT_EMPTY_PATH)`, and seccomp cannot see whether the path is empty
+/// — with a path, the call would tell any host file's size, owner and times, which Landlock
+/// does not guard. The handler answers the empty-path form with `fstat(fd)` and every other
+/// form with EPERM.
+pub const EMULATED: &[(i64, &str)] = &[(libc::SYS_newfstatat, "newfstatat")];
+
 /// Only with Landlock on, for an interpreter that loads native code as it goes (CPython's
-/// extension modules): mapping a *file* executable and not writable, as the dynamic loader
-/// does. Anonymous memory stays never executable and `mprotect` never adds `PROT_EXEC`, so
+/// extension modules): mapping a *file* executable, not writable and private, as the dynamic
+/// loader does (a shared executable mapping would follow writes made to the file through
+/// another mapping; the one file a child can write, its output file, has no descriptor left
+/// once the run starts, `zygote::run_output::begin`). Anonymous memory stays never executable and `mprotect` never adds `PROT_EXEC`, so
 /// no page is writable and executable at once, and what executes is the content of a file a
 /// child may open at all (read-only: the interpreter's own, and the libraries they need), which
 /// is Landlock's to say.
@@ -259,6 +312,7 @@ pub const EXECUTABLE_FILE_MAPPING: (i64, &str, &[ArgIs]) = (
     "mmap of a file, executable but not writable (the dynamic loader)",
     &[
         qword(3, libc::MAP_ANONYMOUS as u64, 0),
+        qword(3, libc::MAP_SHARED as u64, 0),
         qword(2, libc::PROT_WRITE as u64, 0),
     ],
 );

@@ -55,6 +55,11 @@ pub struct JailSettings {
     pub child_gid: u32,
     /// The server's maxima: what a child is held to before it knows its job.
     pub max: Limits,
+    /// The newest Landlock ABI to use, when lower than the kernel's: set only by the server
+    /// (`SANDLOT_TESTING_LANDLOCK_ABI_MAX`), so the test suites can show what holds on the
+    /// oldest kernels sandlot accepts (ABI 4: no signal scope). `None`: all the kernel has.
+    #[serde(default)]
+    pub landlock_abi_max: Option<i32>,
 }
 
 impl JailSettings {
@@ -64,6 +69,7 @@ impl JailSettings {
             child_uid: DEFAULT_CHILD_ID,
             child_gid: DEFAULT_CHILD_ID,
             max,
+            landlock_abi_max: None,
         }
     }
 

@@ -12,11 +12,20 @@ use crate::protocol::{Convention, Job, CHILD_OUTPUT_FD};
 static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
 
 /// Maps the output file for the job's limit; FastGPT's convention has one stream (its log).
+/// Then closes the file's descriptor, before any user code runs: the mapping is all the run
+/// needs, and a descriptor of a file the child can write would let code map it a second time,
+/// executable, and run what it wrote through the first mapping. With no descriptor left (nor
+/// a copy: none was made), there is nothing to map.
 pub fn begin(job: &Job) -> std::io::Result<()> {
     let limit = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
     let merged = job.convention == Convention::Fastgpt;
     let writer = Writer::map(CHILD_OUTPUT_FD, limit, merged)?;
     *lock() = Some(writer);
+    // SAFETY: CHILD_OUTPUT_FD was put at its number by `jail::fds::isolate` and is owned by no
+    // Rust object (the jail forgot its OwnedFd); the mapping stays valid without it.
+    if unsafe { libc::close(CHILD_OUTPUT_FD) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     Ok(())
 }
 

@@ -1,0 +1,107 @@
+//! sandlot run by an unprivileged user: its zygotes enter user namespaces of their own, where
+//! the kernel hands them every capability, and shell runs cannot take a uid of their own.
+//!
+//! The server is started inside a user namespace that maps the test's (root) uid to uid 1000:
+//! to sandlot that is an ordinary user, while the files it reads (the toolchain's Python under
+//! root's 0700 home) stay readable to it as their owner.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// A server that runs as uid/gid 1000 of a user namespace of its own.
+fn unprivileged_server() -> common::Server {
+    common::start_under(&[], &[], || {
+        // SAFETY: unshare takes flags and touches no memory.
+        if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::fs::write("/proc/self/setgroups", "deny")?;
+        std::fs::write("/proc/self/uid_map", "1000 0 1")?;
+        std::fs::write("/proc/self/gid_map", "1000 0 1")
+    })
+}
+
+/// The capability sets (`CapInh`, `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`) in a `status` file.
+fn capability_sets(status: &str) -> Vec<String> {
+    status
+        .lines()
+        .filter(|l| l.starts_with("Cap"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_empty(set: &str) -> bool {
+    set.split_whitespace()
+        .nth(1)
+        .is_some_and(|hex| hex.chars().all(|c| c == '0'))
+}
+
+#[test]
+fn the_server_runs_unprivileged_here() {
+    let server = unprivileged_server();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid)).unwrap();
+    let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    // Outside its namespace the server is still the test's uid; inside, the kernel reports it
+    // as uid 1000 to sandlot, whose zygotes take the unprivileged path.
+    let r = server.run(json!({"language": "bash", "code": "id -u"}));
+    assert_eq!(r["stdout"], "1000\n", "{uid}: {r}");
+}
+
+/// Every interpreter zygote, and so every child it forks, holds no capability at all: not in
+/// its effective or permitted set (what it could use in its own user namespace), nor in its
+/// bounding or ambient set.
+#[test]
+fn interpreter_zygotes_hold_no_capability() {
+    let server = unprivileged_server();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let zygotes = loop {
+        let ready = server.get("/readyz");
+        let zygotes: Vec<Value> = ready.body["zygotes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let up: Vec<(String, i64)> = zygotes
+            .iter()
+            .filter(|z| z["kind"] == "python" || z["kind"] == "javascript")
+            .filter_map(|z| Some((z["kind"].as_str()?.to_owned(), z["pid"].as_i64()?)))
+            .collect();
+        if up.len() == 2 {
+            break up;
+        }
+        assert!(Instant::now() < deadline, "zygotes not up: {}", ready.text);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // A run first: the zygote is locked down by then.
+    let r = server.python("def main():\n    return {'ok': 1}", json!({}));
+    assert_eq!(r["result"]["ok"], 1, "{r}");
+    for (kind, pid) in zygotes {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let sets = capability_sets(&status);
+        assert_eq!(sets.len(), 5, "{kind}: {status}");
+        for set in &sets {
+            assert!(
+                is_empty(set),
+                "the {kind} zygote holds capabilities: {sets:?}"
+            );
+        }
+    }
+}
+
+/// A shell command holds no capability either (it reads its own /proc).
+#[test]
+fn a_shell_command_holds_no_capability() {
+    let server = unprivileged_server();
+    let r = server.run(json!({"language": "bash", "code": "grep ^Cap /proc/self/status"}));
+    let stdout = r["stdout"].as_str().unwrap_or_default();
+    let sets = capability_sets(stdout);
+    assert_eq!(sets.len(), 5, "{r}");
+    for set in &sets {
+        assert!(
+            is_empty(set),
+            "a shell command holds capabilities: {sets:?}"
+        );
+    }
+}
