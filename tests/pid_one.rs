@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 /// One process of the namespace, as the host's /proc shows it.
+#[derive(Debug)]
 struct Process {
     host_pid: i32,
     /// Its pid inside the namespace (the last NSpid field).
@@ -155,17 +156,27 @@ fn as_pid_one_it_serves_every_language_reaps_orphans_and_drains_on_sigterm() {
     // and reaped when it ends.
     let out = Command::new("nsenter")
         .args(["--target", &init.to_string(), "--pid", "--"])
-        .args(["sh", "-c", "sleep 1 & echo $!"])
+        // Its stdio elsewhere, or `output()` would wait for it to close the pipe (to exit).
+        .args(["sh", "-c", "sleep 2 </dev/null >/dev/null 2>&1 & echo $!"])
         .output()
         .expect("nsenter (util-linux)");
     assert!(out.status.success(), "{out:?}");
     let orphan: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let adopted = namespace_processes(init)
-        .into_iter()
+    let seen = namespace_processes(init);
+    let adopted = seen
+        .iter()
         .find(|p| p.namespace_pid == orphan)
-        .expect("the orphan is running");
+        .unwrap_or_else(|| panic!("the orphan {orphan} is not among {seen:?}"));
     assert_eq!(adopted.parent, init, "the orphan was not adopted by PID 1");
-    std::thread::sleep(Duration::from_millis(1200));
+    // It ends after 2 s; then it must be gone, not a zombie.
+    let until = Instant::now() + Duration::from_secs(10);
+    while namespace_processes(init)
+        .iter()
+        .any(|p| p.namespace_pid == orphan && p.state != 'Z')
+    {
+        assert!(Instant::now() < until, "the orphan never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_no_zombie(init, Duration::from_secs(5));
     assert!(
         !namespace_processes(init)
