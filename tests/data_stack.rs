@@ -327,7 +327,8 @@ fn every_submodule_of_the_data_packages_imports_as_on_the_host() {
     assert_eq!(child["python"], host["python"], "not the same Python");
     assert_eq!(child["modules"], host["modules"], "not the same packages");
     let count = child["modules"].as_array().unwrap().len();
-    assert!(count > 700, "only {count} modules found");
+    // A sanity floor: about 790 modules on CPython 3.11, 690 on 3.13 with the same pins.
+    assert!(count > 500, "only {count} modules found");
     let unexpected: Vec<String> = child["failures"]
         .as_object()
         .unwrap()
