@@ -294,9 +294,6 @@ pub fn default_workers() -> usize {
 /// | `ENABLE_NETWORK` (Dify) | `SANDLOT_NETWORK` |
 ///
 /// Must run while the process is single-threaded (it sets environment variables).
-/// A peer's value turned into ours, or `None` when it does not parse.
-type Convert<'a> = &'a dyn Fn(&str) -> Option<String>;
-
 pub fn apply_peer_aliases() {
     let seconds_to_ms = |v: &str| {
         v.trim()
@@ -348,3 +345,6 @@ pub fn apply_peer_aliases() {
         }
     }
 }
+
+/// A peer's value turned into ours, or `None` when it does not parse.
+type Convert<'a> = &'a dyn Fn(&str) -> Option<String>;

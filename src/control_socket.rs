@@ -17,7 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::protocol::{ZygoteCommand, CONTROL_PACKET_MAX};
 
-/// The most descriptors one message carries (a child's channel and pidfd).
+/// The most descriptors one message carries (a child's channel, pidfd and output file: three).
 const MAX_FDS: usize = 4;
 
 /// A connected pair; the server keeps one end and hands the other to a zygote.

@@ -390,6 +390,45 @@ fn a_run_whose_client_leaves_is_counted_as_abandoned() {
     assert!(logged, "{:?}", watched.log.lock().unwrap());
 }
 
+/// `/health` and `/readyz` are documented as what they are: the document's statuses and words
+/// for each match what each answers (once `/readyz`'s description sat on `/health`).
+#[test]
+fn the_openapi_document_describes_health_and_readiness_as_they_answer() {
+    let server = common::shared();
+    let document = server.get("/openapi.json").body;
+    let responses = |path: &str| document["paths"][path]["get"]["responses"].clone();
+    let health = server.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body, json!({"status": "ok"}));
+    let documented = responses("/health");
+    assert_eq!(documented.as_object().unwrap().len(), 1, "{documented}");
+    let text = documented["200"].to_string();
+    assert!(text.contains("The process answers"), "{text}");
+    assert!(
+        !text.contains("zygote"),
+        "/health documented as readiness: {text}"
+    );
+
+    let ready = server.get("/readyz");
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.body["status"], "ready");
+    let documented = responses("/readyz");
+    let ok = documented["200"]["description"].as_str().unwrap();
+    for field in ["zygotes", "degraded", "python_packages"] {
+        assert!(ready.body.get(field).is_some(), "/readyz has no {field}");
+        assert!(
+            ok.contains(field),
+            "/readyz's 200 does not say {field}: {ok}"
+        );
+    }
+    assert!(documented["503"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("starting"));
+    let summary = document["paths"]["/readyz"]["get"].to_string();
+    assert!(summary.contains("Every zygote is up"), "{summary}");
+}
+
 #[test]
 fn the_openapi_document_describes_every_route_and_validates() {
     let server = common::shared();

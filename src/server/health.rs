@@ -20,26 +20,29 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Every zygote is up; 503 while one starts or restarts. Lists any jail layer the server runs
-/// without (`--allow-degraded`).
 /// `/healthz` under the name dify-sandbox and FastGPT's sandbox answer to.
 #[utoipa::path(
     get,
     path = "/health",
     tag = "operations",
-    responses((status = 200, description = "The process answers", body = Object)),
+    responses((status = 200, description = "The process answers", body = Object,
+               example = json!({"status": "ok"}))),
 )]
 pub async fn health() -> impl IntoResponse {
     healthz().await
 }
 
+/// Every zygote is up; 503 while one starts or restarts. Lists any jail layer the server runs
+/// without (`--allow-degraded`) and the state of the Python data packages.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Every zygote is up", body = Object),
-        (status = 503, description = "A zygote is starting or restarting", body = Object),
+        (status = 200, description = "Every zygote is up: `status` is `ready`, with `zygotes`, \
+         `degraded` and `python_packages`", body = Object),
+        (status = 503, description = "A zygote is starting or restarting: `status` is \
+         `starting`", body = Object),
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
