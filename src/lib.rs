@@ -3,7 +3,8 @@
 //! child locks itself down (rlimits, seccomp) before it reads a line of user code.
 //!
 //! Reading order:
-//! - [`run`]: what a run is — limits, response, error kinds; [`run_request`]: its request.
+//! - [`run`]: what a run is — limits, response, error kinds; [`run_request`]: its request;
+//!   [`api`]: which API it came in by.
 //! - [`server`]: the HTTP APIs, one module per API family.
 //! - [`supervisor`]: the server's side of the zygotes: starting, restarting, running a job.
 //! - [`broker`]: `SystemHelper.httpRequest`, performed by the server for a child.
@@ -19,6 +20,7 @@
 //! - [`config`]: the server's settings, [`config_file`]: the file that may hold them; [`cli`]:
 //!   the command line that fills them.
 
+pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod config;

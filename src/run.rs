@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+/// Read from a request by any of the names the peers use ([`Language::parse`]); an unknown
+/// name is refused naming the accepted ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
     #[value(alias = "python3", alias = "py")]
@@ -36,6 +38,18 @@ impl Language {
 
     pub const ACCEPTED_NAMES: &'static str =
         "python (python3, py), javascript (js, nodejs, node), shell (sh, bash)";
+}
+
+impl<'de> Deserialize<'de> for Language {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unsupported language {name:?}; use one of {}",
+                Self::ACCEPTED_NAMES
+            ))
+        })
+    }
 }
 
 #[derive(

@@ -6,16 +6,18 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::api::Api;
 use crate::config::{LimitPolicy, MIN_MEMORY_MB};
 use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
-use crate::whitelist::{self, Route};
+use crate::whitelist;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// python (python3, py), javascript (js, nodejs, node) or shell (sh, bash).
-    pub language: String,
+    #[schema(value_type = String)]
+    pub language: Language,
     pub code: String,
     /// The arguments of `main`: an object whose keys are its parameter names.
     #[serde(default)]
@@ -33,9 +35,10 @@ pub struct RunRequest {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
-    /// The API it came in by, which decides the import policy; never from the body.
+    /// The API it came in by, which decides the import policy and the calling convention;
+    /// never from the body.
     #[serde(skip)]
-    pub route: Route,
+    pub api: Api,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -49,6 +52,8 @@ pub struct RequestedLimits {
 /// A request that has passed validation: which zygote runs it, and the job it gets.
 #[derive(Debug)]
 pub struct Plan {
+    pub api: Api,
+    pub language: Language,
     pub kind: ZygoteKind,
     pub job: Job,
 }
@@ -59,9 +64,9 @@ pub struct Invalid(pub String);
 
 impl RunRequest {
     /// A request for `code` in `language`, every other field as if the client left it out.
-    pub fn new(language: impl Into<String>, code: String) -> Self {
+    pub fn new(api: Api, language: Language, code: String) -> Self {
         Self {
-            language: language.into(),
+            language,
             code,
             inputs: None,
             mode: None,
@@ -70,18 +75,12 @@ impl RunRequest {
             network: None,
             working_dir: None,
             env: None,
-            route: Route::Native,
+            api,
         }
     }
 
     pub fn plan(self, policy: &LimitPolicy) -> Result<Plan, Invalid> {
-        let language = Language::parse(&self.language).ok_or_else(|| {
-            Invalid(format!(
-                "language: unsupported language {:?}; use one of {}",
-                self.language,
-                Language::ACCEPTED_NAMES
-            ))
-        })?;
+        let language = self.language;
         let kind = match language {
             Language::Python if whitelist::imports_python_data(&self.code) => {
                 ZygoteKind::PythonData
@@ -131,8 +130,10 @@ impl RunRequest {
             }
         };
         let limits = resolve_limits(&self.limits, policy)?;
-        let imports = imports(language, self.route, self.allowed_modules)?;
+        let imports = imports(language, self.api, self.allowed_modules)?;
         Ok(Plan {
+            api: self.api,
+            language,
             kind,
             job: Job {
                 code: self.code,
@@ -142,7 +143,7 @@ impl RunRequest {
                     .unwrap_or(if shell { Mode::Script } else { Mode::Main }),
                 limits,
                 imports,
-                convention: Default::default(),
+                convention: self.api.convention(),
                 working_dir,
                 env,
                 network: self.network.unwrap_or(true),
@@ -189,11 +190,11 @@ fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limit
 /// module the route does not allow is refused rather than silently dropped.
 fn imports(
     language: Language,
-    route: Route,
+    api: Api,
     asked: Option<Vec<String>>,
 ) -> Result<ImportPolicy, Invalid> {
     let route_policy = match language {
-        Language::Python => whitelist::python_policy(route),
+        Language::Python => whitelist::python_policy(api),
         Language::Javascript => ImportPolicy::Only {
             modules: whitelist::javascript(),
         },
@@ -261,6 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_names_of_a_language_are_read_and_others_refused() {
+        for (name, language) in [
+            ("python3", Language::Python),
+            ("nodejs", Language::Javascript),
+            ("bash", Language::Shell),
+        ] {
+            let body = format!(r#"{{"language":"{name}","code":""}}"#);
+            assert_eq!(request(&body).language, language);
+        }
+        let err = serde_json::from_str::<RunRequest>(r#"{"language":"ruby","code":""}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unsupported language \"ruby\""), "{err}");
+    }
+
+    #[test]
     fn limits_are_capped_by_the_server_maxima() {
         let plan = request(r#"{"language":"py","code":"","limits":{"timeout_ms":999999999}}"#)
             .plan(&LimitPolicy::default())
@@ -275,7 +292,6 @@ mod tests {
     fn refusals_name_the_field() {
         let policy = LimitPolicy::default();
         let cases = [
-            (r#"{"language":"ruby","code":""}"#, "language:"),
             (r#"{"language":"js","code":"","inputs":[1]}"#, "inputs:"),
             (
                 r#"{"language":"js","code":"","limits":{"memory_mb":1}}"#,

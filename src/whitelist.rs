@@ -1,6 +1,7 @@
 //! The import policies, compiled into the binary from `whitelist/`: which modules user code may
 //! name, per API. They give a clear `module_not_allowed`; the kernel, not they, is the boundary.
 
+use crate::api::Api;
 use crate::protocol::ImportPolicy;
 
 const PYTHON_FASTGPT_ALLOWED: &str = include_str!("../whitelist/python-fastgpt-allowed.txt");
@@ -16,30 +17,20 @@ pub const PYTHON_REQUIREMENTS: &str = include_str!("../whitelist/python-requirem
 /// tabulate for `DataFrame.to_markdown`). Code that imports one runs in the python-data zygote.
 pub const PYTHON_DATA_PACKAGES: &[&str] = &["numpy", "pandas", "matplotlib", "jinja2", "tabulate"];
 
-/// The APIs, as far as their import policies differ.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Route {
-    /// `POST /v1/run` and the sandbox module API.
-    #[default]
-    Native,
-    /// fastgpt-sandbox's routes.
-    Fastgpt,
-    /// dify-sandbox's route.
-    Dify,
-}
-
-/// The Python import policy of a route.
-pub fn python_policy(route: Route) -> ImportPolicy {
-    match route {
-        Route::Native => ImportPolicy::StandardLibrary {
+/// The Python import policy of an API: sandlot's own (and the sandbox module API's) is the
+/// standard library but what cannot work in the jail, plus the data packages; FastGPT's is
+/// FastGPT's; Dify's is dify-sandbox's "anything importable".
+pub fn python_policy(api: Api) -> ImportPolicy {
+    match api {
+        Api::Native | Api::SandboxModule => ImportPolicy::StandardLibrary {
             refused: names(PYTHON_NATIVE_REFUSED),
             packages: PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()).collect(),
         },
-        Route::Fastgpt => ImportPolicy::StandardLibrary {
+        Api::Fastgpt => ImportPolicy::StandardLibrary {
             refused: names(PYTHON_FASTGPT_REFUSED),
             packages: fastgpt_python_packages(),
         },
-        Route::Dify => ImportPolicy::Any,
+        Api::Dify => ImportPolicy::Any,
     }
 }
 
@@ -135,18 +126,18 @@ mod tests {
 
     #[test]
     fn each_route_has_its_own_rule() {
-        let ImportPolicy::StandardLibrary { refused, packages } = python_policy(Route::Fastgpt)
+        let ImportPolicy::StandardLibrary { refused, packages } = python_policy(Api::Fastgpt)
         else {
             panic!("FastGPT's rule is the standard library minus a set")
         };
         assert!(refused.contains(&"os".to_owned()));
         assert_eq!(packages, ["numpy", "pandas", "matplotlib"]);
-        let ImportPolicy::StandardLibrary { refused, .. } = python_policy(Route::Native) else {
+        let ImportPolicy::StandardLibrary { refused, .. } = python_policy(Api::Native) else {
             panic!("the native rule is the standard library minus a set")
         };
         assert!(refused.contains(&"subprocess".to_owned()));
         assert!(!refused.contains(&"os".to_owned()));
-        assert_eq!(python_policy(Route::Dify), ImportPolicy::Any);
+        assert_eq!(python_policy(Api::Dify), ImportPolicy::Any);
     }
 
     #[test]

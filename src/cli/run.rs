@@ -106,7 +106,7 @@ fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
             memory_mb: args.memory_mb,
             max_output_bytes: None,
         },
-        ..RunRequest::new(language.name(), code)
+        ..RunRequest::new(crate::api::Api::Native, language, code)
     })
 }
 

@@ -13,15 +13,15 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::adapter::{self, Adapter};
 use super::api_error::ApiError;
 use super::json_body::{JsonBody, Refusal};
-use super::observed_run::Api;
 use super::AppState;
+use crate::api::Api;
 use crate::python_packages;
-use crate::run::{ErrorKind, Limits, Mode, RunResponse};
-use crate::run_request::{RequestedLimits, RunRequest};
+use crate::run::{ErrorKind, Language, Limits, Mode, RunResponse};
+use crate::run_request::{Plan, RequestedLimits, RunRequest};
 use crate::supervisor::python_data::ProgressLog;
-use crate::whitelist::Route;
 
 /// Dify's own limit on a string output is 400,000 characters, which `json.dumps` may escape to
 /// about 2.4 MB of stdout: this route carries at least 8 MiB (or the server's maximum).
@@ -75,33 +75,40 @@ pub async fn run(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<DifyRun, Dify>,
 ) -> Response {
-    let language = match request.language.as_str() {
-        "python3" | "python" => "python",
-        "nodejs" | "javascript" => "javascript",
-        other => {
-            return refusal(&format!(
-                "unsupported language: {other:?} (use python3 or nodejs)"
-            ))
-        }
-    };
-    let max = state.config.limits.max;
-    let native = RunRequest {
-        mode: Some(Mode::Script),
-        limits: RequestedLimits {
-            max_output_bytes: Some(STDOUT_BYTES.min(max.max_output_bytes)),
-            ..Default::default()
-        },
-        network: request.enable_network,
-        route: Route::Dify,
-        ..RunRequest::new(language, request.code)
-    };
-    let plan = match native.plan(&state.config.limits) {
-        Ok(plan) => plan,
-        Err(invalid) => return refusal(&invalid.0),
-    };
-    match state.run(Api::Dify, plan.kind, &plan.job).await {
-        Ok(response) => Json(answer(&response, &plan.job.limits)).into_response(),
-        Err(_) => ApiError::Busy.into_response(),
+    adapter::handle::<Dify>(&state, request).await
+}
+
+impl Adapter for Dify {
+    type Input = DifyRun;
+
+    fn request(request: DifyRun, state: &AppState) -> Result<RunRequest, String> {
+        let language = match request.language.as_str() {
+            "python3" | "python" => Language::Python,
+            "nodejs" | "javascript" => Language::Javascript,
+            other => {
+                return Err(format!(
+                    "unsupported language: {other:?} (use python3 or nodejs)"
+                ))
+            }
+        };
+        let max = state.config.limits.max;
+        Ok(RunRequest {
+            mode: Some(Mode::Script),
+            limits: RequestedLimits {
+                max_output_bytes: Some(STDOUT_BYTES.min(max.max_output_bytes)),
+                ..Default::default()
+            },
+            network: request.enable_network,
+            ..RunRequest::new(Api::Dify, language, request.code)
+        })
+    }
+
+    fn answer(response: RunResponse, plan: &Plan) -> Response {
+        Json(answer(&response, &plan.job.limits)).into_response()
+    }
+
+    fn busy() -> Response {
+        ApiError::Busy.into_response()
     }
 }
 

@@ -15,13 +15,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use super::adapter::{self, Adapter};
 use super::json_body::{JsonBody, Refusal};
-use super::observed_run::Api;
 use super::AppState;
-use crate::protocol::Convention;
-use crate::run::{ErrorKind, Mode, RunError, RunResponse};
-use crate::run_request::{RequestedLimits, RunRequest};
-use crate::whitelist::{self, Route};
+use crate::api::Api;
+use crate::run::{ErrorKind, Language, Mode, RunError, RunResponse};
+use crate::run_request::{Plan, RequestedLimits, RunRequest};
+use crate::whitelist;
 
 /// FastGPT caps the log it returns at 1 MB.
 const LOG_BYTES: usize = 1024 * 1024;
@@ -124,7 +124,7 @@ pub async fn javascript(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<FastgptRun, Fastgpt>,
 ) -> Response {
-    run(state, "javascript", request).await
+    adapter::handle::<Fastgpt>(&state, (Language::Javascript, request)).await
 }
 
 #[utoipa::path(
@@ -144,49 +144,54 @@ pub async fn python(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<FastgptRun, Fastgpt>,
 ) -> Response {
-    run(state, "python", request).await
+    adapter::handle::<Fastgpt>(&state, (Language::Python, request)).await
 }
 
-async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
-    let code = match request.code {
-        Value::String(code) if !code.trim().is_empty() => code,
-        Value::String(_) | Value::Null => return invalid("code is required and must not be empty"),
-        _ => return invalid("code must be a string"),
-    };
-    let variables = match request.variables {
-        None => None,
-        Some(raw) if raw.get() == "null" => None,
-        Some(raw) if raw.get().trim_start().starts_with('{') => Some(raw),
-        Some(_) => return invalid("variables must be an object"),
-    };
-    let max = state.config.limits.max;
-    let native = RunRequest {
-        inputs: variables,
-        mode: Some(Mode::Main),
-        // The log is cut at 1 MB in the answer, not by failing the run.
-        limits: RequestedLimits {
-            max_output_bytes: Some(max.max_output_bytes),
-            ..Default::default()
-        },
-        route: Route::Fastgpt,
-        ..RunRequest::new(language, code)
-    };
-    let mut plan = match native.plan(&state.config.limits) {
-        Ok(plan) => plan,
-        Err(e) => return invalid(&e.0),
-    };
-    plan.job.convention = Convention::Fastgpt;
-    let timeout_ms = plan.job.limits.timeout_ms;
-    match state.run(Api::Fastgpt, plan.kind, &plan.job).await {
-        Ok(response) => Json(answer(response, language, timeout_ms)).into_response(),
-        Err(_) => (
+impl Adapter for Fastgpt {
+    /// The route's language, and the body.
+    type Input = (Language, FastgptRun);
+
+    fn request((language, request): Self::Input, state: &AppState) -> Result<RunRequest, String> {
+        let code = match request.code {
+            Value::String(code) if !code.trim().is_empty() => code,
+            Value::String(_) | Value::Null => {
+                return Err("code is required and must not be empty".into())
+            }
+            _ => return Err("code must be a string".into()),
+        };
+        let variables = match request.variables {
+            None => None,
+            Some(raw) if raw.get() == "null" => None,
+            Some(raw) if raw.get().trim_start().starts_with('{') => Some(raw),
+            Some(_) => return Err("variables must be an object".into()),
+        };
+        let max = state.config.limits.max;
+        Ok(RunRequest {
+            inputs: variables,
+            mode: Some(Mode::Main),
+            // The log is cut at 1 MB in the answer, not by failing the run.
+            limits: RequestedLimits {
+                max_output_bytes: Some(max.max_output_bytes),
+                ..Default::default()
+            },
+            ..RunRequest::new(Api::Fastgpt, language, code)
+        })
+    }
+
+    fn answer(response: RunResponse, plan: &Plan) -> Response {
+        let timeout_ms = plan.job.limits.timeout_ms;
+        Json(answer(response, plan.language, timeout_ms)).into_response()
+    }
+
+    fn busy() -> Response {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
             [("retry-after", "1")],
             Json(FastgptAnswer::failure(
                 "the sandbox is busy; retry shortly".into(),
             )),
         )
-            .into_response(),
+            .into_response()
     }
 }
 
@@ -194,7 +199,7 @@ async fn run(state: AppState, language: &str, request: FastgptRun) -> Response {
 /// run printed anything before it failed, that log as `data.log` (FastGPT leaves `data` out of
 /// a failure; its clients read `data` only on success, and a user debugging a timeout wants
 /// the log).
-fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> FastgptAnswer {
+fn answer(response: RunResponse, language: Language, timeout_ms: u64) -> FastgptAnswer {
     let error = response.error.clone();
     let mut log = response.stdout;
     if log.ends_with('\n') {
@@ -230,10 +235,10 @@ fn answer(response: RunResponse, language: &str, timeout_ms: u64) -> FastgptAnsw
 
 /// FastGPT's wording: JavaScript gives `err.message` (no "Error: " in front); a timeout says it
 /// timed out.
-fn message(error: &RunError, language: &str, timeout_ms: u64) -> String {
+fn message(error: &RunError, language: Language, timeout_ms: u64) -> String {
     match error.kind {
         ErrorKind::Timeout => format!("Script execution timed out after {timeout_ms} ms"),
-        _ if language == "javascript" => strip_error_name(&error.message).to_owned(),
+        _ if language == Language::Javascript => strip_error_name(&error.message).to_owned(),
         _ => error.message.clone(),
     }
 }
@@ -244,10 +249,6 @@ fn strip_error_name(message: &str) -> &str {
         Some((name, rest)) if name.ends_with("Error") && !name.contains(' ') => rest,
         _ => message,
     }
-}
-
-fn invalid(message: &str) -> Response {
-    Fastgpt::refuse(StatusCode::BAD_REQUEST, message.to_owned())
 }
 
 /// `GET /sandbox/modules`: what `require`/`import` accept in each language, and the globals.

@@ -1,5 +1,6 @@
 //! The HTTP server: a router assembled from one module per API family, over shared state.
 
+mod adapter;
 mod api_error;
 mod auth;
 mod connections;

@@ -1,14 +1,16 @@
 //! `POST /v1/run`, sandlot's own API (docs/api.md).
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::adapter::{self, Adapter};
 use super::api_error::{ApiError, ErrorBody};
-use super::json_body::JsonBody;
-use super::observed_run::Api;
+use super::json_body::{JsonBody, Native};
 use super::AppState;
+use crate::api::Api;
 use crate::run::RunResponse;
-use crate::run_request::RunRequest;
+use crate::run_request::{Plan, RunRequest};
 
 /// Runs `code` in a fresh, jailed child and answers with its result, output and usage.
 #[utoipa::path(
@@ -29,22 +31,25 @@ use crate::run_request::RunRequest;
 pub async fn run(
     State(state): State<AppState>,
     JsonBody(request, _): JsonBody<RunRequest>,
-) -> Result<Json<RunResponse>, ApiError> {
-    run_request(&state, Api::Native, request).await.map(Json)
+) -> Response {
+    adapter::handle::<Native>(&state, request).await
 }
 
-/// Validates a request (400 naming the field) and runs it (503 when the queue is full); the
-/// APIs that translate to a [`RunRequest`] share this.
-pub async fn run_request(
-    state: &AppState,
-    api: Api,
-    request: RunRequest,
-) -> Result<RunResponse, ApiError> {
-    let plan = request
-        .plan(&state.config.limits)
-        .map_err(|invalid| ApiError::BadRequest(invalid.0))?;
-    state
-        .run(api, plan.kind, &plan.job)
-        .await
-        .map_err(|_| ApiError::Busy)
+impl Adapter for Native {
+    type Input = RunRequest;
+
+    fn request(request: RunRequest, _: &AppState) -> Result<RunRequest, String> {
+        Ok(RunRequest {
+            api: Api::Native,
+            ..request
+        })
+    }
+
+    fn answer(response: RunResponse, _: &Plan) -> Response {
+        Json(response).into_response()
+    }
+
+    fn busy() -> Response {
+        ApiError::Busy.into_response()
+    }
 }

@@ -5,46 +5,22 @@
 use std::time::Instant;
 
 use super::AppState;
-use crate::protocol::{Job, ZygoteKind};
 use crate::run::RunResponse;
+use crate::run_request::Plan;
 use crate::supervisor::Busy;
 
-/// The API a run came in by, as `/metrics` and the log name it.
-#[derive(Debug, Clone, Copy)]
-pub enum Api {
-    Native,
-    Dify,
-    Fastgpt,
-    SandboxModule,
-}
-
-impl Api {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Native => "native",
-            Self::Dify => "dify",
-            Self::Fastgpt => "fastgpt",
-            Self::SandboxModule => "sandbox_module",
-        }
-    }
-}
-
 impl AppState {
-    pub async fn run(&self, api: Api, kind: ZygoteKind, job: &Job) -> Result<RunResponse, Busy> {
-        let language = match kind {
-            ZygoteKind::Python | ZygoteKind::PythonData => "python",
-            ZygoteKind::Javascript => "javascript",
-            ZygoteKind::Shell => "shell",
-        };
+    pub async fn run(&self, plan: &Plan) -> Result<RunResponse, Busy> {
+        let language = plan.language.name();
         let started = Instant::now();
-        let route = api.name();
+        let route = plan.api.name();
         // Dropped with the request when its client leaves mid-run: the run is still counted.
         let mut abandoned = Abandoned {
             state: Some(self),
             language,
             route,
         };
-        let outcome = self.supervisor.run(kind, job).await;
+        let outcome = self.supervisor.run(plan.kind, &plan.job).await;
         abandoned.state = None;
         let seconds = started.elapsed().as_secs_f64();
         match &outcome {

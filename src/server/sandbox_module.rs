@@ -7,15 +7,18 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use super::adapter::{self, Adapter};
 use super::api_error::ApiError;
-use super::json_body::JsonBody;
-use super::observed_run::Api;
+use super::json_body::{JsonBody, Native, Refusal};
 use super::AppState;
-use crate::run::{Mode, RunResponse};
-use crate::run_request::{RequestedLimits, RunRequest};
+use crate::api::Api;
+use crate::run::{Language, Mode, RunResponse};
+use crate::run_request::{Plan, RequestedLimits, RunRequest};
 
 const DEFAULT_TIMEOUT_S: f64 = 10.0;
 
@@ -67,23 +70,13 @@ pub struct Executed {
 )]
 pub async fn execute_js(
     State(state): State<AppState>,
-    JsonBody(body, _): JsonBody<ExecuteCode>,
-) -> Result<Json<Executed>, ApiError> {
+    JsonBody(body, _): JsonBody<ExecuteCode, SandboxModule>,
+) -> Response {
     if body.allowed_modules.is_some() {
-        return Err(ApiError::BadRequest(
-            "allowed_modules: applies to execute_python only".into(),
-        ));
+        let message = "allowed_modules: applies to execute_python only".to_owned();
+        return SandboxModule::refuse(StatusCode::BAD_REQUEST, message);
     }
-    execute(
-        &state,
-        "javascript",
-        body.code,
-        body.timeout,
-        None,
-        None,
-        None,
-    )
-    .await
+    adapter::handle::<SandboxModule>(&state, ModuleRun::code(Language::Javascript, body)).await
 }
 
 #[utoipa::path(
@@ -101,18 +94,9 @@ pub async fn execute_js(
 )]
 pub async fn execute_python(
     State(state): State<AppState>,
-    JsonBody(body, _): JsonBody<ExecuteCode>,
-) -> Result<Json<Executed>, ApiError> {
-    execute(
-        &state,
-        "python",
-        body.code,
-        body.timeout,
-        body.allowed_modules,
-        None,
-        None,
-    )
-    .await
+    JsonBody(body, _): JsonBody<ExecuteCode, SandboxModule>,
+) -> Response {
+    adapter::handle::<SandboxModule>(&state, ModuleRun::code(Language::Python, body)).await
 }
 
 #[utoipa::path(
@@ -130,48 +114,81 @@ pub async fn execute_python(
 )]
 pub async fn execute_shell(
     State(state): State<AppState>,
-    JsonBody(body, _): JsonBody<ExecuteShell>,
-) -> Result<Json<Executed>, ApiError> {
-    execute(
-        &state,
-        "shell",
-        body.command,
-        body.timeout,
-        None,
-        body.working_dir,
-        body.env,
-    )
-    .await
+    JsonBody(body, _): JsonBody<ExecuteShell, SandboxModule>,
+) -> Response {
+    let run = ModuleRun {
+        language: Language::Shell,
+        code: body.command,
+        timeout: body.timeout,
+        allowed_modules: None,
+        working_dir: body.working_dir,
+        env: body.env,
+    };
+    adapter::handle::<SandboxModule>(&state, run).await
 }
 
-async fn execute(
-    state: &AppState,
-    language: &str,
+/// A request of any of the three routes.
+pub struct ModuleRun {
+    language: Language,
     code: String,
     timeout: Option<f64>,
     allowed_modules: Option<Vec<String>>,
     working_dir: Option<String>,
     env: Option<BTreeMap<String, String>>,
-) -> Result<Json<Executed>, ApiError> {
-    let seconds = timeout.unwrap_or(DEFAULT_TIMEOUT_S);
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(ApiError::BadRequest(format!(
-            "timeout: must be a positive number of seconds, got {seconds}"
-        )));
+}
+
+impl ModuleRun {
+    fn code(language: Language, body: ExecuteCode) -> Self {
+        Self {
+            language,
+            code: body.code,
+            timeout: body.timeout,
+            allowed_modules: body.allowed_modules,
+            working_dir: None,
+            env: None,
+        }
     }
-    let request = RunRequest {
-        mode: Some(Mode::Script),
-        limits: RequestedLimits {
-            timeout_ms: Some((seconds * 1000.0).ceil().min(u64::MAX as f64) as u64),
-            ..Default::default()
-        },
-        allowed_modules,
-        working_dir,
-        env,
-        ..RunRequest::new(language, code)
-    };
-    let response = super::native::run_request(state, Api::SandboxModule, request).await?;
-    Ok(Json(executed(response)))
+}
+
+/// The sandbox module API: refusals in sandlot's own shape.
+pub struct SandboxModule;
+
+impl Refusal for SandboxModule {
+    fn refuse(status: StatusCode, message: String) -> Response {
+        Native::refuse(status, message)
+    }
+}
+
+impl Adapter for SandboxModule {
+    type Input = ModuleRun;
+
+    fn request(run: ModuleRun, _: &AppState) -> Result<RunRequest, String> {
+        let seconds = run.timeout.unwrap_or(DEFAULT_TIMEOUT_S);
+        if !seconds.is_finite() || seconds <= 0.0 {
+            return Err(format!(
+                "timeout: must be a positive number of seconds, got {seconds}"
+            ));
+        }
+        Ok(RunRequest {
+            mode: Some(Mode::Script),
+            limits: RequestedLimits {
+                timeout_ms: Some((seconds * 1000.0).ceil().min(u64::MAX as f64) as u64),
+                ..Default::default()
+            },
+            allowed_modules: run.allowed_modules,
+            working_dir: run.working_dir,
+            env: run.env,
+            ..RunRequest::new(Api::SandboxModule, run.language, run.code)
+        })
+    }
+
+    fn answer(response: RunResponse, _: &Plan) -> Response {
+        Json(executed(response)).into_response()
+    }
+
+    fn busy() -> Response {
+        ApiError::Busy.into_response()
+    }
 }
 
 fn executed(response: RunResponse) -> Executed {

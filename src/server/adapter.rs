@@ -1,0 +1,44 @@
+//! One handler for every API. Each API is an [`Adapter`]: how its body becomes a
+//! [`RunRequest`], and how a [`RunResponse`] (or a refusal, or "busy") becomes its answer.
+//! [`handle`] does the rest the same way for all of them: validate and plan, run (counted
+//! and logged by [`AppState::run`]), answer. Adding an API is one adapter.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::json_body::Refusal;
+use super::AppState;
+use crate::run::RunResponse;
+use crate::run_request::{Plan, RunRequest};
+
+pub trait Adapter: Refusal {
+    /// What a route of this API hands over: its body, with what the route itself says (the
+    /// language of `/sandbox/js`, say).
+    type Input;
+
+    /// The request as a run, or why it is refused (a 400 in the API's shape).
+    fn request(input: Self::Input, state: &AppState) -> Result<RunRequest, String>;
+
+    /// A run's outcome, in the API's shape.
+    fn answer(response: RunResponse, plan: &Plan) -> Response;
+
+    /// Every worker is busy and the queue is full (503).
+    fn busy() -> Response;
+}
+
+/// Plans, runs and answers one request of API `A`.
+pub async fn handle<A: Adapter>(state: &AppState, input: A::Input) -> Response {
+    let refuse = |message: String| A::refuse(StatusCode::BAD_REQUEST, message);
+    let request = match A::request(input, state) {
+        Ok(request) => request,
+        Err(message) => return refuse(message),
+    };
+    let plan = match request.plan(&state.config.limits) {
+        Ok(plan) => plan,
+        Err(invalid) => return refuse(invalid.0),
+    };
+    match state.run(&plan).await {
+        Ok(response) => A::answer(response, &plan),
+        Err(_busy) => A::busy(),
+    }
+}
