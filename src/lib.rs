@@ -17,14 +17,13 @@
 //! - [`metrics`] and [`logging`]: what an operator watches; [`systemd_notify`]: telling
 //!   systemd the server is ready or stopping.
 //! - [`pid_one`]: `serve` as a container's PID 1 (an init that reaps, beside the server).
-//! - [`config`]: the server's settings, [`config_file`]: the file that may hold them; [`cli`]:
+//! - [`config`]: the server's settings, layer by layer (flags, the peers' names, a file); [`cli`]:
 //!   the command line that fills them.
 
 pub mod api;
 pub mod broker;
 pub mod cli;
 pub mod config;
-pub mod config_file;
 pub mod control_socket;
 pub mod jail;
 pub mod logging;

@@ -11,7 +11,6 @@ static ALLOCATOR: sandlot::zygote::out_of_memory::ReportingAllocator =
     sandlot::zygote::out_of_memory::ReportingAllocator;
 
 fn main() -> ExitCode {
-    sandlot::config::apply_peer_aliases();
     match Cli::parse().command {
         // Before anything else: a zygote must stay single-threaded.
         Command::Zygote { kind } => cli::exit_code(sandlot::zygote::main(kind)),

@@ -28,25 +28,39 @@ pub const MAX_RESPONSE_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_REQUEST_BYTES: usize = crate::protocol::MAX_BROKER_BODY_BYTES;
 pub const MAX_REDIRECTS: usize = 5;
 
-/// The server's policy for brokered requests.
+/// The server's policy for brokered requests: a setting.
 #[derive(Debug, Clone)]
-pub struct Broker {
+pub struct HttpPolicy {
     /// Off: every request is refused (`--network false`, Dify's `ENABLE_NETWORK=false`).
     pub enabled: bool,
     /// Destinations opened on purpose (`--http-allow`).
     pub allow: Vec<Allowed>,
     /// The proxy every request goes through (`--http-proxy`); none unless configured.
     pub proxy: Option<String>,
-    /// How the requests answered so far ended (shared by every clone; `/metrics` shows it).
-    pub tally: Arc<BrokerTally>,
 }
 
-impl Default for Broker {
+impl Default for HttpPolicy {
     fn default() -> Self {
         Self {
             enabled: true,
             allow: Vec::new(),
             proxy: None,
+        }
+    }
+}
+
+/// The broker of a running server: its policy, and how the requests so far ended.
+#[derive(Debug, Clone, Default)]
+pub struct Broker {
+    pub policy: HttpPolicy,
+    /// Shared by every clone; `/metrics` shows it.
+    pub tally: Arc<BrokerTally>,
+}
+
+impl Broker {
+    pub fn new(policy: HttpPolicy) -> Self {
+        Self {
+            policy,
             tally: Arc::default(),
         }
     }
@@ -190,7 +204,7 @@ impl Broker {
                 "request limit reached: a run may make at most {MAX_REQUESTS_PER_RUN} requests"
             )));
         }
-        if !self.enabled {
+        if !self.policy.enabled {
             return Err(Failure::Denied(
                 "network access is not allowed: this server has networking turned off".into(),
             ));
@@ -202,8 +216,8 @@ impl Broker {
         }
         // The request is parsed, like it is performed, off the runtime's threads.
         let request = request.to_vec();
-        let allow = self.allow.clone();
-        let proxy = self.proxy.clone();
+        let allow = self.policy.allow.clone();
+        let proxy = self.policy.proxy.clone();
         tokio::task::spawn_blocking(move || {
             let request = parse(&request)?;
             let asked = request

@@ -5,11 +5,10 @@
 use std::process::ExitCode;
 
 use super::serve::ServeArgs;
-use crate::config::Config;
 
 pub fn main(args: ServeArgs) -> ExitCode {
-    match Config::resolve(args) {
-        Ok((config, _)) => match toml::to_string(&config.as_file()) {
+    match args.config() {
+        Ok(config) => match toml::to_string(&config.as_settings()) {
             Ok(text) => {
                 print!("{text}");
                 ExitCode::SUCCESS

@@ -3,12 +3,18 @@
 use std::process::ExitCode;
 
 use super::jail_args::JailArgs;
-use crate::config::LimitPolicy;
 use crate::jail::probe;
 
 pub fn main(args: JailArgs) -> ExitCode {
+    let jail = match args.jail() {
+        Ok((jail, _)) => jail,
+        Err(error) => {
+            eprintln!("sandlot doctor: {error}");
+            return ExitCode::from(error.exit_code());
+        }
+    };
     // SAFETY: `sandlot doctor` has started no thread.
-    let report = unsafe { probe::probe(&args.settings(LimitPolicy::default().max)) };
+    let report = unsafe { probe::probe(&jail) };
     print!("{report}");
     if report.missing().next().is_none() {
         println!("\nevery layer is active");

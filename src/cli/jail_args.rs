@@ -1,11 +1,11 @@
 //! The jail's flags, shared by `serve`, `run` and `doctor`, and the start-up probe that turns
-//! them into settings (or a refusal to start).
+//! the jail's settings into those that apply on this machine (or a refusal to start).
 
 use clap::Args;
 
+use crate::config::{Config, ConfigError, Settings};
 use crate::jail::probe::{self, LayerStatus};
-use crate::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
-use crate::run::Limits;
+use crate::jail::settings::JailSettings;
 
 #[derive(Args)]
 pub struct JailArgs {
@@ -34,45 +34,54 @@ pub struct JailArgs {
 }
 
 impl JailArgs {
-    pub fn settings(&self, max: Limits) -> JailSettings {
-        JailSettings {
-            child_uid: self.child_uid.unwrap_or(DEFAULT_CHILD_ID),
-            child_gid: self.child_gid.unwrap_or(DEFAULT_CHILD_ID),
-            landlock_abi_max: self.testing_landlock_abi_max,
-            ..JailSettings::new(max)
+    /// These flags as a layer of settings (the jail's part of `serve`'s).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            allow_degraded: self.allow_degraded,
+            child_uid: self.child_uid,
+            child_gid: self.child_gid,
+            testing_landlock_abi_max: self.testing_landlock_abi_max,
+            ..Settings::default()
         }
     }
 
-    /// Probes the layers (while the process is still single-threaded): settings that skip the
-    /// missing ones if the operator allows it, or the reason to refuse.
-    ///
-    /// # Safety
-    /// The process must be single-threaded: the probe forks.
-    pub unsafe fn checked_settings(
-        &self,
-        max: Limits,
-    ) -> Result<(JailSettings, Vec<LayerStatus>), String> {
-        let mut settings = self.settings(max);
-        // SAFETY: our caller promises a single thread.
-        let report = unsafe { probe::probe(&settings) };
-        let missing: Vec<LayerStatus> = report.missing().cloned().collect();
-        if missing.is_empty() {
-            return Ok((settings, missing));
-        }
-        if self.allow_degraded != Some(true) {
-            return Err(format!(
-                "refusing to start: isolation layers unavailable on this machine:\n{report}\
-                 Fix them (see `sandlot doctor`), or pass --allow-degraded to run without them."
-            ));
-        }
-        for layer in &missing {
-            tracing::warn!(
-                layer = layer.layer.name(),
-                why = %layer.detail,
-                "running without an isolation layer (--allow-degraded)"
-            );
-        }
-        settings.skip = missing.iter().map(|l| l.layer).collect();
-        Ok((settings, missing))
+    /// The jail these flags ask for under the default limits (`run`, `doctor`): the same
+    /// settings `serve` resolves, its other flags left out.
+    pub fn jail(&self) -> Result<(JailSettings, bool), ConfigError> {
+        let config = Config::resolve(self.settings(), None, |_| None)?;
+        Ok((config.jail, config.allow_degraded))
     }
+}
+
+/// Probes the layers of `settings` (while the process is still single-threaded): the settings
+/// that skip the missing ones if the operator allows it, and those missing layers; or the
+/// reason to refuse.
+///
+/// # Safety
+/// The process must be single-threaded: the probe forks.
+pub unsafe fn probed(
+    mut settings: JailSettings,
+    allow_degraded: bool,
+) -> Result<(JailSettings, Vec<LayerStatus>), String> {
+    // SAFETY: our caller promises a single thread.
+    let report = unsafe { probe::probe(&settings) };
+    let missing: Vec<LayerStatus> = report.missing().cloned().collect();
+    if missing.is_empty() {
+        return Ok((settings, missing));
+    }
+    if !allow_degraded {
+        return Err(format!(
+            "refusing to start: isolation layers unavailable on this machine:\n{report}\
+             Fix them (see `sandlot doctor`), or pass --allow-degraded to run without them."
+        ));
+    }
+    for layer in &missing {
+        tracing::warn!(
+            layer = layer.layer.name(),
+            why = %layer.detail,
+            "running without an isolation layer (--allow-degraded)"
+        );
+    }
+    settings.skip = missing.iter().map(|l| l.layer).collect();
+    Ok((settings, missing))
 }

@@ -42,8 +42,15 @@ pub struct RunArgs {
 
 pub fn main(args: RunArgs) -> ExitCode {
     crate::logging::init(crate::logging::LogFormat::Text, tracing::Level::WARN);
-    // SAFETY: no thread has been started yet (the runtime is built after this).
-    let jail = match unsafe { args.jail.checked_settings(LimitPolicy::default().max) } {
+    let jail = args
+        .jail
+        .jail()
+        .map_err(|e| e.to_string())
+        // SAFETY: no thread has been started yet (the runtime is built after this).
+        .and_then(|(jail, allow_degraded)| unsafe {
+            super::jail_args::probed(jail, allow_degraded)
+        });
+    let jail = match jail {
         Ok((jail, _)) => jail,
         Err(message) => {
             eprintln!("sandlot run: {message}");

@@ -6,11 +6,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::jail_args::JailArgs;
-use crate::config::Config;
+use super::jail_args::{self, JailArgs};
+use crate::config::{Config, ConfigError, OneOrMany, Settings};
 use crate::logging::LogFormat;
 
-/// The flags of `serve`. Every value is optional here: [`Config::resolve`] fills in the
+/// The flags of `serve`. Every value is optional here: they are the top layer of settings
+/// ([`ServeArgs::settings`]), and [`Config::resolve`] fills in the layers below and the
 /// defaults, so that a flag, its variable and the defaults keep one order of precedence.
 #[derive(Args)]
 pub struct ServeArgs {
@@ -108,6 +109,42 @@ pub struct ServeArgs {
     pub jail: JailArgs,
 }
 
+impl ServeArgs {
+    /// The flags and `SANDLOT_*` variables, as the top layer of settings.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            listen: self.listen,
+            api_key: OneOrMany::from_vec(self.api_keys.clone()),
+            insecure_no_auth: self.insecure_no_auth,
+            default_timeout_ms: self.default_timeout_ms,
+            max_timeout_ms: self.max_timeout_ms,
+            max_memory_mb: self.max_memory_mb,
+            max_output_bytes: self.max_output_bytes,
+            workers: self.workers,
+            queue: self.queue,
+            data_dir: self.data_dir.clone(),
+            deps_retry_ms: self.deps_retry_ms,
+            max_connections: self.max_connections,
+            header_timeout_ms: self.header_timeout_ms,
+            body_timeout_ms: self.body_timeout_ms,
+            shutdown_grace_ms: self.shutdown_grace_ms,
+            max_body_bytes: self.max_body_bytes,
+            http_allow: OneOrMany::from_vec(self.http_allow.clone()),
+            http_proxy: self.http_proxy.clone(),
+            network: self.network,
+            log_format: self.log_format,
+            ..self.jail.settings()
+        }
+    }
+
+    /// The configuration these flags, the process's environment and the file give.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        Config::resolve(self.settings(), self.config.as_deref(), |name| {
+            std::env::var(name).ok()
+        })
+    }
+}
+
 pub fn main(args: ServeArgs) -> ExitCode {
     // First, while single-threaded: as PID 1, stay a minimal init and serve from a child.
     match crate::pid_one::split_if_pid_one() {
@@ -118,21 +155,26 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    // The log is set up first, so that the jail probe's warnings are in its format.
-    let config = Config::resolve(args).and_then(|(config, jail)| {
-        crate::logging::init(config.log_format, tracing::Level::INFO);
-        // SAFETY: no thread has been started yet (the runtime is built after this).
-        unsafe { config.with_probed_jail(jail) }
-    });
-    let config = match config {
+    let config = match args.config() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("sandlot: {error}");
             return ExitCode::from(error.exit_code());
         }
     };
+    // The log is set up first, so that the jail probe's warnings are in its format.
+    crate::logging::init(config.log_format, tracing::Level::INFO);
+    // SAFETY: no thread has been started yet (the runtime is built after this).
+    let probed = unsafe { jail_args::probed(config.jail.clone(), config.allow_degraded) };
+    let (jail, degraded) = match probed {
+        Ok(probed) => probed,
+        Err(error) => {
+            eprintln!("sandlot: {error}");
+            return ExitCode::from(ConfigError::Jail(error).exit_code());
+        }
+    };
     let runtime = super::runtime();
-    let outcome = runtime.block_on(crate::server::serve(config));
+    let outcome = runtime.block_on(crate::server::serve(config, jail, degraded));
     // Whatever is still running past the grace period dies with the process; do not wait
     // for blocking threads (a broker fetch) to notice.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));

@@ -56,7 +56,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let body = json!({
         "status": if ready { "ready" } else { "starting" },
         "zygotes": zygotes,
-        "degraded": state.config.degraded,
+        "degraded": *state.degraded,
         "python_packages": state.supervisor.python_data().map(|d| d.status()),
     });
     (status, Json(body))

@@ -25,7 +25,10 @@ use axum::{Extension, Router};
 use connections::ConnectionLimits;
 use json_body::BodyTimeout;
 
+use crate::broker::Broker;
 use crate::config::Config;
+use crate::jail::probe::LayerStatus;
+use crate::jail::settings::JailSettings;
 use crate::metrics::Metrics;
 use crate::protocol::ZygoteKind;
 use crate::supervisor::{Packages, Supervisor};
@@ -36,6 +39,9 @@ pub struct AppState {
     pub supervisor: Arc<Supervisor>,
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
+    /// Jail layers this machine lacks and the operator accepted (`--allow-degraded`); `/readyz`
+    /// lists them.
+    pub degraded: Arc<Vec<LayerStatus>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -98,8 +104,13 @@ pub enum ServeError {
     Serve(#[source] std::io::Error),
 }
 
-/// Binds, starts the zygotes, serves until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
+/// Binds, starts the zygotes under `jail` (the settings as probed, skipping the `degraded`
+/// layers), serves until SIGINT or SIGTERM.
+pub async fn serve(
+    config: Config,
+    jail: JailSettings,
+    degraded: Vec<LayerStatus>,
+) -> Result<(), ServeError> {
     if !config.listen.ip().is_loopback() && config.api_keys.is_empty() && !config.insecure_no_auth {
         return Err(ServeError::NoKeyOnNetwork(config.listen));
     }
@@ -117,8 +128,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             ZygoteKind::Javascript,
             ZygoteKind::Shell,
         ],
-        &config.jail,
-        config.broker.clone(),
+        &jail,
+        Broker::new(config.http.clone()),
         Some(Packages {
             data_dir: config.data_dir.clone(),
             first_retry: config.deps_retry,
@@ -131,6 +142,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         supervisor: supervisor.clone(),
         config: Arc::new(config),
         metrics: Arc::default(),
+        degraded: Arc::new(degraded),
     };
     tokio::spawn(announce_ready(supervisor.clone(), address));
     tokio::spawn(async move {
