@@ -25,6 +25,7 @@ pub mod resource_limits;
 pub mod seccomp;
 mod seccomp_policy;
 pub mod settings;
+pub mod shell_ids;
 mod stat_emulation;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
