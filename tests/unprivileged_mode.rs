@@ -136,7 +136,8 @@ fn a_fork_bomb_does_not_starve_another_shell_run() {
     assert_eq!(r["stdout"], "1000\n", "{r}");
     let bomber = std::sync::Arc::clone(&server);
     let bomb = std::thread::spawn(move || {
-        bomber.run(json!({"language": "bash", "code": "exec bash -c 'while :; do sleep 30 & done'", "limits": {"timeout_ms": 4000}}))
+        let flood = "exec bash -c 'while :; do sleep 30 & done'";
+        bomber.run(json!({"language": "bash", "code": flood, "limits": {"timeout_ms": 4000}}))
     });
     std::thread::sleep(Duration::from_millis(1500));
     let r = server.run(json!({

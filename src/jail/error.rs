@@ -12,7 +12,7 @@ pub enum JailError {
     MapIds(#[source] io::Error),
     #[error("reading this user namespace's id map failed: {0}")]
     ReadIdMap(#[source] io::Error),
-    #[error("the child gid {0} is not mapped in this user namespace (set SANDLOT_CHILD_GID to one that is)")]
+    #[error("the child gid {0} is not mapped in this user namespace (see SANDLOT_CHILD_GID)")]
     UnmappedChildGid(u32),
     #[error("this user namespace maps no range of ids a shell run could take")]
     NoShellUids,
