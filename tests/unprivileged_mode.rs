@@ -115,6 +115,8 @@ fn host_user_server() -> common::Server {
             libc::setgroups(0, std::ptr::null()) == 0
                 && libc::setresgid(1000, 1000, 1000) == 0
                 && libc::setresuid(1000, 1000, 1000) == 0
+                // The uid change cleared the parent-death signal common::start_under armed.
+                && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == 0
         };
         if dropped {
             Ok(())
