@@ -105,3 +105,55 @@ fn a_shell_command_holds_no_capability() {
         );
     }
 }
+
+/// A server that runs as the host's own uid 1000 (not root's uid under another name: the
+/// kernel never enforces RLIMIT_NPROC on the host's root, whatever its namespace calls it).
+fn host_user_server() -> common::Server {
+    common::start_under(&[], &[("HOME", "/tmp")], || {
+        // SAFETY: each call takes integers and touches no memory we own.
+        let dropped = unsafe {
+            libc::setgroups(0, std::ptr::null()) == 0
+                && libc::setresgid(1000, 1000, 1000) == 0
+                && libc::setresuid(1000, 1000, 1000) == 0
+                // The uid change cleared the parent-death signal common::start_under armed.
+                && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == 0
+        };
+        if dropped {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    })
+}
+
+/// RLIMIT_NPROC is one run's budget: a fork bomb that exhausts its own does not make `fork`
+/// fail in a concurrent run, although both run as the server's uid. The bomb holds every process
+/// it gets (`sleep 30`) and keeps retrying (bash retries a failed fork, where dash gives up and
+/// exits), so its budget stays exhausted until its deadline; a classic `b() { b | b & }` churns,
+/// and leaves gaps another run could slip through.
+#[test]
+fn a_fork_bomb_does_not_starve_another_shell_run() {
+    let server = std::sync::Arc::new(host_user_server());
+    let r = server.run(json!({"language": "bash", "code": "id -u"}));
+    assert_eq!(r["stdout"], "1000\n", "{r}");
+    let bomber = std::sync::Arc::clone(&server);
+    let bomb = std::thread::spawn(move || {
+        let flood = "exec bash -c 'while :; do sleep 30 & done'";
+        bomber.run(json!({"language": "bash", "code": flood, "limits": {"timeout_ms": 4000}}))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let r = server.run(json!({
+        "language": "bash",
+        "code": "for i in 1 2 3; do (true) || exit 9; done; echo ok",
+    }));
+    assert_eq!(r["stdout"], "ok\n", "{r}");
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let bombed = bomb.join().unwrap();
+    assert!(
+        bombed["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("fork"),
+        "the bomb never reached its own limit: {bombed}"
+    );
+}

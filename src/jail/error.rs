@@ -10,6 +10,12 @@ pub enum JailError {
     Unshare(#[source] io::Error),
     #[error("mapping the user namespace's ids failed: {0}")]
     MapIds(#[source] io::Error),
+    #[error("reading this user namespace's id map failed: {0}")]
+    ReadIdMap(#[source] io::Error),
+    #[error("the child gid {0} is not mapped in this user namespace (see SANDLOT_CHILD_GID)")]
+    UnmappedChildGid(u32),
+    #[error("this user namespace maps no range of ids a shell run could take")]
+    NoShellUids,
     #[error("setting the hostname failed: {0}")]
     Hostname(#[source] io::Error),
 

@@ -25,12 +25,14 @@ pub mod resource_limits;
 pub mod seccomp;
 mod seccomp_policy;
 pub mod settings;
+pub mod shell_ids;
 mod stat_emulation;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 pub use error::JailError;
+use nix::unistd::geteuid;
 use settings::{JailSettings, Layer};
 
 use crate::protocol::{CHILD_CHANNEL_FD, CHILD_OUTPUT_FD};
@@ -226,7 +228,8 @@ impl ShellJail {
 
     /// In pid 1 of the run's pid namespace, which then starts the shell: die with the
     /// supervisor; stdout and stderr on the supervisor's pipes and nothing else open; the new
-    /// root; rlimits; the run's own unprivileged uid; no capabilities; `no_new_privs`; the
+    /// root; unprivileged, a user namespace of the run's own (its own RLIMIT_NPROC count); rlimits;
+    /// as root, the run's own unprivileged uid; no capabilities; `no_new_privs`; the
     /// seccomp kill list.
     pub fn lock_down_init(
         &self,
@@ -238,6 +241,9 @@ impl ShellJail {
         parent_death::arm()?;
         fds::isolate([stdin, stdout, stderr], &[])?;
         filesystem_view::enter(run.working_dir)?;
+        if !geteuid().is_root() {
+            namespaces::enter_shell_user()?;
+        }
         resource_limits::apply_to_shell(run.limits)?;
         if self.settings.applies(Layer::UidDrop) {
             credentials::drop_to(run.uid, run.gid)?;

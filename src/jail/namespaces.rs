@@ -39,6 +39,20 @@ pub fn enter_shell() -> Result<(), JailError> {
         .map_err(|e| JailError::Unshare(e.into()))
 }
 
+/// In an unprivileged sandlot's shell run, pid 1 once it has entered its root (a user namespace
+/// must not own the mount namespace it pivots in: it would lack the right to pivot), before its
+/// rlimits: a user namespace of the run's own, mapping only our uid and gid. The kernel counts
+/// RLIMIT_NPROC per user namespace and uid, and checks each level up to the host's: the run's
+/// processes count against the run's limit alone, while the level above (the server's uid) is
+/// checked against the limit pid 1 had when it created the namespace — the server's, hence
+/// before [`super::resource_limits::apply_to_shell`] lowers it. So runs that share the server's
+/// uid no longer share one process budget.
+pub fn enter_shell_user() -> Result<(), JailError> {
+    let (uid, gid) = (geteuid().as_raw(), getegid().as_raw());
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| JailError::Unshare(e.into()))?;
+    map_own_ids(uid, gid).map_err(JailError::MapIds)
+}
+
 /// Inside a new user namespace: the same uid and gid as outside, nothing else mapped.
 fn map_own_ids(uid: u32, gid: u32) -> io::Result<()> {
     std::fs::write("/proc/self/setgroups", "deny")?;

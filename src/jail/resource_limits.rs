@@ -25,8 +25,8 @@ const ZYGOTE_OPEN_FILES: u64 = 64;
 /// Descriptors a shell command's process may hold: shells and the tools they run open files,
 /// pipes and redirections freely inside their own tmpfs.
 const SHELL_OPEN_FILES: u64 = 256;
-/// Processes a shell command may run at once (per uid, as the kernel counts; every run has a
-/// uid of its own).
+/// Processes a shell command may run at once (per user namespace and uid, as the kernel counts;
+/// every run has a uid of its own as root, a user namespace of its own otherwise).
 pub const SHELL_PROCESSES: u64 = 128;
 
 /// What the interpreter maps before a run: the base a run's memory budget is added to.

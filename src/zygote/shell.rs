@@ -4,8 +4,9 @@
 //! ([`ShellJail::lock_down_init`]), then forks `/bin/sh -c COMMAND` (minimal environment) and
 //! stays as its init: it reaps orphans and exits with the shell's status.
 //!
-//! Each run's uid is its own (`SHELL_UID_BASE` + the child's pid, unique while the run lives),
-//! so RLIMIT_NPROC, which the kernel counts per uid, bounds one run without starving another.
+//! As root, each run's uid is its own (chosen from what the user namespace maps:
+//! [`crate::jail::shell_ids`]), so RLIMIT_NPROC, which the kernel counts per uid, bounds one
+//! run without starving another.
 //!
 //! The child collects the command's stdout and stderr and enforces the deadline and the output
 //! limit by killing pid 1, which takes the whole namespace — every background process — with
@@ -25,24 +26,32 @@ use nix::unistd::{fork, getegid, geteuid, getpid, pipe, ForkResult, Pid};
 
 use super::{child, run_output, Engine, ZygoteError};
 use crate::jail::settings::{JailSettings, Layer};
+use crate::jail::shell_ids::ShellIds;
 use crate::jail::{JailError, ShellJail, ShellRun};
 use crate::output_region::{Stream, Written};
 use crate::protocol::{ChildReport, Job};
 use crate::run::{ErrorKind, RunError, TIMEOUT_EXIT_CODE};
 
-/// The first uid of the range shell runs take when sandlot runs as root; far above any
-/// account a host has.
-const SHELL_UID_BASE: u32 = 2_000_000_000;
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 pub struct ShellEngine {
     jail: ShellJail,
+    /// The uids runs take as root; `None` when runs keep sandlot's own identity.
+    ids: Option<ShellIds>,
 }
 
 impl Engine for ShellEngine {
     fn prepare() -> Result<Self, ZygoteError> {
+        let settings = JailSettings::from_env()?;
+        // Read now: a run's supervisor no longer sees this namespace's /proc.
+        let ids = if geteuid().is_root() && settings.applies(Layer::UidDrop) {
+            Some(ShellIds::from_maps(settings.child_uid, settings.child_gid)?)
+        } else {
+            None
+        };
         Ok(Self {
-            jail: ShellJail::prepare(JailSettings::from_env()?)?,
+            jail: ShellJail::prepare(settings)?,
+            ids,
         })
     }
 
@@ -91,14 +100,12 @@ impl ShellEngine {
     /// Who runs the command: as root, a uid of this run's own (see the module comment) and the
     /// configured unprivileged group; otherwise our own identity.
     fn identity(&self) -> (u32, u32) {
-        let settings = self.jail.settings();
-        if geteuid().is_root() && settings.applies(Layer::UidDrop) {
-            (
-                SHELL_UID_BASE + getpid().as_raw() as u32,
-                settings.child_gid,
-            )
-        } else {
-            (geteuid().as_raw(), getegid().as_raw())
+        match self.ids {
+            Some(ids) => (
+                ids.uid_for(getpid().as_raw() as u32),
+                self.jail.settings().child_gid,
+            ),
+            None => (geteuid().as_raw(), getegid().as_raw()),
         }
     }
 
