@@ -5,6 +5,7 @@ mod execute;
 mod pool;
 pub mod python_data;
 mod zygote_process;
+mod zygote_spawn;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
