@@ -45,6 +45,9 @@ pub struct PythonData {
     /// Wakes the installer out of its wait (`retry_now`).
     wake: Condvar,
     zygote: OnceLock<Arc<ZygoteProcess>>,
+    /// Whether the install has settled: `Some(true)` once the zygote is started, `Some(false)`
+    /// while the packages are unavailable, `None` while installing (for [`Self::wait_ready`]).
+    settled: tokio::sync::watch::Sender<Option<bool>>,
 }
 
 impl PythonData {
@@ -56,6 +59,7 @@ impl PythonData {
             state: Mutex::new(State::Installing { attempt: 1 }),
             wake: Condvar::new(),
             zygote: OnceLock::new(),
+            settled: tokio::sync::watch::channel(None).0,
         });
         let installer = this.clone();
         std::thread::Builder::new()
@@ -79,6 +83,7 @@ impl PythonData {
                     );
                     let _ = self.zygote.set(zygote);
                     *self.lock() = State::Ready;
+                    self.settled.send_replace(Some(true));
                     return;
                 }
                 Err(why) => {
@@ -95,6 +100,7 @@ impl PythonData {
                         attempt,
                         retry_at,
                     };
+                    self.settled.send_replace(Some(false));
                     while Instant::now() < retry_at && matches!(*state, State::Unavailable { .. }) {
                         let left = retry_at.saturating_duration_since(Instant::now());
                         state = self
@@ -116,6 +122,7 @@ impl PythonData {
             *state = State::Installing {
                 attempt: attempt + 1,
             };
+            self.settled.send_replace(None);
             self.wake.notify_all();
         }
     }
@@ -171,16 +178,22 @@ impl PythonData {
     /// Waits until the zygote is up, the install failed, or `limit` passes.
     pub async fn wait_ready(&self, limit: std::time::Duration) -> bool {
         let until = tokio::time::Instant::now() + limit;
-        while tokio::time::Instant::now() < until {
-            if let Some(zygote) = self.zygote.get() {
-                return zygote.wait_ready(until - tokio::time::Instant::now()).await;
-            }
-            if matches!(*self.lock(), State::Unavailable { .. }) {
-                return false;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut settled = self.settled.subscribe();
+        let installed =
+            match tokio::time::timeout_at(until, settled.wait_for(Option::is_some)).await {
+                Ok(Ok(settled)) => *settled == Some(true),
+                _ => false,
+            };
+        if !installed {
+            return false;
         }
-        false
+        match self.zygote.get() {
+            Some(zygote) => {
+                let left = until.saturating_duration_since(tokio::time::Instant::now());
+                zygote.wait_ready(left).await
+            }
+            None => false,
+        }
     }
 }
 
