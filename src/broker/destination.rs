@@ -9,12 +9,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
+use ipnet::IpNet;
 use ureq::http;
 
 /// An entry of `--http-allow`: a CIDR range (a bare address is a /32 or /128) or a host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Allowed {
-    Range(IpAddr, u8),
+    Range(IpNet),
     Host(String),
 }
 
@@ -24,37 +25,24 @@ impl Allowed {
         if entry.is_empty() {
             return Err("an empty --http-allow entry".into());
         }
-        let (address, prefix) = match entry.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix)),
-            None => (entry, None),
-        };
-        let Ok(ip) = address.trim_matches(['[', ']']).parse::<IpAddr>() else {
-            if prefix.is_some() {
-                return Err(format!("--http-allow {entry:?}: not an address/prefix"));
-            }
-            return Ok(Self::Host(entry.to_ascii_lowercase()));
-        };
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix =
-            match prefix {
-                None => max,
-                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| {
-                    format!("--http-allow {entry:?}: the prefix must be 0..={max}")
-                })?,
-            };
-        Ok(Self::Range(ip, prefix))
+        let bare = entry.replace(['[', ']'], "");
+        if let Ok(net) = bare.parse::<IpNet>() {
+            return Ok(Self::Range(net.trunc()));
+        }
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Ok(Self::Range(IpNet::from(ip)));
+        }
+        if entry.contains('/') {
+            return Err(format!(
+                "--http-allow {entry:?}: not an address/prefix (the prefix must be 0..=32 for \
+                 IPv4, 0..=128 for IPv6)"
+            ));
+        }
+        Ok(Self::Host(entry.to_ascii_lowercase()))
     }
 
     fn contains(&self, ip: IpAddr) -> bool {
-        match (self, ip) {
-            (Self::Range(IpAddr::V4(net), prefix), IpAddr::V4(ip)) => {
-                within(u32::from(*net) as u128, u32::from(ip) as u128, *prefix, 32)
-            }
-            (Self::Range(IpAddr::V6(net), prefix), IpAddr::V6(ip)) => {
-                within(u128::from(*net), u128::from(ip), *prefix, 128)
-            }
-            _ => false,
-        }
+        matches!(self, Self::Range(net) if net.contains(&ip))
     }
 }
 
@@ -62,19 +50,11 @@ impl Allowed {
 impl std::fmt::Display for Allowed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Range(IpAddr::V6(ip), prefix) => write!(f, "[{ip}]/{prefix}"),
-            Self::Range(ip, prefix) => write!(f, "{ip}/{prefix}"),
+            Self::Range(IpNet::V6(net)) => write!(f, "[{}]/{}", net.addr(), net.prefix_len()),
+            Self::Range(net) => write!(f, "{net}"),
             Self::Host(host) => f.write_str(host),
         }
     }
-}
-
-fn within(net: u128, ip: u128, prefix: u8, bits: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = bits - prefix;
-    net >> shift == ip >> shift
 }
 
 /// A URL that passed every check, with the addresses the connection may use.
@@ -158,58 +138,18 @@ pub fn check(url: &str, allow: &[Allowed]) -> Result<Checked, String> {
     })
 }
 
-/// The host as an address, if it is written as one: IPv6, or IPv4 in any `inet_aton` spelling.
+/// The host as an address, if it is written as one: IPv6, or IPv4 in any spelling the URL
+/// standard reads as one (`url`'s host parser: `2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`,
+/// a trailing dot), as browsers and `inet_aton` do.
 pub fn literal_address(host: &str) -> Option<IpAddr> {
     if let Ok(v6) = host.parse::<Ipv6Addr>() {
         return Some(IpAddr::V6(v6));
     }
-    loose_ipv4(host).map(IpAddr::V4)
-}
-
-/// `inet_aton`'s reading: one to four parts, each decimal, 0x-hex or 0-octal; the last part
-/// fills the remaining bytes (`127.1` is 127.0.0.1, `2130706433` is too).
-fn loose_ipv4(host: &str) -> Option<Ipv4Addr> {
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let parts: Vec<&str> = host.split('.').collect();
-    if parts.is_empty() || parts.len() > 4 {
-        return None;
+    match url::Host::parse(host) {
+        Ok(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
+        Ok(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
+        _ => None,
     }
-    let numbers: Vec<u64> = parts
-        .iter()
-        .map(|p| number(p))
-        .collect::<Option<Vec<u64>>>()?;
-    let (last, leading) = numbers.split_last()?;
-    let mut value: u64 = 0;
-    for (i, part) in leading.iter().enumerate() {
-        if *part > 255 {
-            return None;
-        }
-        value |= part << (24 - 8 * i);
-    }
-    let room = 32 - 8 * leading.len() as u32;
-    if room < 64 && *last >= 1u64 << room {
-        return None;
-    }
-    Some(Ipv4Addr::from((value | last) as u32))
-}
-
-fn number(part: &str) -> Option<u64> {
-    if part.is_empty() {
-        return None;
-    }
-    let (digits, radix) = if let Some(hex) = part.strip_prefix("0x").or(part.strip_prefix("0X")) {
-        (hex, 16)
-    } else if part.len() > 1 && part.starts_with('0') {
-        (&part[1..], 8)
-    } else {
-        (part, 10)
-    };
-    if digits.is_empty() {
-        return if radix == 16 { Some(0) } else { None };
-    }
-    u64::from_str_radix(digits, radix)
-        .ok()
-        .filter(|n| *n <= u32::MAX as u64)
 }
 
 /// The special-purpose range an address is in, if it is not a public unicast address.
@@ -220,63 +160,66 @@ pub fn refused_range(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    const RANGES: &[([u8; 4], u8, &str)] = &[
-        ([0, 0, 0, 0], 8, "unspecified (\"this network\")"),
-        ([10, 0, 0, 0], 8, "private"),
-        ([100, 64, 0, 0], 10, "carrier-grade NAT"),
-        ([127, 0, 0, 0], 8, "loopback"),
-        ([169, 254, 0, 0], 16, "link-local (cloud metadata)"),
-        ([172, 16, 0, 0], 12, "private"),
-        ([192, 0, 0, 0], 24, "IETF protocol assignment"),
-        ([192, 0, 2, 0], 24, "documentation"),
-        ([192, 88, 99, 0], 24, "6to4 relay"),
-        ([192, 168, 0, 0], 16, "private"),
-        ([198, 18, 0, 0], 15, "benchmarking"),
-        ([198, 51, 100, 0], 24, "documentation"),
-        ([203, 0, 113, 0], 24, "documentation"),
-        ([224, 0, 0, 0], 4, "multicast"),
-        ([240, 0, 0, 0], 4, "reserved (and broadcast)"),
-    ];
-    let value = u32::from(ip) as u128;
-    RANGES
+/// The IPv4 special-purpose ranges (RFC 6890 and its successors), by name.
+const SPECIAL_V4: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "unspecified (\"this network\")"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local (cloud metadata)"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignment"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved (and broadcast)"),
+];
+
+/// The IPv6 ones; addresses that carry an IPv4 address are judged by it first.
+const SPECIAL_V6: &[(&str, &str)] = &[
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("100::/64", "discard-only"),
+    (
+        "2001::/23",
+        "IETF protocol assignment (Teredo, benchmarking, ...)",
+    ),
+    ("2001:db8::/32", "documentation"),
+    ("2002::/16", "6to4"),
+    ("fc00::/7", "unique local"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+];
+
+/// The name of the first range of `table` that holds `ip`.
+fn range_of(table: &[(&'static str, &'static str)], ip: IpAddr) -> Option<&'static str> {
+    table
         .iter()
-        .find(|(net, prefix, _)| {
-            within(u32::from(Ipv4Addr::from(*net)) as u128, value, *prefix, 32)
-        })
-        .map(|(_, _, name)| *name)
+        .find(|(net, _)| net.parse::<IpNet>().is_ok_and(|net| net.contains(&ip)))
+        .map(|(_, name)| *name)
+}
+
+fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    range_of(SPECIAL_V4, IpAddr::V4(ip))
 }
 
 fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let value = u128::from(ip);
-    // Addresses that carry an IPv4 address are judged by it.
-    let embedded = |prefix_value: u128, prefix: u8| within(prefix_value, value, prefix, 128);
-    if embedded(0xffff_0000_0000, 96) || embedded(0x0064_ff9b_u128 << 96, 96) {
-        return refused_v4(Ipv4Addr::from(value as u32)); // IPv4-mapped, NAT64
+    let within = |net: &str| {
+        net.parse::<IpNet>()
+            .is_ok_and(|n| n.contains(&IpAddr::V6(ip)))
+    };
+    if within("::ffff:0:0/96") || within("64:ff9b::/96") {
+        return refused_v4(Ipv4Addr::from(u128::from(ip) as u32)); // IPv4-mapped, NAT64
     }
-    if embedded(0, 96) && value > 1 {
+    if within("::/96") && u128::from(ip) > 1 {
         return Some("IPv4-compatible (deprecated)");
     }
-    const RANGES: &[(u128, u8, &str)] = &[
-        (0, 128, "unspecified"),
-        (1, 128, "loopback"),
-        (0x0100_u128 << 112, 64, "discard-only"),
-        (
-            0x2001_u128 << 112,
-            23,
-            "IETF protocol assignment (Teredo, benchmarking, ...)",
-        ),
-        (0x2001_0db8_u128 << 96, 32, "documentation"),
-        (0x2002_u128 << 112, 16, "6to4"),
-        (0xfc00_u128 << 112, 7, "unique local"),
-        (0xfe80_u128 << 112, 10, "link-local"),
-        (0xfec0_u128 << 112, 10, "site-local"),
-        (0xff00_u128 << 112, 8, "multicast"),
-    ];
-    RANGES
-        .iter()
-        .find(|(net, prefix, _)| within(*net, value, *prefix, 128))
-        .map(|(_, _, name)| *name)
+    range_of(SPECIAL_V6, IpAddr::V6(ip))
 }
 
 #[cfg(test)]
@@ -360,5 +303,19 @@ mod tests {
             Allowed::Host("example.com".into())
         );
         assert!(Allowed::parse("10.0.0.0/33").is_err());
+        for entry in ["10.0.0.0/8", "[::1]/128", "192.0.2.7/32"] {
+            assert_eq!(Allowed::parse(entry).unwrap().to_string(), entry);
+        }
+        assert_eq!(
+            Allowed::parse("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
+    }
+
+    #[test]
+    fn every_range_of_the_tables_is_a_valid_cidr() {
+        for (net, name) in SPECIAL_V4.iter().chain(SPECIAL_V6) {
+            assert!(net.parse::<IpNet>().is_ok(), "{net} ({name})");
+        }
     }
 }
