@@ -17,11 +17,5 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
                content_type = "application/openmetrics-text", body = String)),
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let supervisor = &state.supervisor;
-    let text = state.metrics.render(
-        supervisor.load(),
-        &supervisor.all_status(),
-        &supervisor.broker().tally,
-    );
-    ([(CONTENT_TYPE, OPENMETRICS)], text)
+    ([(CONTENT_TYPE, OPENMETRICS)], state.metrics.render())
 }

@@ -141,7 +141,7 @@ pub async fn serve(
     let state = AppState {
         supervisor: supervisor.clone(),
         config: Arc::new(config),
-        metrics: Arc::default(),
+        metrics: Arc::new(Metrics::new(supervisor.clone())),
         degraded: Arc::new(degraded),
     };
     tokio::spawn(announce_ready(supervisor.clone(), address));
