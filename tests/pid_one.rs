@@ -187,13 +187,21 @@ fn as_pid_one_it_serves_every_language_reaps_orphans_and_drains_on_sigterm() {
 
     // SIGTERM to PID 1: the run in flight finishes, then everything exits 0.
     let base = server.base.clone();
+    let python = common::processes::zygote_pid(&server, "python").expect("a python zygote");
+    let python = namespace_processes(init)
+        .iter()
+        .find(|p| p.namespace_pid == python)
+        .expect("the python zygote in the namespace")
+        .host_pid;
+    // Busy for 2 s: seen running, it is in flight when the signal comes.
     let in_flight = std::thread::spawn(move || {
         common::Server { base, pid: 0 }.python(
-            "import time\ndef main():\n    time.sleep(1.5)\n    return {'slept': True}",
+            "import time\ndef main():\n    end = time.monotonic() + 2\n    \
+             while time.monotonic() < end:\n        pass\n    return {'slept': True}",
             json!({}),
         )
     });
-    std::thread::sleep(Duration::from_millis(600));
+    common::processes::wait_for_busy_child(python, Duration::from_secs(10));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(init),
         nix::sys::signal::Signal::SIGTERM,
