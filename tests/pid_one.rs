@@ -123,9 +123,10 @@ fn as_pid_one_it_serves_every_language_reaps_orphans_and_drains_on_sigterm() {
     let server = common::Server { base, pid: 0 };
 
     // The namespace's init is sandlot itself.
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
-    let init: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let init = common::processes::children(unshare.id() as i32)
+        .first()
+        .expect("unshare's child, the namespace's init")
+        .0;
     let init_process = namespace_processes(init)
         .into_iter()
         .find(|p| p.host_pid == init)
