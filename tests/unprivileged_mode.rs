@@ -123,6 +123,21 @@ fn host_user_server() -> common::Server {
     })
 }
 
+/// How many `sleep` processes of uid 1000 there are (the bomb's).
+fn bomb_sleeps() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            status.lines().next() == Some("Name:\tsleep")
+                && status
+                    .lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("1000"))
+        })
+        .count()
+}
+
 /// RLIMIT_NPROC is one run's budget: a fork bomb that exhausts its own does not make `fork`
 /// fail in a concurrent run, although both run as the server's uid. The bomb holds every process
 /// it gets (`sleep 30`) and keeps retrying (bash retries a failed fork, where dash gives up and
@@ -138,7 +153,13 @@ fn a_fork_bomb_does_not_starve_another_shell_run() {
         let flood = "exec bash -c 'while :; do sleep 30 & done'";
         bomber.run(json!({"language": "bash", "code": flood, "limits": {"timeout_ms": 4000}}))
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The other run starts once the bomb holds all of its budget: SHELL_PROCESSES (128) less
+    // the run's shell and the looping bash is 126 sleeps. (It has 4 s to get there.)
+    common::wait_for(
+        Duration::from_secs(10),
+        || format!("the bomb to hold 126 sleeps (it holds {})", bomb_sleeps()),
+        || (bomb_sleeps() >= 126).then_some(()),
+    );
     let r = server.run(json!({
         "language": "bash",
         "code": "for i in 1 2 3; do (true) || exit 9; done; echo ok",
