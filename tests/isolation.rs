@@ -144,12 +144,16 @@ fn no_connection_reaches_a_local_listener() {
             ("_socket", "imp('_socket').socket()"),
             (
                 "urllib",
-                "imp('urllib.request').urlopen('http://127.0.0.1:' + path)",
+                "imp('urllib.request', fromlist=['urlopen']).urlopen('http://127.0.0.1:' + path)",
             ),
         ],
     );
     let r = common::shared().python(&code, json!({"path": port.to_string()}));
     assert_eq!(r["ok"], true, "{r}");
+    // Each attempt got as far as trying (`urllib` was once only looked up, an AttributeError).
+    for attempt in ["socket", "_socket", "urllib"] {
+        assert_ne!(r["result"][attempt], "AttributeError", "{attempt}: {r}");
+    }
     // A connection the run made was queued before its answer came back.
     common::assert_no_connection_before_ours(&listener, &r.to_string());
 }
