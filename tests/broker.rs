@@ -5,9 +5,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -16,9 +16,11 @@ struct Fixture {
     server: common::Server,
     /// The allowed echo server, on 127.0.0.2.
     allowed: u16,
-    /// The forbidden listener on 127.0.0.1, and how many connections it saw.
+    /// The forbidden listener on 127.0.0.1, and the peers of the connections it took.
     forbidden: u16,
-    forbidden_hits: Arc<AtomicUsize>,
+    forbidden_peers: Arc<Mutex<Vec<SocketAddr>>>,
+    /// The test's own connections to it (see [`assert_forbidden_untouched`]).
+    sentinels: Mutex<Vec<SocketAddr>>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -26,12 +28,11 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let forbidden_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let forbidden = forbidden_listener.local_addr().unwrap().port();
-        let forbidden_hits = Arc::new(AtomicUsize::new(0));
-        let hits = forbidden_hits.clone();
-        std::thread::spawn(move || {
-            for stream in forbidden_listener.incoming() {
-                hits.fetch_add(1, Ordering::SeqCst);
-                drop(stream);
+        let forbidden_peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
+        let peers = forbidden_peers.clone();
+        std::thread::spawn(move || loop {
+            if let Ok((_stream, peer)) = forbidden_listener.accept() {
+                peers.lock().unwrap().push(peer);
             }
         });
         let allowed_listener = TcpListener::bind("127.0.0.2:0").unwrap();
@@ -46,7 +47,8 @@ fn fixture() -> &'static Fixture {
             server,
             allowed,
             forbidden,
-            forbidden_hits,
+            forbidden_peers,
+            sentinels: Mutex::default(),
         }
     })
 }
@@ -134,11 +136,40 @@ fn assert_says(r: &Value, section: &str, field: &str, needle: &str) {
     );
 }
 
+/// No connection reached the forbidden listener. A negative check needs a positive control:
+/// the test makes a connection of its own (a sentinel) and waits until the listener has taken
+/// it; the listener takes connections in the order they were made, and any the server made for
+/// a run was made before the run answered, so by then it has been seen. Sentinels are made and
+/// noted under one lock, so that tests running at once do not take each other's for intruders.
 fn assert_forbidden_untouched() {
-    assert_eq!(
-        fixture().forbidden_hits.load(Ordering::SeqCst),
-        0,
-        "127.0.0.1 got a connection"
+    let fixture = fixture();
+    let (_stream, sentinel) = {
+        let mut sentinels = fixture.sentinels.lock().unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", fixture.forbidden)).unwrap();
+        let sentinel = stream.local_addr().unwrap();
+        sentinels.push(sentinel);
+        (stream, sentinel)
+    };
+    common::wait_for(
+        Duration::from_secs(10),
+        || format!("the forbidden listener to take the sentinel {sentinel}"),
+        || {
+            let peers = fixture.forbidden_peers.lock().unwrap();
+            peers.contains(&sentinel).then_some(())
+        },
+    );
+    let sentinels = fixture.sentinels.lock().unwrap();
+    let intruders: Vec<SocketAddr> = fixture
+        .forbidden_peers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|peer| !sentinels.contains(peer))
+        .copied()
+        .collect();
+    assert!(
+        intruders.is_empty(),
+        "127.0.0.1 got connections from {intruders:?}"
     );
 }
 
@@ -249,7 +280,6 @@ fn loopback_private_and_metadata_destinations_are_refused() {
     let r = js(&format!("async function main() {{ try {{ await SystemHelper.httpRequest('http://10.1.1.1:{p}/') }} catch (e) {{ return {{message: e.message, code: e.code}} }} }}"));
     assert_says(&r, "result", "message", "private");
     assert_eq!(r["result"]["code"], "NETWORK_DENIED");
-    std::thread::sleep(Duration::from_millis(200));
     assert_forbidden_untouched();
 }
 

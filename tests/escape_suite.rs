@@ -384,31 +384,6 @@ impl Drop for Fixture {
 const API_KEY_PREFIX: &str = "escape-key-";
 const CANARY_VAR: &str = "SANDLOT_ESCAPE_CANARY";
 
-/// A control run in each language; `n` varies the inputs so a stale answer cannot pass.
-fn control(server: &common::Server, key: &str, n: u64) -> Result<(), String> {
-    for (language, code) in [
-        ("python", "def main(a, b):\n    return {'sum': a + b}"),
-        (
-            "javascript",
-            "function main({a, b}) { return {sum: a + b} }",
-        ),
-    ] {
-        let body = json!({"language": language, "code": code, "inputs": {"a": n, "b": 1}});
-        let reply = server.post(
-            "/v1/run",
-            &body.to_string(),
-            &[("authorization", &format!("Bearer {key}"))],
-        );
-        if reply.status != 200 || reply.body["result"]["sum"] != json!(n + 1) {
-            return Err(format!(
-                "{language} control run {n}: {} {}",
-                reply.status, reply.text
-            ));
-        }
-    }
-    Ok(())
-}
-
 fn source(case: &Case, route: Route) -> (String, &'static str) {
     match (case.lang, case.code) {
         (Lang::Py, Code::Body(body)) => {
@@ -563,7 +538,7 @@ fn run_suite(route: Route) {
         std::thread::spawn(move || -> Result<(), String> {
             let mut n = 1000;
             while !stop.load(Ordering::Relaxed) {
-                control(&server, &key, n)?;
+                common::control(&server, &key, n)?;
                 runs.fetch_add(1, Ordering::Relaxed);
                 n += 1;
             }
@@ -624,7 +599,7 @@ fn run_suite(route: Route) {
                 }
             }
         }
-        if let Err(e) = control(&server, &key, i as u64) {
+        if let Err(e) = common::control(&server, &key, i as u64) {
             problems.push(format!("the server answers wrongly afterwards: {e}"));
         }
         if !problems.is_empty() {
@@ -714,21 +689,27 @@ def main(**k):
     ] {
         let server = common::start(&[], &envs);
         let before = python_zygote(&server);
+        let zygote = common::processes::zygote_pid(&server, "python").expect("a python zygote");
         let reply = server.post(
             "/v1/run",
             &json!({"language": "python", "code": CODE, "inputs": {}}).to_string(),
             &[],
         );
         println!("{scope}: {}", reply.text);
-        // Give a SIGIO, and the supervisor's restart, time to show.
-        std::thread::sleep(std::time::Duration::from_millis(500));
+        // A SIGIO is raised as the server writes to the channel, before the run answers: by
+        // now it has either ended the zygote or waits, pending.
+        common::processes::assert_alive_without_pending(
+            zygote,
+            nix::sys::signal::Signal::SIGIO,
+            scope,
+        );
         assert_eq!(
             python_zygote(&server),
             before,
             "{scope}: a zygote died after the run: {}",
             reply.text
         );
-        control(&server, "", 7).unwrap_or_else(|e| panic!("{scope}: {e}"));
+        common::control(&server, "", 7).unwrap_or_else(|e| panic!("{scope}: {e}"));
         let result = &reply.body["result"];
         for call in ["F_SETOWN", "F_SETOWN_EX", "F_SETSIG", "O_ASYNC"] {
             if result[call] != "PermissionError" {

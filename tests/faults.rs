@@ -10,31 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::processes::{self, children};
 use serde_json::{json, Value};
 
 fn zygote_pid(server: &common::Server, kind: &str) -> i32 {
-    let ready = server.get("/readyz");
-    ready.body["zygotes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|z| z["kind"] == kind)
-        .and_then(|z| z["pid"].as_i64())
-        .unwrap_or_else(|| panic!("no {kind} zygote in {}", ready.text)) as i32
-}
-
-/// The children of `pid` and the state letter of each (R running, S sleeping, ...).
-fn children(pid: i32) -> Vec<(i32, char)> {
-    let list =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    list.split_whitespace()
-        .filter_map(|c| c.parse::<i32>().ok())
-        .filter_map(|c| {
-            let stat = std::fs::read_to_string(format!("/proc/{c}/stat")).ok()?;
-            let state = stat.rsplit_once(") ")?.1.chars().next()?;
-            Some((c, state))
-        })
-        .collect()
+    processes::zygote_pid(server, kind).unwrap_or_else(|| panic!("no {kind} zygote"))
 }
 
 #[test]
@@ -42,6 +22,7 @@ fn a_zygote_killed_under_load_costs_only_its_runs_in_flight() {
     let server = Arc::new(common::start(&["--workers", "8"], &[]));
     let python = zygote_pid(&server, "python");
     let stop = Arc::new(AtomicBool::new(false));
+    // Each reply: when its request was sent, the language, the outcome.
     let replies: Arc<Mutex<Vec<(Instant, String, String)>>> = Arc::default();
     let clients: Vec<_> = (0..8)
         .map(|i| {
@@ -50,6 +31,7 @@ fn a_zygote_killed_under_load_costs_only_its_runs_in_flight() {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
+                    let sent = Instant::now();
                     let (language, code) = if i % 4 == 3 {
                         ("javascript", "function main({n}) { return {n: n + 1} }")
                     } else {
@@ -71,19 +53,37 @@ fn a_zygote_killed_under_load_costs_only_its_runs_in_flight() {
                     replies
                         .lock()
                         .unwrap()
-                        .push((Instant::now(), language.to_owned(), outcome));
+                        .push((sent, language.to_owned(), outcome));
                 }
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(1));
-    let killed_at = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(python),
-        nix::sys::signal::SIGKILL,
-    )
-    .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    // The load is on (runs of both languages answered) before the zygote is killed, and runs
+    // sent once its successor is up are seen through before the clients stop.
+    let answered = |since: Instant, language: &str, n: usize| {
+        let replies = replies.lock().unwrap();
+        let seen = replies
+            .iter()
+            .filter(|(t, l, _)| *t >= since && l == language)
+            .count();
+        (seen >= n).then_some(())
+    };
+    let started = Instant::now();
+    for language in ["python", "javascript"] {
+        common::wait_for(
+            Duration::from_secs(60),
+            || format!("{language} runs"),
+            || answered(started, language, 4),
+        );
+    }
+    processes::kill(python);
+    processes::wait_for_new_zygote(&server, "python", python, Duration::from_secs(60));
+    let restarted_at = Instant::now();
+    common::wait_for(
+        Duration::from_secs(60),
+        || "Python runs after the restart".into(),
+        || answered(restarted_at, "python", 8),
+    );
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.join().expect("a client saw a wrong answer");
@@ -99,10 +99,10 @@ fn a_zygote_killed_under_load_costs_only_its_runs_in_flight() {
         "{failed:?}"
     );
     assert!(failed.len() <= 8, "{} runs failed", failed.len());
-    // JavaScript never noticed; Python runs succeed again after the restart.
+    // JavaScript never noticed; Python runs sent after the restart succeed.
     let late_python = replies
         .iter()
-        .filter(|(t, l, _)| l == "python" && *t > killed_at + Duration::from_secs(3))
+        .filter(|(t, l, _)| l == "python" && *t >= restarted_at)
         .collect::<Vec<_>>();
     assert!(!late_python.is_empty(), "no Python run after the restart");
     assert!(
@@ -127,15 +127,7 @@ fn a_client_that_disconnects_kills_its_child_at_once() {
         body.len()
     )
     .unwrap();
-    // Wait for the run to be spinning.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let running = loop {
-        if let Some(&(pid, _)) = children(python).iter().find(|(_, s)| *s == 'R') {
-            break pid;
-        }
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let running = processes::wait_for_busy_child(python, Duration::from_secs(10));
     drop(client);
     let gone_by = Instant::now() + Duration::from_secs(1);
     while children(python)
@@ -230,11 +222,7 @@ fn runs_that_never_reached_a_live_child_are_tried_again() {
     let server = common::start(&["--workers", "8"], &[]);
     for _round in 0..2 {
         let python = zygote_pid(&server, "python");
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(python),
-            nix::sys::signal::SIGKILL,
-        )
-        .unwrap();
+        processes::kill(python);
         let outcomes: Vec<Value> = std::thread::scope(|s| {
             let runs: Vec<_> = (0..80)
                 .map(|n| {

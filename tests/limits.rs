@@ -30,6 +30,7 @@ fn a_run_past_its_deadline_returns_within_a_second_of_it_as_timeout() {
             "limits": {"timeout_ms": 1000}}));
         assert_eq!(r["error"]["kind"], "timeout", "{code}: {r}");
         assert_eq!(r["exit_code"], 124, "{r}");
+        // When the answer comes is what is tested here; the test waits on nothing.
         assert!(
             elapsed < Duration::from_millis(2000),
             "{code}: took {elapsed:?}"
@@ -111,6 +112,8 @@ fn sixty_four_concurrent_requests_are_all_answered_correctly() {
 fn a_full_queue_answers_503_with_retry_after() {
     let server = common::start(&["--workers", "1", "--queue", "1"], &[]);
     let server = &*Box::leak(Box::new(server));
+    // Runs that sleep (in user code) so that four sent at once overlap on one worker and a
+    // queue of one: the sleep is the load under test, not a wait of the test's.
     let sleep = "import time\ntime.sleep(1.5)\n";
     // The native API, dify-sandbox's and fastgpt-sandbox's: each refuses the same way.
     for (path, body) in [

@@ -275,9 +275,21 @@ fn malformed_requests_get_400_naming_the_field() {
     }
 }
 
+/// A server with small maxima, shared by the tests of each: a body cap of 100 kB and a
+/// timeout cap of 1.5 s apply to different requests.
+fn capped() -> &'static common::Server {
+    static SERVER: std::sync::OnceLock<common::Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        common::start(
+            &["--max-body-bytes", "100000", "--max-timeout-ms", "1500"],
+            &[],
+        )
+    })
+}
+
 #[test]
 fn an_oversized_body_gets_413() {
-    let server = common::start(&["--max-body-bytes", "100000"], &[]);
+    let server = capped();
     // Just over the limit, so the whole write fits in the socket buffers before the 413.
     let code = "x".repeat(110_000);
     let body = json!({"language": "python", "code": code}).to_string();
@@ -288,7 +300,7 @@ fn an_oversized_body_gets_413() {
 
 #[test]
 fn limits_are_capped_by_the_servers_maxima() {
-    let server = common::start(&["--max-timeout-ms", "1500"], &[]);
+    let server = capped();
     let started = std::time::Instant::now();
     let r = server.run(json!({"language": "python",
         "code": "import time\ndef main():\n    time.sleep(30)\n    return {}\n",

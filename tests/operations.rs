@@ -9,7 +9,7 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{start_watched, Watched};
+use common::{processes, start_watched, Watched};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sandlot");
@@ -374,7 +374,8 @@ fn a_run_whose_client_leaves_is_counted_as_abandoned() {
         body.len()
     )
     .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let python = processes::zygote_pid(server, "python").expect("the python zygote");
+    processes::wait_for_busy_child(python, Duration::from_secs(10));
     drop(stream);
     let until = Instant::now() + Duration::from_secs(5);
     while sample(&server.get("/metrics").text, series) < before + 1.0 {
@@ -642,19 +643,9 @@ fn a_json_log_line_per_run_with_the_request_id_and_nothing_of_the_run() {
 #[test]
 fn a_zygote_death_and_restart_are_logged() {
     let watched = start_watched(&["--listen", "127.0.0.1:0", "--log-format", "json"], &[]);
-    let readyz = watched.server.get("/readyz").body;
-    let pid = readyz["zygotes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|z| z["kind"] == "javascript")
-        .and_then(|z| z["pid"].as_i64())
-        .expect("the javascript zygote's pid");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    let pid =
+        processes::zygote_pid(&watched.server, "javascript").expect("the javascript zygote's pid");
+    processes::kill(pid);
     let logged = |message: &str, extra: &dyn Fn(&Value) -> bool| {
         watched.log.lock().unwrap().iter().any(|l| {
             let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
@@ -680,20 +671,31 @@ fn sigterm_lets_a_run_in_flight_finish_refuses_new_requests_and_exits_0() {
     let mut watched = start_watched(&["--listen", "127.0.0.1:0"], &[]);
     let base = watched.server.base.clone();
     let address = base.trim_start_matches("http://").to_owned();
+    let python = processes::zygote_pid(&watched.server, "python").expect("the python zygote");
+    // A run busy for 3 s: seen running, it is in flight when the signal comes.
     let in_flight = std::thread::spawn(move || {
         let server = common::Server { base, pid: 0 };
         server.python(
-            "import time\ndef main():\n    time.sleep(2)\n    return {'slept': 2}",
+            "import time\ndef main():\n    end = time.monotonic() + 3\n    \
+             while time.monotonic() < end:\n        pass\n    return {'slept': 2}",
             json!({}),
         )
     });
-    std::thread::sleep(Duration::from_millis(700));
+    processes::wait_for_busy_child(python, Duration::from_secs(10));
     sigterm(&watched.child);
-    std::thread::sleep(Duration::from_millis(300));
-    // Stopped accepting: a new connection is refused.
+    // Stops accepting: a new connection is refused (while the run is still in flight).
+    common::wait_for(
+        Duration::from_secs(10),
+        || "new connections to be refused after SIGTERM".into(),
+        || {
+            std::net::TcpStream::connect(&address)
+                .is_err()
+                .then_some(())
+        },
+    );
     assert!(
-        std::net::TcpStream::connect(&address).is_err(),
-        "a new connection was accepted after SIGTERM"
+        !in_flight.is_finished(),
+        "the run ended before the server stopped accepting"
     );
     let answer = in_flight.join().unwrap();
     assert_eq!(answer["ok"], true, "{answer}");
@@ -711,11 +713,12 @@ fn runs_past_the_grace_period_are_killed_and_the_server_still_exits_0() {
     let base = watched.server.base.clone();
     let in_flight = std::thread::spawn(move || {
         let server = common::Server { base, pid: 0 };
-        let body = json!({"language": "python", "code": "import time\ndef main():\n    time.sleep(20)",
+        let body = json!({"language": "python", "code": "def main():\n    while True:\n        pass",
                           "limits": {"timeout_ms": 30000}});
         server.post("/v1/run", &body.to_string(), &[]).status
     });
-    std::thread::sleep(Duration::from_millis(700));
+    let python = processes::zygote_pid(&watched.server, "python").expect("the python zygote");
+    let run = processes::wait_for_busy_child(python, Duration::from_secs(10));
     let stopped = Instant::now();
     sigterm(&watched.child);
     let status = wait_exit(&mut watched.child, Duration::from_secs(10));
@@ -726,12 +729,8 @@ fn runs_past_the_grace_period_are_killed_and_the_server_still_exits_0() {
         stopped.elapsed()
     );
     let _ = in_flight.join();
-    // No child of the run is left behind.
-    let left = Command::new("pgrep")
-        .args(["-f", "time.sleep\\(20\\)"])
-        .output()
-        .unwrap();
-    assert!(left.stdout.is_empty());
+    // The run's child is not left behind (it was seen running above).
+    processes::wait_for_exit(run, Duration::from_secs(5));
 }
 
 #[test]

@@ -123,9 +123,10 @@ fn as_pid_one_it_serves_every_language_reaps_orphans_and_drains_on_sigterm() {
     let server = common::Server { base, pid: 0 };
 
     // The namespace's init is sandlot itself.
-    let children =
-        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
-    let init: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let init = common::processes::children(unshare.id() as i32)
+        .first()
+        .expect("unshare's child, the namespace's init")
+        .0;
     let init_process = namespace_processes(init)
         .into_iter()
         .find(|p| p.host_pid == init)
@@ -187,13 +188,21 @@ fn as_pid_one_it_serves_every_language_reaps_orphans_and_drains_on_sigterm() {
 
     // SIGTERM to PID 1: the run in flight finishes, then everything exits 0.
     let base = server.base.clone();
+    let python = common::processes::zygote_pid(&server, "python").expect("a python zygote");
+    let python = namespace_processes(init)
+        .iter()
+        .find(|p| p.namespace_pid == python)
+        .expect("the python zygote in the namespace")
+        .host_pid;
+    // Busy for 2 s: seen running, it is in flight when the signal comes.
     let in_flight = std::thread::spawn(move || {
         common::Server { base, pid: 0 }.python(
-            "import time\ndef main():\n    time.sleep(1.5)\n    return {'slept': True}",
+            "import time\ndef main():\n    end = time.monotonic() + 2\n    \
+             while time.monotonic() < end:\n        pass\n    return {'slept': True}",
             json!({}),
         )
     });
-    std::thread::sleep(Duration::from_millis(600));
+    common::processes::wait_for_busy_child(python, Duration::from_secs(10));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(init),
         nix::sys::signal::Signal::SIGTERM,

@@ -6,14 +6,20 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::processes;
 use serde_json::{json, Value};
 
 fn zygote(server: &common::Server, kind: &str) -> Value {
-    let ready = server.get("/readyz");
-    ready.body["zygotes"]
-        .as_array()
-        .and_then(|zygotes| zygotes.iter().find(|z| z["kind"] == kind).cloned())
-        .unwrap_or_else(|| panic!("no {kind} zygote in {}", ready.text))
+    let zygote = processes::zygote(server, kind);
+    assert!(!zygote.is_null(), "no {kind} zygote");
+    zygote
+}
+
+/// The server of the tests that only run code: one uses the Python pool, the other the
+/// JavaScript one, so they do not see each other's runs.
+fn workers_3() -> &'static common::Server {
+    static SERVER: std::sync::OnceLock<common::Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| common::start(&["--workers", "3"], &[]))
 }
 
 fn pool_size(server: &common::Server, kind: &str) -> u64 {
@@ -32,25 +38,11 @@ fn wait_for_pool(server: &common::Server, kind: &str, n: u64) -> u64 {
     }
 }
 
-/// The pids of a process's children, from /proc.
-fn children_of(pid: i64) -> Vec<i32> {
-    let mut children = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let path = task.unwrap().path().join("children");
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        children.extend(
-            text.split_whitespace()
-                .filter_map(|p| p.parse::<i32>().ok()),
-        );
-    }
-    children
-}
-
 #[test]
 fn every_run_gets_a_child_of_its_own_and_the_pool_refills() {
-    let server = common::start(&["--workers", "3"], &[]);
+    let server = workers_3();
     assert!(
-        wait_for_pool(&server, "python", 1) >= 1,
+        wait_for_pool(server, "python", 1) >= 1,
         "no child forked ahead"
     );
     // os is not on the whitelist; its getpid is reached the way an escape would.
@@ -69,15 +61,14 @@ fn every_run_gets_a_child_of_its_own_and_the_pool_refills() {
     unique.dedup();
     assert_eq!(unique.len(), pids.len(), "a child ran twice: {pids:?}");
     assert!(
-        wait_for_pool(&server, "python", 1) >= 1,
+        wait_for_pool(server, "python", 1) >= 1,
         "the pool did not refill"
     );
 }
 
 #[test]
 fn the_pool_grows_with_demand_but_never_past_workers() {
-    let server = common::start(&["--workers", "3"], &[]);
-    let server = &*Box::leak(Box::new(server));
+    let server = workers_3();
     wait_for_pool(server, "javascript", 1);
     // Six at once, each long enough to overlap: the pool's target rises to workers (3).
     let code = "async function main() { await new Promise(r => setTimeout(r, 300)); return {} }";
@@ -89,7 +80,8 @@ fn the_pool_grows_with_demand_but_never_past_workers() {
     }
     let grown = wait_for_pool(server, "javascript", 3);
     assert_eq!(grown, 3, "{}", zygote(server, "javascript"));
-    std::thread::sleep(Duration::from_millis(500));
+    // That it never asks for more than `--workers` is the pool's own unit test
+    // (src/supervisor/pool.rs): no wait here could show a fork that never comes.
     assert!(pool_size(server, "javascript") <= 3);
 }
 
@@ -98,17 +90,22 @@ fn a_pooled_child_that_died_waiting_is_never_handed_out() {
     let server = common::start(&[], &[]);
     wait_for_pool(&server, "python", 1);
     let zygote_pid = zygote(&server, "python")["pid"].as_i64().unwrap();
-    let waiting = children_of(zygote_pid);
+    let zygote_pid = zygote_pid as i32;
+    let waiting: Vec<i32> = processes::children(zygote_pid)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
     assert!(!waiting.is_empty(), "no pooled child under the zygote");
-    for pid in &waiting {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::SIGKILL);
+    for &pid in &waiting {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
     }
     // Dead and reaped by the zygote: still in the pool, as far as the server knows.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while waiting
-        .iter()
-        .any(|pid| children_of(zygote_pid).contains(pid))
-    {
+    while waiting.iter().any(|pid| {
+        processes::children(zygote_pid)
+            .iter()
+            .any(|(c, _)| c == pid)
+    }) {
         assert!(Instant::now() < deadline, "the killed children did not go");
         std::thread::sleep(Duration::from_millis(20));
     }

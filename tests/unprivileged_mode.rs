@@ -7,20 +7,24 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-/// A server that runs as uid/gid 1000 of a user namespace of its own.
-fn unprivileged_server() -> common::Server {
-    common::start_under(&[], &[], || {
-        // SAFETY: unshare takes flags and touches no memory.
-        if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        std::fs::write("/proc/self/setgroups", "deny")?;
-        std::fs::write("/proc/self/uid_map", "1000 0 1")?;
-        std::fs::write("/proc/self/gid_map", "1000 0 1")
+/// A server that runs as uid/gid 1000 of a user namespace of its own, shared by the tests
+/// (each only runs code and reads /proc).
+fn unprivileged_server() -> &'static common::Server {
+    static SERVER: std::sync::OnceLock<common::Server> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        common::start_under(&[], &[], || {
+            // SAFETY: unshare takes flags and touches no memory.
+            if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::fs::write("/proc/self/setgroups", "deny")?;
+            std::fs::write("/proc/self/uid_map", "1000 0 1")?;
+            std::fs::write("/proc/self/gid_map", "1000 0 1")
+        })
     })
 }
 
@@ -56,24 +60,17 @@ fn the_server_runs_unprivileged_here() {
 #[test]
 fn interpreter_zygotes_hold_no_capability() {
     let server = unprivileged_server();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let zygotes = loop {
-        let ready = server.get("/readyz");
-        let zygotes: Vec<Value> = ready.body["zygotes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let up: Vec<(String, i64)> = zygotes
-            .iter()
-            .filter(|z| z["kind"] == "python" || z["kind"] == "javascript")
-            .filter_map(|z| Some((z["kind"].as_str()?.to_owned(), z["pid"].as_i64()?)))
-            .collect();
-        if up.len() == 2 {
-            break up;
-        }
-        assert!(Instant::now() < deadline, "zygotes not up: {}", ready.text);
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let zygotes: Vec<(&str, i32)> = ["python", "javascript"]
+        .into_iter()
+        .map(|kind| {
+            let pid = common::wait_for(
+                Duration::from_secs(60),
+                || format!("the {kind} zygote"),
+                || common::processes::zygote_pid(server, kind),
+            );
+            (kind, pid)
+        })
+        .collect();
     // A run first: the zygote is locked down by then.
     let r = server.python("def main():\n    return {'ok': 1}", json!({}));
     assert_eq!(r["result"]["ok"], 1, "{r}");
@@ -126,6 +123,21 @@ fn host_user_server() -> common::Server {
     })
 }
 
+/// How many `sleep` processes of uid 1000 there are (the bomb's).
+fn bomb_sleeps() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            status.lines().next() == Some("Name:\tsleep")
+                && status
+                    .lines()
+                    .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("1000"))
+        })
+        .count()
+}
+
 /// RLIMIT_NPROC is one run's budget: a fork bomb that exhausts its own does not make `fork`
 /// fail in a concurrent run, although both run as the server's uid. The bomb holds every process
 /// it gets (`sleep 30`) and keeps retrying (bash retries a failed fork, where dash gives up and
@@ -141,7 +153,13 @@ fn a_fork_bomb_does_not_starve_another_shell_run() {
         let flood = "exec bash -c 'while :; do sleep 30 & done'";
         bomber.run(json!({"language": "bash", "code": flood, "limits": {"timeout_ms": 4000}}))
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The other run starts once the bomb holds all of its budget: SHELL_PROCESSES (128) less
+    // the run's shell and the looping bash is 126 sleeps. (It has 4 s to get there.)
+    common::wait_for(
+        Duration::from_secs(10),
+        || format!("the bomb to hold 126 sleeps (it holds {})", bomb_sleeps()),
+        || (bomb_sleeps() >= 126).then_some(()),
+    );
     let r = server.run(json!({
         "language": "bash",
         "code": "for i in 1 2 3; do (true) || exit 9; done; echo ok",

@@ -4,17 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::processes::{wait_for_busy_child, zygote_pid};
 use serde_json::json;
-
-fn zygote_pid(server: &common::Server, kind: &str) -> Option<i32> {
-    let ready = server.get("/readyz");
-    ready.body["zygotes"]
-        .as_array()?
-        .iter()
-        .find(|z| z["kind"] == kind)?["pid"]
-        .as_i64()
-        .map(|p| p as i32)
-}
 
 #[test]
 fn a_killed_zygote_fails_its_runs_fast_and_comes_back() {
@@ -22,8 +13,9 @@ fn a_killed_zygote_fails_its_runs_fast_and_comes_back() {
     let server = &*Box::leak(Box::new(server));
     for kind in ["python", "javascript"] {
         let pid = zygote_pid(server, kind).expect("zygote pid in /readyz");
+        // A busy loop, so that the run is seen running before its zygote is killed.
         let code = if kind == "python" {
-            "import time\ndef main():\n    time.sleep(20)\n    return {}\n"
+            "def main():\n    while True:\n        pass\n"
         } else {
             "function main() { for (;;) {} }"
         };
@@ -31,9 +23,8 @@ fn a_killed_zygote_fails_its_runs_fast_and_comes_back() {
             json!({"language": kind, "code": code, "limits": {"timeout_ms": 30000}}).to_string();
         let started = Instant::now();
         let in_flight = std::thread::spawn(move || server.post("/v1/run", &body, &[]));
-        std::thread::sleep(Duration::from_millis(500));
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
-            .expect("killing the zygote");
+        wait_for_busy_child(pid, Duration::from_secs(10));
+        common::processes::kill(pid);
         let reply = in_flight.join().unwrap();
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["error"]["kind"], "internal", "{}", reply.text);

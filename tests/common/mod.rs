@@ -1,6 +1,8 @@
 //! Starts real `sandlot serve` processes for the integration tests and talks to them over HTTP.
 #![allow(dead_code)]
 
+pub mod processes;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -157,6 +159,80 @@ fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
         body,
         text,
         headers,
+    }
+}
+
+/// Looks at `condition` until it gives a value, and returns it; panics saying what was awaited
+/// once `limit` has passed. The limit only bounds a failure: the wait ends on the condition.
+pub fn wait_for<T>(
+    limit: Duration,
+    what: impl Fn() -> String,
+    mut condition: impl FnMut() -> Option<T>,
+) -> T {
+    let until = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "waited {limit:?} for {}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A control run: Python and JavaScript each add 1 to `n`, showing the server still serves
+/// (`key`, when not empty, goes in `Authorization: Bearer`).
+pub fn control(server: &Server, key: &str, n: u64) -> Result<(), String> {
+    let bearer = format!("Bearer {key}");
+    let headers: &[(&str, &str)] = if key.is_empty() {
+        &[]
+    } else {
+        &[("authorization", &bearer)]
+    };
+    for (language, code) in [
+        ("python", "def main(a, b):\n    return {'sum': a + b}"),
+        (
+            "javascript",
+            "function main({a, b}) { return {sum: a + b} }",
+        ),
+    ] {
+        let body =
+            serde_json::json!({"language": language, "code": code, "inputs": {"a": n, "b": 1}});
+        let reply = server.post("/v1/run", &body.to_string(), headers);
+        if reply.status != 200 || reply.body["result"]["sum"] != serde_json::json!(n + 1) {
+            return Err(format!(
+                "{language} control run {n}: {} {}",
+                reply.status, reply.text
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Asserts that nothing connected to `listener` before this call. A negative check needs a
+/// positive control: this connects to it itself and accepts; the first connection in its queue
+/// must be this one. Any earlier connection (whose handshake the kernel completed before the
+/// connecting call returned) would be queued ahead of it. `listener` may be non-blocking.
+pub fn assert_no_connection_before_ours(listener: &std::net::TcpListener, what: &str) {
+    let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let ours = ours.local_addr().unwrap();
+    let (mut first, peer) = wait_for(
+        Duration::from_secs(10),
+        || "our own connection to the listener".to_owned(),
+        || match listener.accept() {
+            Ok(accepted) => Some(accepted),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => panic!("accept: {e}"),
+        },
+    );
+    if peer != ours {
+        let _ = first.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut seen = String::new();
+        let _ = std::io::Read::read_to_string(&mut first, &mut seen);
+        panic!("the listener got a connection from {peer}: {seen:?} ({what})");
     }
 }
 
