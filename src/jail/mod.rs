@@ -113,16 +113,45 @@ impl Jail {
         devnull: &OwnedFd,
         channel: OwnedFd,
         output: OwnedFd,
-    ) -> Result<resource_limits::Budget, JailError> {
+    ) -> Result<resource_limits::Budget, ChildJailError> {
         if let Some(scope) = self.child_scope.take() {
-            landlock::enforce(scope)?;
+            landlock::enforce(scope).map_err(ChildJailError::before_channel)?;
         }
-        keep_child_descriptors(devnull, channel, output)?;
-        self.budget.apply_to_child(&self.settings.max)?;
+        keep_child_descriptors(devnull, channel, output).map_err(ChildJailError::before_channel)?;
+        self.budget
+            .apply_to_child(&self.settings.max)
+            .map_err(ChildJailError::after_channel)?;
         if let Some(filter) = &self.filter {
-            filter.apply_to_child()?;
+            filter
+                .apply_to_child()
+                .map_err(ChildJailError::after_channel)?;
         }
         Ok(self.budget)
+    }
+}
+
+/// A child's jail failed. Whether its job channel was in place by then decides where the child
+/// may say so: on the channel, or (before it, when descriptor 3 is still the zygote's
+/// placeholder) nowhere but its stderr.
+#[derive(Debug)]
+pub struct ChildJailError {
+    pub error: JailError,
+    pub channel_in_place: bool,
+}
+
+impl ChildJailError {
+    fn before_channel(error: JailError) -> Self {
+        Self {
+            error,
+            channel_in_place: false,
+        }
+    }
+
+    fn after_channel(error: JailError) -> Self {
+        Self {
+            error,
+            channel_in_place: true,
+        }
     }
 }
 
@@ -215,10 +244,10 @@ impl ShellJail {
         devnull: &OwnedFd,
         channel: OwnedFd,
         output: OwnedFd,
-    ) -> Result<(), JailError> {
-        keep_child_descriptors(devnull, channel, output)?;
-        namespaces::enter_shell()?;
-        filesystem_view::make_private()
+    ) -> Result<(), ChildJailError> {
+        keep_child_descriptors(devnull, channel, output).map_err(ChildJailError::before_channel)?;
+        namespaces::enter_shell().map_err(ChildJailError::after_channel)?;
+        filesystem_view::make_private().map_err(ChildJailError::after_channel)
     }
 
     /// In the supervisor, once the job says how large and where: the command's file system.

@@ -31,14 +31,13 @@ pub fn run<E: Engine>(
     if parent_death::arm_for(zygote).is_err() {
         exit(1); // the zygote died between fork and prctl
     }
-    let channel_id = identity(&channel);
     // A failure of the jail reports on the job channel only once the channel is at its number:
-    // before that, descriptor 3 is whatever the zygote had there.
-    let jail_failed = |e: crate::jail::JailError| -> ! {
-        if channel_id.is_some() && identity(&CHILD_CHANNEL_FD) == channel_id {
-            fail(&e.to_string())
+    // before that, descriptor 3 is the zygote's placeholder.
+    let jail_failed = |e: crate::jail::ChildJailError| -> ! {
+        if e.channel_in_place {
+            fail(&e.error.to_string())
         }
-        abandon(&e.to_string())
+        abandon(&e.error.to_string())
     };
     match confinement {
         Confinement::Shell => {
@@ -132,16 +131,6 @@ pub fn fail(message: &str) -> ! {
 fn abandon(message: &str) -> ! {
     eprintln!("sandlot child {}: {message}", std::process::id());
     exit(CHILD_UNJAILED_EXIT)
-}
-
-/// Device and inode of a descriptor: which open file it is.
-fn identity(fd: &impl std::os::fd::AsRawFd) -> Option<(u64, u64)> {
-    // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat writes into `stat`, which lives through the call; a closed or foreign
-    // descriptor only makes it fail.
-    let rc = unsafe { libc::fstat(fd.as_raw_fd(), &mut stat) };
-    (rc == 0).then_some((stat.st_dev, stat.st_ino))
 }
 
 /// The child's own accounting when its job arrived (its set-up and its wait in the pool are
