@@ -103,6 +103,19 @@ fn version_is_printed_by_the_flag_and_the_subcommand() {
     assert!(help.contains("version"), "{help}");
 }
 
+/// What `sandlot config --config FILE ARGS` prints, with `envs` set.
+fn effective_config(file: &str, args: &[&str], envs: &[(&str, &str)]) -> toml::Table {
+    let mut all = vec!["config", "--config", file];
+    all.extend_from_slice(args);
+    let out = sandlot(&all, envs);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("config prints TOML")
+}
+
 /// `sandlot config` with a file: each source wins over the ones below it.
 #[test]
 fn precedence_is_flag_then_sandlot_variable_then_peer_name_then_file() {
@@ -111,17 +124,7 @@ fn precedence_is_flag_then_sandlot_variable_then_peer_name_then_file() {
         "max_timeout_ms = 1500\nmax_memory_mb = 300\nqueue = 7\n",
     );
     let file = file.to_str().unwrap();
-    let effective = |args: &[&str], envs: &[(&str, &str)]| -> toml::Table {
-        let mut all = vec!["config", "--config", file];
-        all.extend_from_slice(args);
-        let out = sandlot(&all, envs);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("config prints TOML")
-    };
+    let effective = |args: &[&str], envs: &[(&str, &str)]| effective_config(file, args, envs);
     let max_timeout = |t: &toml::Table| t["max_timeout_ms"].as_integer().unwrap();
     let from_file = effective(&[], &[]);
     assert_eq!(max_timeout(&from_file), 1500);
@@ -150,17 +153,7 @@ fn a_switch_set_in_the_file_is_turned_off_by_the_variable_or_the_flag() {
         "allow_degraded = true\ninsecure_no_auth = true\n",
     );
     let file = file.to_str().unwrap();
-    let effective = |args: &[&str], envs: &[(&str, &str)]| -> toml::Table {
-        let mut all = vec!["config", "--config", file];
-        all.extend_from_slice(args);
-        let out = sandlot(&all, envs);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        toml::from_str(&String::from_utf8_lossy(&out.stdout)).expect("config prints TOML")
-    };
+    let effective = |args: &[&str], envs: &[(&str, &str)]| effective_config(file, args, envs);
     let switches = |t: &toml::Table| {
         (
             t["allow_degraded"].as_bool().unwrap(),

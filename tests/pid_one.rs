@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -89,13 +88,7 @@ fn as_pid_one_it_serves_every_language_reaps_orphans_and_drains_on_sigterm() {
         .env_remove("SANDLOT_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: prctl is async-signal-safe and touches no memory.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            Ok(())
-        });
-    }
+    common::dies_with_the_test(&mut command);
     let mut unshare = command.spawn().expect("starting unshare (util-linux)");
     let log = Arc::new(Mutex::new(Vec::new()));
     let lines = log.clone();

@@ -252,6 +252,17 @@ pub struct Watched {
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
+/// Has `command`'s process killed when the thread that spawns it (the test) ends.
+pub fn dies_with_the_test(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+}
+
 /// Starts `sandlot serve ARGS` (no `--listen` added) and waits for its ready line.
 pub fn start_watched(args: &[&str], envs: &[(&str, &str)]) -> Watched {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sandlot"));
@@ -262,13 +273,7 @@ pub fn start_watched(args: &[&str], envs: &[(&str, &str)]) -> Watched {
         .env_remove("SANDLOT_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: prctl is async-signal-safe and touches no memory.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-            Ok(())
-        });
-    }
+    dies_with_the_test(&mut command);
     let mut child = command.spawn().expect("starting sandlot serve");
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let stderr = BufReader::new(child.stderr.take().unwrap());
