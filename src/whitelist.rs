@@ -14,8 +14,34 @@ const JAVASCRIPT: &str = include_str!("../whitelist/javascript.txt");
 pub const PYTHON_REQUIREMENTS: &str = include_str!("../whitelist/python-requirements.txt");
 
 /// The third-party packages user code may import (FastGPT's, Jinja2 for Dify's template nodes,
-/// tabulate for `DataFrame.to_markdown`). Code that imports one runs in the python-data zygote.
-pub const PYTHON_DATA_PACKAGES: &[&str] = &["numpy", "pandas", "matplotlib", "jinja2", "tabulate"];
+/// tabulate for `DataFrame.to_markdown`, and dify-sandbox's default packages: its HTTP clients
+/// and what they are made of). Code that imports one runs in the python-data zygote; the first
+/// five are imported there before any fork, the rest by the runs that use them.
+pub const PYTHON_DATA_PACKAGES: &[&str] = &[
+    "numpy",
+    "pandas",
+    "matplotlib",
+    "jinja2",
+    "tabulate",
+    "requests",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "certifi",
+    "idna",
+    "charset_normalizer",
+    "h11",
+    "anyio",
+    "sniffio",
+    "socks",
+    "sockshandler",
+    "socksio",
+    "typing_extensions",
+    "markupsafe",
+];
+
+/// The data packages the python-data zygote imports before any fork.
+pub const PYTHON_DATA_PRELOADED: &[&str] = &["numpy", "pandas", "matplotlib", "jinja2", "tabulate"];
 
 /// The Python import policy of an API: sandlot's own (and the sandbox module API's) is the
 /// standard library but what cannot work in the jail, plus the data packages; FastGPT's is

@@ -89,7 +89,7 @@ impl Engine for PythonEngine {
             match std::env::var(PYTHON_PACKAGES_ENV) {
                 Ok(site) => {
                     warm_up
-                        .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PACKAGES))?;
+                        .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PRELOADED))?;
                     warm_up.call_method1("prepare", (whitelist::python_preloaded(),))?;
                 }
                 Err(_) => {
