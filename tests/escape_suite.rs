@@ -200,7 +200,7 @@ const CASES: &[Case] = &[
     // anonymous executable memory, no file mapping writable and executable at once.
     py_raw("executable memory: anonymous, and a file mapped writable", "import mmap, os, _decimal\ndef main(**k):\n    out = {}\n    fd = os.open(_decimal.__file__, os.O_RDONLY)\n    for name, fileno, flags in (('anonymous', -1, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), ('file', fd, mmap.MAP_PRIVATE)):\n        try:\n            mmap.mmap(fileno, 4096, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n            out[name] = 'mapped'\n        except OSError as e:\n            out[name] = type(e).__name__\n    return out", Expect::Result(r#"{"anonymous":"PermissionError","file":"PermissionError"}"#), 5000),
     py_raw("import subprocess", "import subprocess\ndef main(**k):\n    return {}", NOT_ALLOWED, 5000),
-    py_raw("import socket", "def main(**k):\n    import socket\n    return {}", NOT_ALLOWED, 5000),
+    py_raw("import _socket", "def main(**k):\n    import _socket\n    return {}", NOT_ALLOWED, 5000),
     py_raw("import ctypes", "def main(**k):\n    import ctypes\n    return {}", NOT_ALLOWED, 5000),
     py_raw("__import__ of os, then list /", "def main(**k):\n    return {'x': str(__import__('os').listdir('/'))}", Expect::Kind(&["runtime_error"]), 5000),
     py_raw("import os, then system()", "import os\ndef main(**k):\n    return {'x': os.system('touch ' + k['marker'])}", NONE, 5000),

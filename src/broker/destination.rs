@@ -100,10 +100,17 @@ pub fn check(url: &str, allow: &[Allowed]) -> Result<Checked, String> {
         .authority()
         .ok_or_else(|| format!("the URL has no host: {url:?}"))?;
     let port = authority.port_u16().unwrap_or(port);
-    let host = authority
-        .host()
-        .trim_matches(['[', ']'])
-        .to_ascii_lowercase();
+    let addresses = check_host(authority.host(), port, allow)?;
+    Ok(Checked {
+        url: uri,
+        addresses,
+    })
+}
+
+/// Resolves `host` and checks every address it has; the error says why it is refused. The
+/// addresses returned are the only ones a connection to it may use.
+pub fn check_host(host: &str, port: u16, allow: &[Allowed]) -> Result<Vec<SocketAddr>, String> {
+    let host = host.trim_matches(['[', ']']).to_ascii_lowercase();
     let host_allowed = allow.iter().any(|a| *a == Allowed::Host(host.clone()));
     let addresses: Vec<IpAddr> = match literal_address(&host) {
         Some(ip) => vec![ip],
@@ -129,13 +136,10 @@ pub fn check(url: &str, allow: &[Allowed]) -> Result<Checked, String> {
             }
         }
     }
-    Ok(Checked {
-        url: uri,
-        addresses: addresses
-            .into_iter()
-            .map(|ip| SocketAddr::new(ip, port))
-            .collect(),
-    })
+    Ok(addresses
+        .into_iter()
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect())
 }
 
 /// The host as an address, if it is written as one: IPv6, or IPv4 in any spelling the URL

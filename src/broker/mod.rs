@@ -4,10 +4,12 @@
 //! destination is public ([`destination`]) — performs it on a blocking thread ([`fetch`]), and
 //! writes the answer back.
 
+mod connection;
 pub mod destination;
 mod fetch;
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,67 +176,116 @@ impl Broker {
         run_may_use_network: bool,
         run_deadline: Instant,
     ) -> Vec<u8> {
-        let outcome = self
-            .answer_inner(request, call, run_may_use_network, run_deadline)
-            .await;
-        let (value, count) = match outcome {
-            Ok(response) => (json!({"ok": response}), &self.tally.ok),
-            Err(Failure::Denied(message)) => (
-                json!({"error": {"message": message, "denied": true}}),
-                &self.tally.denied,
-            ),
-            Err(Failure::Failed(message)) => (
-                json!({"error": {"message": message, "denied": false}}),
-                &self.tally.failed,
-            ),
+        let outcome = match self.refusal(call, run_may_use_network) {
+            Some(refused) => Err(refused),
+            None => {
+                // The request is parsed, like it is performed, off the runtime's threads.
+                let request = request.to_vec();
+                let allow = self.policy.allow.clone();
+                let proxy = self.policy.proxy.clone();
+                tokio::task::spawn_blocking(move || {
+                    let request = parse(&request)?;
+                    let timeout = timeout_for(request.timeout, run_deadline);
+                    fetch::fetch(&request, &allow, proxy.as_deref(), timeout)
+                })
+                .await
+                .unwrap_or_else(|e| Err(Failure::Failed(format!("the request was abandoned: {e}"))))
+            }
         };
-        count.fetch_add(1, Ordering::Relaxed);
+        let value = match outcome {
+            Ok(response) => {
+                self.tally.ok.fetch_add(1, Ordering::Relaxed);
+                json!({"ok": response})
+            }
+            Err(failure) => self.count_failure(failure),
+        };
         serde_json::to_vec(&value).unwrap_or_default()
     }
+}
 
-    async fn answer_inner(
+impl Broker {
+    /// Answers the `call`-th request of a run that asks for a connection (a TCP socket for
+    /// Python's own HTTP clients, [`connection`]): the JSON the child expects —
+    /// `{"ok": {"address"}}` or `{"error": {"message", "denied"}}` — and, when it is `ok`, the
+    /// connected socket to hand over.
+    pub async fn connect(
         &self,
         request: &[u8],
         call: u32,
         run_may_use_network: bool,
         run_deadline: Instant,
-    ) -> Result<Value, Failure> {
+    ) -> (Vec<u8>, Option<OwnedFd>) {
+        let outcome = match self.refusal(call, run_may_use_network) {
+            Some(refused) => Err(refused),
+            None => {
+                let request = request.to_vec();
+                let allow = self.policy.allow.clone();
+                let proxy = self.policy.proxy.clone();
+                tokio::task::spawn_blocking(move || {
+                    let request = connection::ConnectRequest::parse(&request)?;
+                    let timeout = timeout_for(request.timeout, run_deadline);
+                    connection::connect(&request, &allow, proxy.as_deref(), timeout)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(Failure::Failed(format!("the connection was abandoned: {e}")))
+                })
+            }
+        };
+        let (value, socket) = match outcome {
+            Ok((socket, address)) => (json!({"ok": {"address": address}}), Some(socket)),
+            Err(failure) => (self.count_failure(failure), None),
+        };
+        if socket.is_some() {
+            self.tally.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        (serde_json::to_vec(&value).unwrap_or_default(), socket)
+    }
+
+    /// Why the `call`-th request of a run is refused before anything about it is read.
+    fn refusal(&self, call: u32, run_may_use_network: bool) -> Option<Failure> {
         if call > MAX_REQUESTS_PER_RUN {
-            return Err(Failure::Denied(format!(
-                "request limit reached: a run may make at most {MAX_REQUESTS_PER_RUN} requests"
+            return Some(Failure::Denied(format!(
+                "request limit reached: a run may make at most {MAX_REQUESTS_PER_RUN} requests \
+                 (connections included)"
             )));
         }
         if !self.policy.enabled {
-            return Err(Failure::Denied(
+            return Some(Failure::Denied(
                 "network access is not allowed: this server has networking turned off".into(),
             ));
         }
         if !run_may_use_network {
-            return Err(Failure::Denied(
+            return Some(Failure::Denied(
                 "network access is not allowed for this run (\"network\": false)".into(),
             ));
         }
-        // The request is parsed, like it is performed, off the runtime's threads.
-        let request = request.to_vec();
-        let allow = self.policy.allow.clone();
-        let proxy = self.policy.proxy.clone();
-        tokio::task::spawn_blocking(move || {
-            let request = parse(&request)?;
-            let asked = request
-                .timeout
-                .filter(|t| t.is_finite() && *t > 0.0)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(MAX_REQUEST_TIME);
-            let left = run_deadline.saturating_duration_since(Instant::now());
-            let timeout = asked
-                .min(MAX_REQUEST_TIME)
-                .min(left)
-                .max(Duration::from_millis(1));
-            fetch::fetch(&request, &allow, proxy.as_deref(), timeout)
-        })
-        .await
-        .map_err(|e| Failure::Failed(format!("the request was abandoned: {e}")))?
+        None
     }
+
+    /// A failure as the child's `{"error": ...}`, counted.
+    fn count_failure(&self, failure: Failure) -> Value {
+        let (message, denied, count) = match failure {
+            Failure::Denied(message) => (message, true, &self.tally.denied),
+            Failure::Failed(message) => (message, false, &self.tally.failed),
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        json!({"error": {"message": message, "denied": denied}})
+    }
+}
+
+/// How long one request or connection may take: what it asked for, within
+/// [`MAX_REQUEST_TIME`] and what is left of the run.
+fn timeout_for(asked: Option<f64>, run_deadline: Instant) -> Duration {
+    let asked = asked
+        .filter(|t| t.is_finite() && *t > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(MAX_REQUEST_TIME);
+    let left = run_deadline.saturating_duration_since(Instant::now());
+    asked
+        .min(MAX_REQUEST_TIME)
+        .min(left)
+        .max(Duration::from_millis(1))
 }
 
 /// A child's request, refused if it is not one or its body is over [`MAX_REQUEST_BYTES`].

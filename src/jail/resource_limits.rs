@@ -16,9 +16,10 @@ use super::JailError;
 use crate::output_region;
 use crate::run::Limits;
 
-/// Descriptors an interpreter's child may hold: its three stdio slots, its channel, and a
-/// little slack for the read-only files an interpreter may open.
-const CHILD_OPEN_FILES: u64 = 16;
+/// Descriptors an interpreter's child may hold: its three stdio slots, its channel, the
+/// read-only files an interpreter may open, and its brokered connections (a run makes at most
+/// `broker::MAX_REQUESTS_PER_RUN`, and a connection pool keeps a few open).
+const CHILD_OPEN_FILES: u64 = 48;
 /// Descriptors a zygote may hold: its stdio, control socket, signalfd and rulesets, and a
 /// child's socketpair and pidfd while it hands them over.
 const ZYGOTE_OPEN_FILES: u64 = 64;

@@ -11,6 +11,8 @@
 //!   writing, make a socket, fork or exec gets an ordinary `PermissionError` / `Error`.
 //! - [`KILLED`]: calls that only an exploit makes. The process dies on the spot (SIGSYS).
 
+use crate::protocol::CHILD_CHANNEL_FD;
+
 /// One condition on an argument: `arg` masked with `mask` equals `value`. `dword` compares the
 /// low 32 bits only, for arguments the kernel reads as `int`.
 pub struct ArgIs {
@@ -55,6 +57,18 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_lseek, "lseek"),
     (libc::SYS_close, "close"),
     (libc::SYS_fstat, "fstat"),
+    // Brokered connections (`broker::connection`): using a connected TCP socket the server
+    // handed over — Python's socket objects, TLS over them, their timeouts — and nothing that
+    // makes, binds or connects one. On the job channel, the same calls are its reads and
+    // writes.
+    (libc::SYS_recvfrom, "recvfrom"),
+    (libc::SYS_getsockname, "getsockname"),
+    (libc::SYS_getpeername, "getpeername"),
+    (libc::SYS_getsockopt, "getsockopt"),
+    (libc::SYS_shutdown, "shutdown"),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_poll, "poll"),
+    (libc::SYS_ppoll, "ppoll"),
     // Clocks and sleeping (time.sleep, Date.now, performance timers).
     (libc::SYS_clock_gettime, "clock_gettime"),
     (libc::SYS_clock_getres, "clock_getres"),
@@ -151,6 +165,41 @@ pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
         "fcntl(F_GET_SEALS)",
         &[fcntl_command(libc::F_GET_SEALS)],
     ),
+    // A brokered connection's socket arrives on the job channel with its answer
+    // (SCM_RIGHTS): receiving is allowed on the channel alone. Sending goes to the socket's
+    // peer only (no address), and of the socket options only what HTTP clients set.
+    (
+        libc::SYS_recvmsg,
+        "recvmsg on the job channel",
+        &[dword(0, u32::MAX as u64, CHILD_CHANNEL_FD as u64)],
+    ),
+    (
+        libc::SYS_sendto,
+        "sendto without an address",
+        &[qword(4, u64::MAX, 0)],
+    ),
+    // Python's socket timeouts switch blocking with this ioctl, not with fcntl.
+    (
+        libc::SYS_ioctl,
+        "ioctl(FIONBIO)",
+        &[dword(1, u32::MAX as u64, libc::FIONBIO)],
+    ),
+    (
+        libc::SYS_setsockopt,
+        "setsockopt(IPPROTO_TCP, TCP_NODELAY)",
+        &[
+            dword(1, u32::MAX as u64, libc::IPPROTO_TCP as u64),
+            dword(2, u32::MAX as u64, libc::TCP_NODELAY as u64),
+        ],
+    ),
+    (
+        libc::SYS_setsockopt,
+        "setsockopt(SOL_SOCKET, SO_KEEPALIVE)",
+        &[
+            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
+            dword(2, u32::MAX as u64, libc::SO_KEEPALIVE as u64),
+        ],
+    ),
     // No executable memory once the interpreter is up: neither CPython nor QuickJS generates
     // machine code, and every extension module was loaded before the fork.
     (
@@ -211,8 +260,6 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
         &[dword(0, u32::MAX as u64, libc::AF_UNIX as u64)],
     ),
     (libc::SYS_sendmsg, "sendmsg", &[]),
-    (libc::SYS_recvmsg, "recvmsg", &[]),
-    (libc::SYS_ppoll, "ppoll", &[]),
     (libc::SYS_wait4, "wait4", &[]),
     (libc::SYS_waitid, "waitid", &[]),
     (libc::SYS_pidfd_open, "pidfd_open", &[]),
@@ -275,8 +322,6 @@ pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
             libc::SECCOMP_SET_MODE_FILTER as u64,
         )],
     ),
-    #[cfg(target_arch = "x86_64")]
-    (libc::SYS_poll, "poll", &[]),
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_dup2, "dup2", &[]),
 ];

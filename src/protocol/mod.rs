@@ -139,6 +139,13 @@ pub enum FrameTag {
     BrokerRequest = b'R',
     /// Server to child: `{"ok": response}` or `{"error": {"message", "denied"}}`.
     BrokerAnswer = b'A',
+    /// Child to server: a connection for Python's own HTTP clients (JSON of
+    /// `broker::connection::ConnectRequest`); the child blocks until the
+    /// [`FrameTag::ConnectAnswer`].
+    ConnectRequest = b'C',
+    /// Server to child: `{"ok": {"address"}}` with the connected socket attached (SCM_RIGHTS),
+    /// or `{"error": {"message", "denied"}}` without.
+    ConnectAnswer = b'K',
     /// Child to server: the [`ChildReport`], as JSON; the child's last word.
     Report = b'D',
 }
@@ -150,6 +157,8 @@ impl FrameTag {
             Self::Started,
             Self::BrokerRequest,
             Self::BrokerAnswer,
+            Self::ConnectRequest,
+            Self::ConnectAnswer,
             Self::Report,
         ]
         .into_iter()
@@ -157,6 +166,8 @@ impl FrameTag {
     }
 }
 
+/// A connection request or its answer: a host, a port and a few words.
+pub const MAX_CONNECT_FRAME: usize = 4096;
 /// A job is code plus inputs; the server caps request bodies well below this.
 pub const MAX_JOB_FRAME: usize = 256 * 1024 * 1024;
 /// The largest request body a run may send through the broker.
@@ -313,6 +324,15 @@ pub fn frame_header(tag: FrameTag, payload_len: usize) -> io::Result<[u8; 5]> {
 pub fn read_frame(r: &mut impl Read, max: usize) -> io::Result<(FrameTag, Vec<u8>)> {
     let mut header = [0u8; 5];
     r.read_exact(&mut header)?;
+    read_payload(header, r, max)
+}
+
+/// The rest of a frame whose five header bytes were read already.
+pub fn read_payload(
+    header: [u8; 5],
+    r: &mut impl Read,
+    max: usize,
+) -> io::Result<(FrameTag, Vec<u8>)> {
     let (tag, len) = parse_header(header, |_| max)?;
     let mut payload = vec![0u8; len];
     r.read_exact(&mut payload)?;
@@ -329,6 +349,42 @@ pub async fn write_frame_async(
     w.write_all(&frame_header(tag, payload.len())?).await?;
     w.write_all(payload).await?;
     w.flush().await
+}
+
+/// [`write_frame_async`] with a descriptor attached to the frame's first bytes (SCM_RIGHTS),
+/// for a stream the server owns.
+pub async fn write_frame_with_descriptor_async(
+    stream: &mut tokio::net::UnixStream,
+    tag: FrameTag,
+    payload: &[u8],
+    descriptor: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    use tokio::io::{AsyncWriteExt, Interest};
+    let mut frame = frame_header(tag, payload.len())?.to_vec();
+    frame.extend_from_slice(payload);
+    let fds = [descriptor.as_raw_fd()];
+    let sent = loop {
+        stream.writable().await?;
+        let attempt = stream.try_io(Interest::WRITABLE, || {
+            sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[io::IoSlice::new(&frame)],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(io::Error::from)
+        });
+        match attempt {
+            Ok(sent) => break sent,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    stream.write_all(&frame[sent..]).await?;
+    stream.flush().await
 }
 
 /// The async half of [`read_frame`], for the server; a child's frames are untrusted bytes, so

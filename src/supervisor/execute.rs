@@ -1,7 +1,7 @@
 //! Driving one run: fork a child, hand it the job, and wait for its report until the
 //! deadline, which the server enforces with SIGKILL.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -9,8 +9,9 @@ use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
 use crate::output_region;
 use crate::protocol::{
-    base64_len, read_frame_async, write_frame_async, ChildReport, ExitStatus, FrameTag, Job,
-    CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
+    base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
+    ChildReport, ExitStatus, FrameTag, Job, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
+    MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
     MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
@@ -60,7 +61,11 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
     let cap_of = |tag| match tag {
         FrameTag::Report => report_cap,
         FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
-        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::Started => 0,
+        FrameTag::ConnectRequest => MAX_CONNECT_FRAME,
+        FrameTag::Job
+        | FrameTag::BrokerAnswer
+        | FrameTag::ConnectAnswer
+        | FrameTag::Started => 0,
     };
     let job_arrived = AtomicBool::new(false);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
@@ -74,6 +79,28 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
                 (FrameTag::Started, _) if !job_arrived.swap(true, Ordering::Relaxed) => continue,
                 (FrameTag::BrokerRequest, request) => request,
+                (FrameTag::ConnectRequest, request) => {
+                    calls += 1;
+                    let (answer, socket) = broker
+                        .connect(&request, calls, job.network, run_deadline)
+                        .await;
+                    match socket {
+                        Some(socket) => {
+                            write_frame_with_descriptor_async(
+                                &mut stream,
+                                FrameTag::ConnectAnswer,
+                                &answer,
+                                socket.as_fd(),
+                            )
+                            .await?
+                        }
+                        None => {
+                            write_frame_async(&mut stream, FrameTag::ConnectAnswer, &answer)
+                                .await?
+                        }
+                    }
+                    continue;
+                }
                 (tag, _) => {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,

@@ -5,6 +5,7 @@
 //! the server each child's job channel, pidfd and output file, and reports how each child
 //! exited.
 
+mod brokered_connection;
 pub mod child;
 mod huge_pages;
 mod javascript;

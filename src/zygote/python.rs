@@ -37,6 +37,10 @@ const MODULES: &[(&str, &str)] = &[
         include_str!("../../stdlib-shims/python/_sandlot/system_helper.py"),
     ),
     (
+        "network",
+        include_str!("../../stdlib-shims/python/_sandlot/network.py"),
+    ),
+    (
         "convert",
         include_str!("../../stdlib-shims/python/_sandlot/convert.py"),
     ),
@@ -83,6 +87,7 @@ impl Engine for PythonEngine {
                     finish_function(py)?,
                     broker_function(py)?,
                     write_function(py)?,
+                    connection_function(py)?,
                 ),
             )?;
             let warm_up = package.getattr("warm_up")?;
@@ -123,6 +128,20 @@ impl Engine for PythonEngine {
         .map(std::path::PathBuf::from)
         .collect();
         dirs.push("/usr/share/zoneinfo".into());
+        // The system's trusted certificates, for the TLS of brokered connections (the
+        // `ssl` module's default paths on Debian, Ubuntu, Alpine and Red Hat). Never a
+        // directory of private keys: /usr/lib/ssl/private is a link out of it, which
+        // Landlock does not follow.
+        dirs.extend(
+            [
+                "/etc/ssl/certs",
+                "/usr/lib/ssl",
+                "/usr/share/ca-certificates",
+                "/etc/pki/tls/certs",
+                "/etc/pki/ca-trust/extracted",
+            ]
+            .map(std::path::PathBuf::from),
+        );
         // The python-data zygote's packages, and matplotlib's configuration and font cache.
         if let Ok(site) = std::env::var(PYTHON_PACKAGES_ENV) {
             dirs.push(site.into());
@@ -271,6 +290,29 @@ fn broker_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
                     ))
                 })?;
             Ok(PyBytes::new(args.py(), &answer).unbind())
+        },
+    )
+}
+
+/// `connection(request_json)`: the server's answer to a connection request (JSON bytes) and
+/// the connected socket's descriptor, or None (`brokered_connection`).
+fn connection_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"connection"),
+        None,
+        |args, _kwargs| -> PyResult<(Py<PyBytes>, Option<i32>)> {
+            let request = args.get_item(0)?;
+            let (answer, socket) =
+                super::brokered_connection::connect(request.cast::<PyBytes>()?.as_bytes())
+                    .map_err(|e| {
+                        pyo3::exceptions::PyConnectionError::new_err(format!(
+                            "the server did not answer the connection request: {e}"
+                        ))
+                    })?;
+            // Python's socket object takes the descriptor over.
+            let fd = socket.map(std::os::fd::IntoRawFd::into_raw_fd);
+            Ok((PyBytes::new(args.py(), &answer).unbind(), fd))
         },
     )
 }

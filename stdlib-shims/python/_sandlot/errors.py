@@ -20,8 +20,11 @@ def from_exception(exc, memory_mb, kind=None):
         message = one_line(exc)
     elif isinstance(exc, ModuleNotAllowedError):
         kind, message = "module_not_allowed", str(exc)
-    elif isinstance(exc, NetworkDeniedError):
-        kind, message = "network_denied", one_line(exc)
+    elif (denied := _denial_in_chain(exc)) is not None:
+        # requests, httpx and urllib wrap a refused connection in their own errors.
+        kind, message = "network_denied", one_line(denied)
+        if denied is not exc:
+            message += f" (raised as {type(exc).__name__})"
     elif isinstance(exc, MemoryError):
         kind = "memory_limit"
         message = f"memory limit exceeded: the run may use {memory_mb} MB (MemoryError)"
@@ -38,6 +41,17 @@ def from_exception(exc, memory_mb, kind=None):
                 column = frame.colno + 1 if frame.colno is not None else None
                 break
     return error(kind, message, line, column, _format_chain(exc))
+
+
+def _denial_in_chain(exc):
+    """The NetworkDeniedError that `exc` is, or was caused by."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, NetworkDeniedError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def one_line(exc):

@@ -7,7 +7,7 @@ import json
 import linecache
 import sys
 
-from _sandlot import convert, errors, fastgpt, figures
+from _sandlot import convert, errors, fastgpt, figures, network
 from _sandlot.errors import USER_FILE, error
 from _sandlot.imports import Policy, after_fork_in_child, guarded_import
 from _sandlot.output import Stream
@@ -25,13 +25,15 @@ _host = None
 _user_builtins = {}
 
 
-def connect(finish, broker, write):
-    """The host's three functions: finish(result_json, exit_code, error_json, images_json)
-    sends the report and ends the process; broker(request) performs an HTTP request and returns
-    its answer (both JSON bytes); write(index, text) appends to stdout (0) or stderr (1) and
-    says whether the output limit was crossed."""
+def connect(finish, broker, write, connection):
+    """The host's functions: finish(result_json, exit_code, error_json, images_json) sends the
+    report and ends the process; broker(request) performs an HTTP request and returns its
+    answer (both JSON bytes); write(index, text) appends to stdout (0) or stderr (1) and says
+    whether the output limit was crossed; connection(request) asks for a TCP connection and
+    returns the answer (JSON bytes) and the socket's descriptor (network.py)."""
     global _host
     _host = (finish, broker, write)
+    network.install(connection, json.JSONEncoder().encode, _decode)
 
 
 def configure(user_builtins):

@@ -1,0 +1,402 @@
+//! Python's own HTTP clients — `urllib.request`, `http.client`, `requests`, `httpx` — through
+//! the server's broker (brokered connections). Local servers stand in for the internet: an
+//! HTTP echo server and a TLS server on 127.0.0.2, opened with `--http-allow 127.0.0.2/32`,
+//! and a listener on 127.0.0.1 that must never receive a connection, whatever a run tries.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+struct Fixture {
+    server: common::Server,
+    /// The echo server on 127.0.0.2, and how many requests it has answered.
+    echo: u16,
+    echoed: Arc<Mutex<usize>>,
+    /// The TLS server on 127.0.0.2 and the PEM of its self-signed certificate.
+    tls: u16,
+    tls_certificate: String,
+    _tls_server: KillOnDrop,
+    /// The listener on 127.0.0.1 no run may reach, and the peers of what it accepted.
+    forbidden: u16,
+    forbidden_peers: Arc<Mutex<Vec<SocketAddr>>>,
+    sentinels: Mutex<Vec<SocketAddr>>,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let forbidden_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let forbidden = forbidden_listener.local_addr().unwrap().port();
+        let forbidden_peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
+        let peers = forbidden_peers.clone();
+        std::thread::spawn(move || {
+            for stream in forbidden_listener.incoming().flatten() {
+                if let Ok(peer) = stream.peer_addr() {
+                    peers.lock().unwrap().push(peer);
+                }
+            }
+        });
+        let echo_listener = TcpListener::bind("127.0.0.2:0").unwrap();
+        let echo = echo_listener.local_addr().unwrap().port();
+        let echoed: Arc<Mutex<usize>> = Arc::default();
+        let count = echoed.clone();
+        std::thread::spawn(move || {
+            for stream in echo_listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || serve(stream, &count));
+            }
+        });
+        let (tls_server, tls, tls_certificate) = start_tls_server();
+        let server = common::start(&["--http-allow", "127.0.0.2/32"], &[]);
+        server.wait_for_python_data(Duration::from_secs(600));
+        Fixture {
+            server,
+            echo,
+            echoed,
+            tls,
+            tls_certificate,
+            _tls_server: KillOnDrop(tls_server),
+            forbidden,
+            forbidden_peers,
+            sentinels: Mutex::default(),
+        }
+    })
+}
+
+/// Requests on one connection until it closes: `/redirect?to=URL` redirects; anything else is
+/// echoed as JSON (method, path, headers, body).
+fn serve(stream: TcpStream, count: &Mutex<usize>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut stream = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = serde_json::Map::new();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some((name, value)) = line.trim_end().split_once(':') {
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                if name == "content-length" {
+                    length = value.parse().unwrap_or(0);
+                }
+                headers.insert(name, Value::String(value));
+            }
+        }
+        let mut body = vec![0u8; length];
+        let _ = reader.read_exact(&mut body);
+        *count.lock().unwrap() += 1;
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_owned();
+        let target = parts.next().unwrap_or("").to_owned();
+        let response = if let Some(to) = target.strip_prefix("/redirect?to=") {
+            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
+        } else {
+            let echo = json!({"method": method, "path": target, "headers": headers,
+                "body": String::from_utf8_lossy(&body)})
+            .to_string();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{echo}",
+                echo.len()
+            )
+        };
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A TLS server on 127.0.0.2 with a fresh self-signed certificate for that address (openssl
+/// and Python's ssl module, as found on the test machine): its process, port and PEM.
+fn start_tls_server() -> (Child, u16, String) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.2", "-addext", "subjectAltName=IP:127.0.0.2"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(made.success(), "openssl could not make a certificate");
+    let script = "import http.server, ssl, sys\n\
+        class Echo(http.server.BaseHTTPRequestHandler):\n\
+        \x20   def do_GET(self):\n\
+        \x20       body = ('secure ' + self.path).encode()\n\
+        \x20       self.send_response(200)\n\
+        \x20       self.send_header('Content-Length', str(len(body)))\n\
+        \x20       self.end_headers()\n\
+        \x20       self.wfile.write(body)\n\
+        \x20   def log_message(self, *args):\n\
+        \x20       pass\n\
+        server = http.server.ThreadingHTTPServer(('127.0.0.2', 0), Echo)\n\
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        context.load_cert_chain(sys.argv[1], sys.argv[2])\n\
+        server.socket = context.wrap_socket(server.socket, server_side=True)\n\
+        print(server.server_address[1], flush=True)\n\
+        server.serve_forever()\n";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().expect("the TLS server's port");
+    (child, port, std::fs::read_to_string(&cert).unwrap())
+}
+
+fn py(code: &str) -> Value {
+    let f = fixture();
+    f.server.python(
+        code,
+        json!({"echo": f.echo, "tls": f.tls, "ca": f.tls_certificate, "forbidden": f.forbidden}),
+    )
+}
+
+fn assert_ok(r: &Value) -> &Value {
+    assert_eq!(r["ok"], true, "{r}");
+    &r["result"]
+}
+
+fn assert_denied(r: &Value, needle: &str) {
+    assert_eq!(r["error"]["kind"], "network_denied", "{r}");
+    let message = r["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "the message should say {needle:?}: {r}");
+}
+
+/// No connection reached the forbidden listener: the test's own sentinel connection, made
+/// after the run answered, is taken after any the server made for it (see tests/broker.rs).
+fn assert_forbidden_untouched() {
+    let f = fixture();
+    let (_stream, sentinel) = {
+        let mut sentinels = f.sentinels.lock().unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", f.forbidden)).unwrap();
+        let sentinel = stream.local_addr().unwrap();
+        sentinels.push(sentinel);
+        (stream, sentinel)
+    };
+    common::wait_for(
+        Duration::from_secs(10),
+        || format!("the forbidden listener to take the sentinel {sentinel}"),
+        || f.forbidden_peers.lock().unwrap().contains(&sentinel).then_some(()),
+    );
+    let sentinels = f.sentinels.lock().unwrap();
+    let intruders: Vec<_> = f
+        .forbidden_peers
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|peer| !sentinels.contains(peer))
+        .copied()
+        .collect();
+    assert!(intruders.is_empty(), "127.0.0.1 got connections from {intruders:?}");
+}
+
+#[test]
+fn requests_gets_and_posts_json() {
+    let r = py("import requests\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   base = f'http://127.0.0.2:{echo}'\n\
+        \x20   got = requests.get(base + '/items?x=1', headers={'X-Token': 'abc'}, timeout=5)\n\
+        \x20   posted = requests.post(base + '/items', json={'a': [1, 'é']}, timeout=5)\n\
+        \x20   with requests.Session() as s:\n\
+        \x20       again = [s.get(base + f'/{i}').json()['path'] for i in range(3)]\n\
+        \x20   return {'status': got.status_code, 'got': got.json(), 'posted': posted.json(), 'again': again}");
+    let result = assert_ok(&r);
+    assert_eq!(result["status"], 200);
+    assert_eq!(result["got"]["path"], "/items?x=1");
+    assert_eq!(result["got"]["headers"]["x-token"], "abc");
+    assert_eq!(result["posted"]["method"], "POST");
+    let body: Value = serde_json::from_str(result["posted"]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body, json!({"a": [1, "é"]}));
+    assert_eq!(result["again"], json!(["/0", "/1", "/2"]));
+}
+
+#[test]
+fn httpx_gets_and_posts_json() {
+    let r = py("import httpx\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   base = f'http://127.0.0.2:{echo}'\n\
+        \x20   got = httpx.get(base + '/one', timeout=5)\n\
+        \x20   with httpx.Client(base_url=base, timeout=5) as client:\n\
+        \x20       posted = client.post('/two', json={'n': 2})\n\
+        \x20   return {'got': got.json()['path'], 'posted': posted.json()}");
+    let result = assert_ok(&r);
+    assert_eq!(result["got"], "/one");
+    assert_eq!(result["posted"]["path"], "/two");
+    assert_eq!(result["posted"]["body"], r#"{"n":2}"#);
+}
+
+#[test]
+fn urllib_and_http_client_of_the_standard_library() {
+    let r = py("import json, urllib.request, http.client\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   with urllib.request.urlopen(f'http://127.0.0.2:{echo}/u', timeout=5) as r:\n\
+        \x20       got = json.loads(r.read())\n\
+        \x20   c = http.client.HTTPConnection('127.0.0.2', echo, timeout=5)\n\
+        \x20   c.request('POST', '/c', body=b'raw', headers={'Content-Type': 'text/plain'})\n\
+        \x20   posted = json.loads(c.getresponse().read())\n\
+        \x20   return {'got': got['path'], 'posted': posted['body']}");
+    let result = assert_ok(&r);
+    assert_eq!(result, &json!({"got": "/u", "posted": "raw"}));
+}
+
+#[test]
+fn tls_is_verified_against_the_destinations_certificate() {
+    // Trusting the server's own certificate, the handshake and the hostname check pass.
+    let r = py("import ssl, urllib.request, httpx\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   context = ssl.create_default_context(cadata=ca)\n\
+        \x20   url = f'https://127.0.0.2:{tls}/hello'\n\
+        \x20   a = urllib.request.urlopen(url, context=context, timeout=5).read().decode()\n\
+        \x20   b = httpx.get(url, verify=context, timeout=5).text\n\
+        \x20   return {'urllib': a, 'httpx': b}");
+    assert_eq!(
+        assert_ok(&r),
+        &json!({"urllib": "secure /hello", "httpx": "secure /hello"})
+    );
+    // With the default trust (certifi, the system's store) a self-signed certificate fails.
+    for client in ["requests.get(url, timeout=5)", "httpx.get(url, timeout=5)"] {
+        let r = py(&format!(
+            "import requests, httpx\n\
+             def main(echo, tls, ca, forbidden):\n\
+             \x20   url = f'https://127.0.0.2:{{tls}}/'\n\
+             \x20   return {{'status': {client}.status_code}}"
+        ));
+        assert_eq!(r["error"]["kind"], "runtime_error", "{r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("CERTIFICATE_VERIFY_FAILED"), "{client}: {r}");
+    }
+}
+
+#[test]
+fn loopback_metadata_and_redirects_there_are_refused() {
+    let direct = py("import requests\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   return {'status': requests.get(f'http://127.0.0.1:{forbidden}/', timeout=5).status_code}");
+    assert_denied(&direct, "127.0.0.1");
+    let metadata = py("import urllib.request\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   return {'status': urllib.request.urlopen('http://169.254.169.254/latest/', timeout=5).status}");
+    assert_denied(&metadata, "169.254.169.254");
+    for client in ["requests.get(url, timeout=5)", "httpx.get(url, follow_redirects=True, timeout=5)"] {
+        let redirected = py(&format!(
+            "import requests, httpx\n\
+             def main(echo, tls, ca, forbidden):\n\
+             \x20   url = f'http://127.0.0.2:{{echo}}/redirect?to=http://localhost:{{forbidden}}/'\n\
+             \x20   return {{'status': {client}.status_code}}"
+        ));
+        assert_denied(&redirected, "127.0.0.1");
+    }
+    let mail = py("import http.client\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   http.client.HTTPConnection('127.0.0.2', 25, timeout=5).request('GET', '/')\n\
+        \x20   return {}");
+    assert_denied(&mail, "port 25");
+    assert_forbidden_untouched();
+}
+
+#[test]
+fn without_network_every_client_fails_at_once() {
+    let f = fixture();
+    let before = *f.echoed.lock().unwrap();
+    for client in [
+        "requests.get(url)",
+        "httpx.get(url)",
+        "urllib.request.urlopen(url)",
+    ] {
+        let code = format!(
+            "import requests, httpx, urllib.request\n\
+             def main(echo):\n\
+             \x20   url = f'http://127.0.0.2:{{echo}}/'\n\
+             \x20   {client}\n\
+             \x20   return {{}}"
+        );
+        let r = f.server.run(json!({"language": "python", "code": code,
+            "inputs": {"echo": f.echo}, "network": false}));
+        assert_denied(&r, "not allowed for this run");
+    }
+    // Dify's enable_network: false is the same refusal.
+    let reply = f.server.post(
+        "/v1/sandbox/run",
+        &json!({"language": "python3", "enable_network": false, "code": format!(
+            "import requests\nprint(requests.get('http://127.0.0.2:{}/').status_code)", f.echo)})
+        .to_string(),
+        &[],
+    );
+    let error = reply.body["data"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("NetworkDeniedError"), "{}", reply.text);
+    assert_eq!(*f.echoed.lock().unwrap(), before, "a refused run reached the server");
+}
+
+#[test]
+fn dify_code_with_requests_reaches_the_network() {
+    let f = fixture();
+    let code = format!(
+        "import requests\n\
+         def main(name: str) -> dict:\n\
+         \x20   r = requests.post('http://127.0.0.2:{}/hook', json={{'name': name}}, timeout=5)\n\
+         \x20   return {{'result': r.json()['body']}}\n",
+        f.echo
+    );
+    // What Dify's code node sends: the user's main, and a runner that prints its result.
+    let runner = format!("{code}\nimport json\nprint(json.dumps(main(**{{'name': 'dify'}})))\n");
+    let reply = f.server.post(
+        "/v1/sandbox/run",
+        &json!({"language": "python3", "code": runner, "enable_network": true}).to_string(),
+        &[],
+    );
+    assert_eq!(reply.body["code"], 0, "{}", reply.text);
+    let stdout = reply.body["data"]["stdout"].as_str().unwrap();
+    let printed: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(printed["result"], r#"{"name": "dify"}"#);
+}
+
+#[test]
+fn connections_count_against_the_runs_request_limit() {
+    let r = py("import http.client\n\
+        def main(echo, tls, ca, forbidden):\n\
+        \x20   made = 0\n\
+        \x20   try:\n\
+        \x20       for _ in range(40):\n\
+        \x20           c = http.client.HTTPConnection('127.0.0.2', echo, timeout=5)\n\
+        \x20           c.request('GET', '/')\n\
+        \x20           c.getresponse().read()\n\
+        \x20           c.close()\n\
+        \x20           made += 1\n\
+        \x20   except PermissionError as e:\n\
+        \x20       return {'made': made, 'error': str(e)}\n\
+        \x20   return {'made': made}");
+    let result = assert_ok(&r);
+    assert_eq!(result["made"], 30, "{r}");
+    assert!(result["error"].as_str().unwrap().contains("request limit"), "{r}");
+}
