@@ -257,6 +257,21 @@ fn network_off_refuses_fetch() {
     assert!(seen(&format!("/dify-true-{token}")));
 }
 
+/// FastGPT's routes have no fetch, as FastGPT 4.14.8 (whose suite checks); httpRequest serves.
+#[test]
+fn fastgpt_routes_keep_fetch_undefined() {
+    let code = "async function main() { return {fetch: typeof fetch, response: typeof Response, http: typeof SystemHelper.httpRequest} }";
+    let reply = fixture()
+        .server
+        .post("/sandbox/js", &json!({"code": code}).to_string(), &[]);
+    assert_eq!(
+        reply.body["data"]["codeReturn"],
+        json!({"fetch": "undefined", "response": "function", "http": "function"}),
+        "{}",
+        reply.text
+    );
+}
+
 /// fetch and SystemHelper.httpRequest share a run's 30 requests; the 31st is refused before it
 /// leaves the server.
 #[test]
