@@ -169,7 +169,7 @@ impl Collector for ServerFigures {
         family(
             &mut encoder,
             "broker_requests",
-            "Brokered HTTP requests (SystemHelper.httpRequest) by outcome: ok, denied, failed",
+            "Brokered HTTP requests (SystemHelper.httpRequest, fetch) by outcome: ok, denied, failed",
             requests,
         )
     }

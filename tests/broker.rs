@@ -1,117 +1,19 @@
-//! SystemHelper.httpRequest, brokered by the server. Two local HTTP servers: one on 127.0.0.2,
-//! opened with `--http-allow 127.0.0.2/32`, that echoes what it gets; one on 127.0.0.1 that
-//! must never receive a connection, whatever spelling, redirect or name user code tries.
+//! SystemHelper.httpRequest, brokered by the server. Two local HTTP servers
+//! ([`common::echo`]): one on 127.0.0.2, opened with `--http-allow 127.0.0.2/32`, that echoes
+//! what it gets; one on 127.0.0.1 that must never receive a connection, whatever spelling,
+//! redirect or name user code tries.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-struct Fixture {
-    server: common::Server,
-    /// The allowed echo server, on 127.0.0.2.
-    allowed: u16,
-    /// The forbidden listener on 127.0.0.1, and the peers of the connections it took.
-    forbidden: u16,
-    forbidden_peers: Arc<Mutex<Vec<SocketAddr>>>,
-    /// The test's own connections to it (see [`assert_forbidden_untouched`]).
-    sentinels: Mutex<Vec<SocketAddr>>,
-}
-
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let forbidden_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let forbidden = forbidden_listener.local_addr().unwrap().port();
-        let forbidden_peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
-        let peers = forbidden_peers.clone();
-        std::thread::spawn(move || loop {
-            if let Ok((_stream, peer)) = forbidden_listener.accept() {
-                peers.lock().unwrap().push(peer);
-            }
-        });
-        let allowed_listener = TcpListener::bind("127.0.0.2:0").unwrap();
-        let allowed = allowed_listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            for stream in allowed_listener.incoming().flatten() {
-                std::thread::spawn(move || serve(stream, forbidden));
-            }
-        });
-        let server = common::start(&["--http-allow", "127.0.0.2/32"], &[]);
-        Fixture {
-            server,
-            allowed,
-            forbidden,
-            forbidden_peers,
-            sentinels: Mutex::default(),
-        }
-    })
-}
-
-/// One request of the echo server: `/slow` sleeps, `/big` sends 3 MiB, `/redirect?to=URL`
-/// redirects, `/text` answers plain text; anything else echoes the request as JSON.
-fn serve(mut stream: TcpStream, _forbidden: u16) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let mut headers = serde_json::Map::new();
-    let mut length = 0;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.trim_end().split_once(':') {
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-            if name == "content-length" {
-                length = value.parse().unwrap_or(0);
-            }
-            headers.insert(name, Value::String(value));
-        }
-    }
-    let mut body = vec![0u8; length];
-    let _ = reader.read_exact(&mut body);
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("").to_owned();
-    let (status, content_type, payload): (&str, &str, Vec<u8>) = if target == "/slow" {
-        std::thread::sleep(Duration::from_secs(5));
-        ("200 OK", "text/plain", b"late".to_vec())
-    } else if target == "/big" {
-        ("200 OK", "text/plain", vec![b'x'; 3 * 1024 * 1024])
-    } else if let Some(to) = target.strip_prefix("/redirect?to=") {
-        let response = format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        let _ = stream.write_all(response.as_bytes());
-        return;
-    } else if target == "/text" {
-        (
-            "200 OK",
-            "text/plain; charset=utf-8",
-            "plain text ✓".as_bytes().to_vec(),
-        )
-    } else {
-        let echo = json!({"method": method, "path": target, "headers": headers,
-            "body": String::from_utf8_lossy(&body)});
-        (
-            "201 Created",
-            "application/json",
-            echo.to_string().into_bytes(),
-        )
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nX-Echo: yes\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        payload.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(&payload);
-}
+use common::echo::{assert_forbidden_untouched, fixture};
 
 fn py(code: &str) -> Value {
     fixture().server.python(
@@ -133,43 +35,6 @@ fn assert_says(r: &Value, section: &str, field: &str, needle: &str) {
     assert!(
         text.contains(needle),
         "{section}.{field} should say {needle:?}: {r}"
-    );
-}
-
-/// No connection reached the forbidden listener. A negative check needs a positive control:
-/// the test makes a connection of its own (a sentinel) and waits until the listener has taken
-/// it; the listener takes connections in the order they were made, and any the server made for
-/// a run was made before the run answered, so by then it has been seen. Sentinels are made and
-/// noted under one lock, so that tests running at once do not take each other's for intruders.
-fn assert_forbidden_untouched() {
-    let fixture = fixture();
-    let (_stream, sentinel) = {
-        let mut sentinels = fixture.sentinels.lock().unwrap();
-        let stream = TcpStream::connect(("127.0.0.1", fixture.forbidden)).unwrap();
-        let sentinel = stream.local_addr().unwrap();
-        sentinels.push(sentinel);
-        (stream, sentinel)
-    };
-    common::wait_for(
-        Duration::from_secs(10),
-        || format!("the forbidden listener to take the sentinel {sentinel}"),
-        || {
-            let peers = fixture.forbidden_peers.lock().unwrap();
-            peers.contains(&sentinel).then_some(())
-        },
-    );
-    let sentinels = fixture.sentinels.lock().unwrap();
-    let intruders: Vec<SocketAddr> = fixture
-        .forbidden_peers
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|peer| !sentinels.contains(peer))
-        .copied()
-        .collect();
-    assert!(
-        intruders.is_empty(),
-        "127.0.0.1 got connections from {intruders:?}"
     );
 }
 
@@ -380,13 +245,7 @@ fn fastgpt_routes_have_both_spellings() {
 /// `X-Other` but drops `Authorization` and `Cookie`; a redirect within the origin keeps them.
 #[test]
 fn credentials_do_not_follow_a_redirect_to_another_origin() {
-    let other_listener = TcpListener::bind("127.0.0.2:0").unwrap();
-    let other = other_listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in other_listener.incoming().flatten() {
-            std::thread::spawn(move || serve(stream, 0));
-        }
-    });
+    let (other, _) = common::echo::echo_server("127.0.0.2");
     let r = fixture().server.python(
         "def main(allowed, other):\n\
         \x20   base = f'http://127.0.0.2:{allowed}'\n\

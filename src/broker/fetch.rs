@@ -1,7 +1,8 @@
 //! Performing one checked request with ureq: the connection goes to the addresses
 //! [`destination::check`] approved (a resolver that answers with them, so there is no second
 //! DNS lookup to race), redirects are followed by hand so each hop is checked again (and
-//! credentials are not sent to another origin), and the response body is read up to its cap.
+//! credentials are not sent to another origin; fetch's `redirect: "manual"` follows none), and
+//! the response body is read up to its cap.
 //! No proxy is used unless the operator configured one: ureq would otherwise take it from the
 //! server's environment, and the pinned resolver would answer the proxy's lookup.
 
@@ -9,7 +10,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use ureq::http::{self, Uri};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
@@ -56,7 +57,7 @@ pub fn fetch(
     let mut body = request.body_bytes();
     let mut origin = None;
     let mut same_origin = true;
-    for _hop in 0..=MAX_REDIRECTS {
+    for hop in 0..=MAX_REDIRECTS {
         let checked = destination::check(&url, allow).map_err(Failure::Denied)?;
         let here = origin_of(&checked.url);
         // Once a hop leaves the first origin, credentials stay behind for good.
@@ -85,7 +86,7 @@ pub fn fetch(
             other => Failure::Failed(format!("the request failed: {other}")),
         })?;
         let status = response.status().as_u16();
-        if (300..400).contains(&status) {
+        if (300..400).contains(&status) && request.follow {
             if let Some(location) = response
                 .headers()
                 .get("location")
@@ -99,23 +100,6 @@ pub fn fetch(
                 continue;
             }
         }
-        let mut headers = Map::new();
-        for (name, value) in response.headers() {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
-                Some(Value::String(existing)) => {
-                    existing.push_str(", ");
-                    existing.push_str(&value);
-                }
-                _ => {
-                    headers.insert(name.as_str().to_owned(), Value::String(value));
-                }
-            }
-        }
-        let is_json = headers
-            .get("content-type")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.contains("json"));
         let mut bytes = Vec::new();
         response
             .body_mut()
@@ -129,17 +113,72 @@ pub fn fetch(
                 MAX_RESPONSE_BYTES
             )));
         }
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let data = if is_json {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        } else {
-            Value::String(text)
-        };
-        return Ok(serde_json::json!({"status": status, "headers": headers, "data": data}));
+        if request.raw {
+            return Ok(raw_answer(&response, &bytes, &url, hop > 0));
+        }
+        return Ok(answer(&response, &bytes));
     }
     Err(Failure::Denied(format!(
         "too many redirects: at most {MAX_REDIRECTS} are followed"
     )))
+}
+
+/// SystemHelper.httpRequest's answer: `{status, headers, data}`, the headers an object (repeated
+/// ones joined by ", "), `data` parsed when the response says it is JSON, else text.
+fn answer(response: &http::Response<ureq::Body>, bytes: &[u8]) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            _ => {
+                headers.insert(name.as_str().to_owned(), Value::String(value));
+            }
+        }
+    }
+    let is_json = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.contains("json"));
+    let text = String::from_utf8_lossy(bytes).into_owned();
+    let data = if is_json {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    } else {
+        Value::String(text)
+    };
+    json!({"status": response.status().as_u16(), "headers": headers, "data": data})
+}
+
+/// fetch's answer (a request with `raw`): `{status, status_text, headers, url, redirected,
+/// body_base64}`, the headers a list of `[name, value]` pairs as they came, `url` the one that
+/// answered.
+fn raw_answer(
+    response: &http::Response<ureq::Body>,
+    bytes: &[u8],
+    url: &str,
+    redirected: bool,
+) -> Value {
+    use base64::Engine;
+    let headers: Vec<[String; 2]> = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            [name.as_str().to_owned(), value]
+        })
+        .collect();
+    let status = response.status();
+    json!({
+        "status": status.as_u16(),
+        "status_text": status.canonical_reason().unwrap_or(""),
+        "headers": headers,
+        "url": url,
+        "redirected": redirected,
+        "body_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+    })
 }
 
 /// An agent that connects to the checked `addresses`, or to the configured proxy.

@@ -1,5 +1,5 @@
-//! Brokered HTTP: `SystemHelper.httpRequest` is the only way out of a child, and it goes
-//! through the server. The child writes the request on its job channel and blocks; the server
+//! Brokered HTTP: `SystemHelper.httpRequest` and JavaScript's `fetch` are the only way out of a
+//! child, and they go through the server. The child writes the request on its job channel and blocks; the server
 //! checks it — the run may use the network, the request is within the run's budget, the
 //! destination is public ([`destination`]) — performs it on a blocking thread ([`fetch`]), and
 //! writes the answer back.
@@ -94,6 +94,31 @@ pub struct Request {
     /// Seconds.
     #[serde(default)]
     pub timeout: Option<f64>,
+    /// fetch's: the body as base64 (bytes that need not be text), instead of `body`.
+    #[serde(default)]
+    pub body_base64: Option<Base64Body>,
+    /// fetch's: answer with the body as base64, the headers as a list of pairs, the status
+    /// text, the final URL and whether a redirect was followed ([`fetch::raw_answer`]).
+    #[serde(default)]
+    pub raw: bool,
+    /// fetch's `redirect: "manual"` (and `"error"`): a 3xx is the answer, not followed.
+    #[serde(default = "yes")]
+    pub follow: bool,
+}
+
+/// A request body sent as base64, decoded as it is read.
+#[derive(Debug)]
+pub struct Base64Body(pub Vec<u8>);
+
+impl<'de> Deserialize<'de> for Base64Body {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let text = String::deserialize(deserializer)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map(Base64Body)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// A header's value as text: a string as it is, a number or boolean as JSON writes it.
@@ -132,9 +157,17 @@ fn get() -> String {
     "GET".into()
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl Request {
-    /// The body as bytes: a string as UTF-8, anything else but null as its JSON text.
+    /// The body as bytes: base64 decoded, a string as UTF-8, anything else but null as its JSON
+    /// text.
     pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        if let Some(bytes) = &self.body_base64 {
+            return Some(bytes.0.clone());
+        }
         let raw = self.body.as_deref()?.get();
         if raw.starts_with('"') {
             serde_json::from_str::<String>(raw)
@@ -168,7 +201,8 @@ pub enum Failure {
 
 impl Broker {
     /// Answers the `call`-th request of a run (1-based) as the JSON the child expects:
-    /// `{"ok": {status, headers, data}}` or `{"error": {"message", "denied"}}`.
+    /// `{"ok": {status, headers, data}}` (with `raw`, fetch's: `{"ok": {status, status_text,
+    /// headers, url, redirected, body_base64}}`) or `{"error": {"message", "denied"}}`.
     pub async fn answer(
         &self,
         request: &[u8],
@@ -292,6 +326,12 @@ fn timeout_for(asked: Option<f64>, run_deadline: Instant) -> Duration {
 fn parse(request: &[u8]) -> Result<Request, Failure> {
     let request: Request = serde_json::from_slice(request)
         .map_err(|e| Failure::Failed(format!("httpRequest: unreadable arguments: {e}")))?;
+    let decoded = request.body_base64.as_ref().map_or(0, |b| b.0.len());
+    if decoded > MAX_REQUEST_BYTES {
+        return Err(Failure::Denied(format!(
+            "the request body is too large: {decoded} bytes, at most {MAX_REQUEST_BYTES} (5 MB)"
+        )));
+    }
     let body_len = request.body.as_deref().map_or(0, |b| b.get().len());
     // The raw text is at least as long as the bytes it decodes to; only a long one is decoded.
     if body_len > MAX_REQUEST_BYTES {

@@ -1,8 +1,8 @@
 // The globals every JavaScript run sees, installed once in the zygote. Evaluated as a function
 // expression and called by src/zygote/javascript/mod.rs with the native pieces (the output writer,
-// the OS random source), the require() allowlist and the bundled polyfills; it returns the
-// hooks the engine drives a run with, which user code cannot reach.
-(function install(write, randomBytes, broker, allowedModules, polyfills) {
+// the OS random source, the broker, fetch's pieces), the require() allowlist and the bundled
+// polyfills; it returns the hooks the engine drives a run with, which user code cannot reach.
+(function install(write, randomBytes, broker, allowedModules, polyfills, fetchNatives) {
   'use strict';
   // Our own references: user code may replace JSON's methods for its run.
   const { parse: jsonParse, stringify: jsonStringify } = JSON;
@@ -346,6 +346,39 @@
       return { timestamp, sign };
     });
     hide('httpRequest', httpRequest);
+    // FastGPT 4.14.8 sets fetch to undefined (its suite checks); its classes stay, as in Bun.
+    hide('fetch', undefined);
+  }
+
+  // ---- fetch and its classes (fetch.js), over the same broker: compiled in the child the ----
+  // first time a run reads one of these names, so the zygote (and every run) carries only these
+  // getters. Assigning one replaces it, as for any global.
+  const fetchNames = ['fetch', 'Request', 'Response', 'Headers', 'Blob', 'AbortController',
+    'AbortSignal'];
+  const fetchGetters = new Map();
+  const { DOMException } = globalThis;
+  let fetchApi = null;
+  function fetchGlobal(name) {
+    if (fetchApi === null) {
+      fetchApi = fetchNatives.load()({
+        broker, jsonParse, jsonStringify, URL: polyfills.URL,
+        URLSearchParams: polyfills.URLSearchParams, decodeUtf8: fetchNatives.decodeUtf8,
+        encodeUtf8: fetchNatives.encodeUtf8, DOMException,
+      });
+      for (const other of fetchNames) {
+        if (Object.getOwnPropertyDescriptor(globalThis, other)?.get === fetchGetters.get(other)) {
+          hide(other, fetchApi[other]);
+        }
+      }
+    }
+    return fetchApi[name];
+  }
+  for (const name of fetchNames) {
+    const get = () => fetchGlobal(name);
+    fetchGetters.set(name, get);
+    Object.defineProperty(globalThis, name, {
+      get, set: (value) => hide(name, value), configurable: true, enumerable: false,
+    });
   }
 
   // What the engine drives a run with.

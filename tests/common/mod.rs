@@ -1,6 +1,7 @@
 //! Starts real `sandlot serve` processes for the integration tests and talks to them over HTTP.
 #![allow(dead_code)]
 
+pub mod echo;
 pub mod processes;
 
 use std::io::{BufRead, BufReader};

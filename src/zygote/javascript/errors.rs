@@ -14,6 +14,12 @@ pub fn describe(caught: CaughtError<'_>, while_loading: bool) -> RunError {
             let message = exception.message().unwrap_or_default();
             let stack = exception.stack().unwrap_or_default();
             let code: Option<String> = exception.get("code").ok();
+            // fetch's TypeError("fetch failed") carries why in its cause, as in Node.
+            let cause = exception
+                .get::<_, rquickjs::Value>("cause")
+                .ok()
+                .and_then(|c| c.into_exception());
+            let cause_code: Option<String> = cause.as_ref().and_then(|c| c.get("code").ok());
             let user_stack: Vec<&str> = stack
                 .lines()
                 .filter(|l| {
@@ -32,18 +38,25 @@ pub fn describe(caught: CaughtError<'_>, while_loading: bool) -> RunError {
                 ErrorKind::MemoryLimit
             } else if code.as_deref() == Some("MODULE_NOT_ALLOWED") {
                 ErrorKind::ModuleNotAllowed
-            } else if code.as_deref() == Some("NETWORK_DENIED") {
+            } else if code.as_deref() == Some("NETWORK_DENIED")
+                || cause_code.as_deref() == Some("NETWORK_DENIED")
+            {
                 ErrorKind::NetworkDenied
             } else if parse_error {
                 ErrorKind::SyntaxError
             } else {
                 ErrorKind::RuntimeError
             };
-            let head = if message.is_empty() {
+            let mut head = if message.is_empty() {
                 name.clone()
             } else {
                 format!("{name}: {message}")
             };
+            if let Some(cause) = &cause {
+                let cause_name: String = cause.get("name").unwrap_or_else(|_| "Error".into());
+                let cause_message = cause.message().unwrap_or_default();
+                head = format!("{head} (cause: {cause_name}: {cause_message})");
+            }
             let mut traceback = head.clone();
             for l in &user_stack {
                 traceback.push('\n');

@@ -4,6 +4,7 @@
 
 mod errors;
 mod event_loop;
+mod fetch;
 mod modules;
 mod outcome;
 mod output;
@@ -71,6 +72,7 @@ impl Engine for JavascriptEngine {
                     Func::from(broker_call),
                     whitelist::javascript(),
                     polyfills,
+                    fetch::natives(&ctx)?,
                 ))?;
                 modules::register_all(&ctx, &hooks)?;
                 Ok(Persistent::save(&ctx, hooks))
@@ -175,7 +177,7 @@ fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<ArrayBuffer<'j
     ArrayBuffer::new(ctx, bytes)
 }
 
-/// `SystemHelper.httpRequest`'s way to the server: request JSON in, answer JSON out. Blocks the
+/// `SystemHelper.httpRequest`'s and `fetch`'s way to the server: request JSON in, answer JSON out. Blocks the
 /// run until the server answers (the server's deadline still applies).
 fn broker_call(request: String) -> rquickjs::Result<String> {
     let answer = super::child::broker_call(request.as_bytes())
