@@ -5,28 +5,21 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-struct Fixture {
-    server: common::Server,
-    /// The echo server on 127.0.0.2, and how many requests it has answered.
-    echo: u16,
-    echoed: Arc<Mutex<usize>>,
-    /// The TLS server on 127.0.0.2 and the PEM of its self-signed certificate.
-    tls: u16,
-    tls_certificate: String,
-    _tls_server: KillOnDrop,
-    /// The listener on 127.0.0.1 no run may reach, and the peers of what it accepted.
-    forbidden: u16,
-    forbidden_peers: Arc<Mutex<Vec<SocketAddr>>>,
-    sentinels: Mutex<Vec<SocketAddr>>,
+use common::echo::{assert_forbidden_untouched, fixture};
+
+/// The TLS server on 127.0.0.2: its port and the PEM of its self-signed certificate.
+struct Tls {
+    port: u16,
+    certificate: String,
+    _process: KillOnDrop,
 }
 
 struct KillOnDrop(Child);
@@ -37,93 +30,21 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| {
-        let forbidden_listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let forbidden = forbidden_listener.local_addr().unwrap().port();
-        let forbidden_peers: Arc<Mutex<Vec<SocketAddr>>> = Arc::default();
-        let peers = forbidden_peers.clone();
-        std::thread::spawn(move || {
-            for stream in forbidden_listener.incoming().flatten() {
-                if let Ok(peer) = stream.peer_addr() {
-                    peers.lock().unwrap().push(peer);
-                }
-            }
-        });
-        let echo_listener = TcpListener::bind("127.0.0.2:0").unwrap();
-        let echo = echo_listener.local_addr().unwrap().port();
-        let echoed: Arc<Mutex<usize>> = Arc::default();
-        let count = echoed.clone();
-        std::thread::spawn(move || {
-            for stream in echo_listener.incoming().flatten() {
-                let count = count.clone();
-                std::thread::spawn(move || serve(stream, &count));
-            }
-        });
-        let (tls_server, tls, tls_certificate) = start_tls_server();
-        let server = common::start(&["--http-allow", "127.0.0.2/32"], &[]);
-        server.wait_for_python_data(Duration::from_secs(600));
-        Fixture {
-            server,
-            echo,
-            echoed,
-            tls,
-            tls_certificate,
-            _tls_server: KillOnDrop(tls_server),
-            forbidden,
-            forbidden_peers,
-            sentinels: Mutex::default(),
+/// The shared fixture of `common::echo`, once its server has the python-data zygote (the HTTP
+/// client packages are among the data packages), and the TLS server.
+fn ready() -> (&'static common::echo::Fixture, &'static Tls) {
+    static TLS: OnceLock<Tls> = OnceLock::new();
+    let f = fixture();
+    let tls = TLS.get_or_init(|| {
+        f.server.wait_for_python_data(Duration::from_secs(600));
+        let (process, port, certificate) = start_tls_server();
+        Tls {
+            port,
+            certificate,
+            _process: KillOnDrop(process),
         }
-    })
-}
-
-/// Requests on one connection until it closes: `/redirect?to=URL` redirects; anything else is
-/// echoed as JSON (method, path, headers, body).
-fn serve(stream: TcpStream, count: &Mutex<usize>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut stream = stream;
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = serde_json::Map::new();
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                break;
-            }
-            if let Some((name, value)) = line.trim_end().split_once(':') {
-                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-                if name == "content-length" {
-                    length = value.parse().unwrap_or(0);
-                }
-                headers.insert(name, Value::String(value));
-            }
-        }
-        let mut body = vec![0u8; length];
-        let _ = reader.read_exact(&mut body);
-        *count.lock().unwrap() += 1;
-        let mut parts = request_line.split_whitespace();
-        let method = parts.next().unwrap_or("").to_owned();
-        let target = parts.next().unwrap_or("").to_owned();
-        let response = if let Some(to) = target.strip_prefix("/redirect?to=") {
-            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n\r\n")
-        } else {
-            let echo = json!({"method": method, "path": target, "headers": headers,
-                "body": String::from_utf8_lossy(&body)})
-            .to_string();
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{echo}",
-                echo.len()
-            )
-        };
-        if stream.write_all(response.as_bytes()).is_err() {
-            return;
-        }
-    }
+    });
+    (f, tls)
 }
 
 /// A TLS server on 127.0.0.2 with a fresh self-signed certificate for that address (openssl
@@ -175,11 +96,16 @@ fn start_tls_server() -> (Child, u16, String) {
 }
 
 fn py(code: &str) -> Value {
-    let f = fixture();
+    let (f, tls) = ready();
     f.server.python(
         code,
-        json!({"echo": f.echo, "tls": f.tls, "ca": f.tls_certificate, "forbidden": f.forbidden}),
+        json!({"echo": f.allowed, "tls": tls.port, "ca": tls.certificate, "forbidden": f.forbidden}),
     )
+}
+
+/// Whether the echo server got a request for `target`.
+fn seen(target: &str) -> bool {
+    fixture().seen.lock().unwrap().iter().any(|t| t == target)
 }
 
 fn assert_ok(r: &Value) -> &Value {
@@ -193,34 +119,6 @@ fn assert_denied(r: &Value, needle: &str) {
     assert!(message.contains(needle), "the message should say {needle:?}: {r}");
 }
 
-/// No connection reached the forbidden listener: the test's own sentinel connection, made
-/// after the run answered, is taken after any the server made for it (see tests/broker.rs).
-fn assert_forbidden_untouched() {
-    let f = fixture();
-    let (_stream, sentinel) = {
-        let mut sentinels = f.sentinels.lock().unwrap();
-        let stream = TcpStream::connect(("127.0.0.1", f.forbidden)).unwrap();
-        let sentinel = stream.local_addr().unwrap();
-        sentinels.push(sentinel);
-        (stream, sentinel)
-    };
-    common::wait_for(
-        Duration::from_secs(10),
-        || format!("the forbidden listener to take the sentinel {sentinel}"),
-        || f.forbidden_peers.lock().unwrap().contains(&sentinel).then_some(()),
-    );
-    let sentinels = f.sentinels.lock().unwrap();
-    let intruders: Vec<_> = f
-        .forbidden_peers
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|peer| !sentinels.contains(peer))
-        .copied()
-        .collect();
-    assert!(intruders.is_empty(), "127.0.0.1 got connections from {intruders:?}");
-}
-
 #[test]
 fn requests_gets_and_posts_json() {
     let r = py("import requests\n\
@@ -232,7 +130,7 @@ fn requests_gets_and_posts_json() {
         \x20       again = [s.get(base + f'/{i}').json()['path'] for i in range(3)]\n\
         \x20   return {'status': got.status_code, 'got': got.json(), 'posted': posted.json(), 'again': again}");
     let result = assert_ok(&r);
-    assert_eq!(result["status"], 200);
+    assert_eq!(result["status"], 201);
     assert_eq!(result["got"]["path"], "/items?x=1");
     assert_eq!(result["got"]["headers"]["x-token"], "abc");
     assert_eq!(result["posted"]["method"], "POST");
@@ -327,8 +225,7 @@ fn loopback_metadata_and_redirects_there_are_refused() {
 
 #[test]
 fn without_network_every_client_fails_at_once() {
-    let f = fixture();
-    let before = *f.echoed.lock().unwrap();
+    let (f, _) = ready();
     for client in [
         "requests.get(url)",
         "httpx.get(url)",
@@ -337,36 +234,36 @@ fn without_network_every_client_fails_at_once() {
         let code = format!(
             "import requests, httpx, urllib.request\n\
              def main(echo):\n\
-             \x20   url = f'http://127.0.0.2:{{echo}}/'\n\
+             \x20   url = f'http://127.0.0.2:{{echo}}/no-network'\n\
              \x20   {client}\n\
              \x20   return {{}}"
         );
         let r = f.server.run(json!({"language": "python", "code": code,
-            "inputs": {"echo": f.echo}, "network": false}));
+            "inputs": {"echo": f.allowed}, "network": false}));
         assert_denied(&r, "not allowed for this run");
     }
     // Dify's enable_network: false is the same refusal.
     let reply = f.server.post(
         "/v1/sandbox/run",
         &json!({"language": "python3", "enable_network": false, "code": format!(
-            "import requests\nprint(requests.get('http://127.0.0.2:{}/').status_code)", f.echo)})
+            "import requests\nprint(requests.get('http://127.0.0.2:{}/no-network-dify').status_code)", f.allowed)})
         .to_string(),
         &[],
     );
     let error = reply.body["data"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("NetworkDeniedError"), "{}", reply.text);
-    assert_eq!(*f.echoed.lock().unwrap(), before, "a refused run reached the server");
+    assert!(!seen("/no-network") && !seen("/no-network-dify"), "a refused run reached the server");
 }
 
 #[test]
 fn dify_code_with_requests_reaches_the_network() {
-    let f = fixture();
+    let (f, _) = ready();
     let code = format!(
         "import requests\n\
          def main(name: str) -> dict:\n\
          \x20   r = requests.post('http://127.0.0.2:{}/hook', json={{'name': name}}, timeout=5)\n\
          \x20   return {{'result': r.json()['body']}}\n",
-        f.echo
+        f.allowed
     );
     // What Dify's code node sends: the user's main, and a runner that prints its result.
     let runner = format!("{code}\nimport json\nprint(json.dumps(main(**{{'name': 'dify'}})))\n");
