@@ -132,7 +132,7 @@ impl Engine for PythonEngine {
         // configuration and font cache.
         let sites: Vec<std::path::PathBuf> = [PYTHON_PACKAGES_ENV, OPERATOR_PACKAGES_ENV]
             .iter()
-            .filter_map(|name| std::env::var_os(name))
+            .filter_map(std::env::var_os)
             .map(Into::into)
             .collect();
         dirs.extend(sites.iter().cloned());
