@@ -145,7 +145,9 @@ def guarded_import(policy, user_builtins):
                 "runs it where they are installed", name=top) from None
         except (PermissionError, ImportError) as e:
             refused = refused_by_jail(e)
-            if refused is None or isinstance(e, ModuleNotAllowedError):
+            # The import policy's own refusal, and the broker's (network_denied), say it already.
+            if refused is None or isinstance(e, ModuleNotAllowedError) \
+                    or type(e).__name__ == "NetworkDeniedError":
                 raise
             raise ModuleNotAllowedError(
                 f"import of module '{name}' needs what the sandbox refuses: {refused} "
