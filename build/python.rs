@@ -1,7 +1,7 @@
 //! Which CPython the binary embeds, told to the code: pyo3 links the interpreter PYO3_PYTHON
 //! names (the environment's, else `.cargo/shared-python`'s pick); this asks that interpreter
 //! where it really is, so that `sandlot deps install` runs the same CPython's pip
-//! (`SANDLOT_PYTHON`, read by src/python_packages.rs, which installs each version's wheels
+//! (`SANDLOT_PYTHON`, read by src/python_packages/, which installs each version's wheels
 //! apart: `SANDLOT_PYTHON_VERSION`), and adds an rpath when its libpython
 //! lies outside the system's library directories (a CPython built under /opt), so the binary
 //! starts without LD_LIBRARY_PATH.

@@ -79,10 +79,12 @@ impl RunRequest {
         }
     }
 
-    pub fn plan(self, policy: &LimitPolicy) -> Result<Plan, Invalid> {
+    /// Validates the request into a plan. `operator` is the modules of the operator's packages
+    /// (`--python-requirements`) that this server has installed.
+    pub fn plan(self, policy: &LimitPolicy, operator: &[String]) -> Result<Plan, Invalid> {
         let language = self.language;
         let kind = match language {
-            Language::Python if whitelist::imports_python_data(&self.code) => {
+            Language::Python if whitelist::imports_python_data(&self.code, operator) => {
                 ZygoteKind::PythonData
             }
             Language::Python => ZygoteKind::Python,
@@ -130,7 +132,7 @@ impl RunRequest {
             }
         };
         let limits = resolve_limits(&self.limits, policy)?;
-        let imports = imports(language, self.api, self.allowed_modules)?;
+        let imports = imports(language, self.api, self.allowed_modules, operator)?;
         Ok(Plan {
             api: self.api,
             language,
@@ -192,9 +194,10 @@ fn imports(
     language: Language,
     api: Api,
     asked: Option<Vec<String>>,
+    operator: &[String],
 ) -> Result<ImportPolicy, Invalid> {
     let route_policy = match language {
-        Language::Python => whitelist::python_policy(api),
+        Language::Python => whitelist::python_policy(api, operator),
         Language::Javascript => ImportPolicy::Only {
             modules: whitelist::javascript(),
         },
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn limits_are_capped_by_the_server_maxima() {
         let plan = request(r#"{"language":"py","code":"","limits":{"timeout_ms":999999999}}"#)
-            .plan(&LimitPolicy::default())
+            .plan(&LimitPolicy::default(), &[])
             .unwrap();
         assert_eq!(
             plan.job.limits.timeout_ms,
@@ -304,7 +307,7 @@ mod tests {
             (r#"{"language":"python","code":"","env":{}}"#, "env:"),
         ];
         for (body, field) in cases {
-            let err = request(body).plan(&policy).unwrap_err();
+            let err = request(body).plan(&policy, &[]).unwrap_err();
             assert!(err.0.starts_with(field), "{body}: {}", err.0);
         }
     }

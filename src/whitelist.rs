@@ -45,29 +45,53 @@ pub const PYTHON_DATA_PRELOADED: &[&str] = &["numpy", "pandas", "matplotlib", "j
 
 /// The Python import policy of an API: sandlot's own (and the sandbox module API's) is the
 /// standard library but what cannot work in the jail, plus the data packages; FastGPT's is
-/// FastGPT's; Dify's is dify-sandbox's "anything importable".
-pub fn python_policy(api: Api) -> ImportPolicy {
+/// FastGPT's; Dify's is dify-sandbox's "anything importable". `operator` is the modules of the
+/// packages the operator installed (`--python-requirements`), which every API allows.
+pub fn python_policy(api: Api, operator: &[String]) -> ImportPolicy {
+    let with_operator = |mut packages: Vec<String>| {
+        append_new(&mut packages, operator);
+        packages
+    };
     match api {
         Api::Native | Api::SandboxModule => ImportPolicy::StandardLibrary {
             refused: names(PYTHON_NATIVE_REFUSED),
-            packages: PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()).collect(),
+            packages: with_operator(PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()).collect()),
         },
         Api::Fastgpt => ImportPolicy::StandardLibrary {
             refused: names(PYTHON_FASTGPT_REFUSED),
-            packages: fastgpt_python_packages(),
+            packages: with_operator(fastgpt_python_packages()),
         },
         Api::Dify => ImportPolicy::Any,
     }
 }
 
-/// FastGPT's reported Python allowlist, in its order (`GET /sandbox/modules`).
-pub fn python_fastgpt_allowed() -> Vec<String> {
-    names(PYTHON_FASTGPT_ALLOWED)
+/// FastGPT's reported Python allowlist, in its order (`GET /sandbox/modules`), and then the
+/// operator's modules.
+pub fn python_fastgpt_allowed(operator: &[String]) -> Vec<String> {
+    let mut allowed = names(PYTHON_FASTGPT_ALLOWED);
+    append_new(&mut allowed, operator);
+    allowed
+}
+
+/// Appends the names of `more` that `list` lacks.
+fn append_new(list: &mut Vec<String>, more: &[String]) {
+    for name in more {
+        if !list.contains(name) {
+            list.push(name.clone());
+        }
+    }
+}
+
+/// Whether `name` is a module of the standard library (of the CPython sandlot links).
+pub fn is_standard_library(name: &str) -> bool {
+    PYTHON_STANDARD_LIBRARY
+        .lines()
+        .any(|line| !line.starts_with('#') && line.trim() == name)
 }
 
 /// The packages FastGPT lets user code import: its allowlist's names that are data packages.
 fn fastgpt_python_packages() -> Vec<String> {
-    python_fastgpt_allowed()
+    names(PYTHON_FASTGPT_ALLOWED)
         .into_iter()
         .filter(|name| PYTHON_DATA_PACKAGES.contains(&name.as_str()))
         .collect()
@@ -78,9 +102,7 @@ pub fn permits(policy: &ImportPolicy, name: &str) -> bool {
     match policy {
         ImportPolicy::Only { modules } => modules.iter().any(|m| m == name),
         ImportPolicy::StandardLibrary { refused, packages } => {
-            let standard = PYTHON_STANDARD_LIBRARY
-                .lines()
-                .any(|line| !line.starts_with('#') && line.trim() == name);
+            let standard = is_standard_library(name);
             (standard && !refused.iter().any(|r| r == name)) || packages.iter().any(|p| p == name)
         }
         ImportPolicy::Any => true,
@@ -105,9 +127,10 @@ pub fn python_preloaded() -> Vec<String> {
     names(PYTHON_PRELOADED)
 }
 
-/// Whether Python code imports one of the data packages: a cheap scan of its `import` and
-/// `from … import` lines (a miss only means a clear "not allowed" error, never a wrong run).
-pub fn imports_python_data(code: &str) -> bool {
+/// Whether Python code imports one of the data packages or of the operator's modules: a cheap
+/// scan of its `import` and `from … import` lines (a miss only means a clear "not allowed"
+/// error, never a wrong run).
+pub fn imports_python_data(code: &str, operator: &[String]) -> bool {
     code.lines().any(|line| {
         let line = line.trim_start();
         let names = if let Some(rest) = line.strip_prefix("import ") {
@@ -120,7 +143,7 @@ pub fn imports_python_data(code: &str) -> bool {
         names.split(',').any(|item| {
             let module = item.split_whitespace().next().unwrap_or("");
             let top = module.split('.').next().unwrap_or("");
-            PYTHON_DATA_PACKAGES.contains(&top)
+            PYTHON_DATA_PACKAGES.contains(&top) || operator.iter().any(|m| m == top)
         })
     })
 }
@@ -144,7 +167,7 @@ mod tests {
 
     #[test]
     fn comments_and_blanks_are_skipped() {
-        let fastgpt = python_fastgpt_allowed();
+        let fastgpt = python_fastgpt_allowed(&[]);
         assert!(fastgpt.contains(&"math".to_owned()));
         assert_eq!(fastgpt.last().map(String::as_str), Some("matplotlib"));
         assert!(fastgpt.iter().all(|n| !n.starts_with('#') && !n.is_empty()));
@@ -152,23 +175,23 @@ mod tests {
 
     #[test]
     fn each_route_has_its_own_rule() {
-        let ImportPolicy::StandardLibrary { refused, packages } = python_policy(Api::Fastgpt)
+        let ImportPolicy::StandardLibrary { refused, packages } = python_policy(Api::Fastgpt, &[])
         else {
             panic!("FastGPT's rule is the standard library minus a set")
         };
         assert!(refused.contains(&"os".to_owned()));
         assert_eq!(packages, ["numpy", "pandas", "matplotlib"]);
-        let ImportPolicy::StandardLibrary { refused, .. } = python_policy(Api::Native) else {
+        let ImportPolicy::StandardLibrary { refused, .. } = python_policy(Api::Native, &[]) else {
             panic!("the native rule is the standard library minus a set")
         };
         assert!(refused.contains(&"subprocess".to_owned()));
         assert!(!refused.contains(&"os".to_owned()));
-        assert_eq!(python_policy(Api::Dify), ImportPolicy::Any);
+        assert_eq!(python_policy(Api::Dify, &[]), ImportPolicy::Any);
     }
 
     #[test]
     fn data_imports_are_found() {
-        let scan = imports_python_data;
+        let scan = |code| imports_python_data(code, &[]);
         assert!(scan("import pandas as pd\n"));
         assert!(scan("import json, numpy\n"));
         assert!(scan("  from matplotlib import pyplot as plt"));
@@ -177,5 +200,27 @@ mod tests {
         assert!(scan("from tabulate import tabulate"));
         assert!(!scan("import json\nx = 'import numpy'"));
         assert!(!scan("from numbers import Number"));
+    }
+
+    #[test]
+    fn the_operators_modules_join_every_policy_and_route_to_the_data_zygote() {
+        let operator = vec!["yaml".to_owned(), "bs4".to_owned()];
+        for api in [Api::Native, Api::SandboxModule, Api::Fastgpt] {
+            let policy = python_policy(api, &operator);
+            assert!(
+                permits(&policy, "yaml") && permits(&policy, "bs4"),
+                "{api:?}"
+            );
+            assert!(!permits(&python_policy(api, &[]), "yaml"), "{api:?}");
+        }
+        assert!(imports_python_data("import yaml\n", &operator));
+        assert!(imports_python_data(
+            "from bs4 import BeautifulSoup",
+            &operator
+        ));
+        assert!(!imports_python_data("import yaml\n", &[]));
+        let listed = python_fastgpt_allowed(&operator);
+        assert_eq!(&listed[listed.len() - 2..], ["yaml", "bs4"]);
+        assert!(is_standard_library("json") && !is_standard_library("yaml"));
     }
 }

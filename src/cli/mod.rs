@@ -34,8 +34,9 @@ pub enum Command {
     ///
     /// Exits with the run's exit code (124 on timeout).
     Run(run::RunArgs),
-    /// Install or list the third-party Python packages (numpy, pandas, matplotlib, jinja2) of
-    /// whitelist/python-requirements.txt. `serve` installs them at its first start too.
+    /// Install or list the third-party Python packages: the data packages (numpy, pandas,
+    /// matplotlib, jinja2, requests, ...) of whitelist/python-requirements.txt, and the
+    /// operator's (--python-requirements). `serve` installs them at its start too.
     Deps(deps::DepsArgs),
     /// Print the configuration `serve` would run with (the same flags, variables and --config
     /// file), as TOML with the API keys masked.

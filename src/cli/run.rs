@@ -121,13 +121,13 @@ fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
 /// and runs it.
 fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> {
     let plan = request
-        .plan(&LimitPolicy::default())
+        .plan(&LimitPolicy::default(), &[])
         .map_err(|invalid| invalid.0)?;
     super::runtime().block_on(async {
         let data = plan.kind == ZygoteKind::PythonData;
         let data_dir = python_packages::default_data_dir();
         if data {
-            python_packages::install(&data_dir, &mut std::io::stderr())
+            python_packages::install(&data_dir, &Default::default(), &mut std::io::stderr())
                 .map_err(|e| e.to_string())?;
         }
         let kinds: &[ZygoteKind] = if data { &[] } else { &[plan.kind] };
@@ -138,6 +138,8 @@ fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> 
             data.then_some(Packages {
                 data_dir,
                 first_retry: Duration::from_secs(30),
+                requirements: None,
+                sources: Default::default(),
             }),
             1,
             0,

@@ -10,6 +10,28 @@ use super::jail_args::{self, JailArgs};
 use crate::config::{Config, ConfigError, OneOrMany, Settings};
 use crate::logging::LogFormat;
 
+/// Where the Python packages go and come from: flags of `serve` and of `deps`.
+#[derive(Args)]
+pub struct PackageArgs {
+    /// Where sandlot keeps the Python packages it installs (default: /var/lib/sandlot
+    /// for root, else $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).
+    #[arg(long, env = "SANDLOT_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The operator's own Python packages: a pip requirements file, installed beside the data
+    /// packages (with their pins as constraints) and importable on every API [default:
+    /// /dependencies/python-requirements.txt, dify-sandbox's, when it exists; "" for none].
+    #[arg(long, env = "SANDLOT_PYTHON_REQUIREMENTS", global = true)]
+    pub python_requirements: Option<String>,
+    /// The package index pip installs from (pip's --index-url); Dify's PIP_MIRROR_URL sets it
+    /// too [default: pip's own, PyPI or PIP_INDEX_URL].
+    #[arg(long, env = "SANDLOT_PIP_INDEX_URL", global = true)]
+    pub pip_index_url: Option<String>,
+    /// A directory (or page) of wheels pip installs from (pip's --find-links): a wheelhouse
+    /// for a host without the internet.
+    #[arg(long, env = "SANDLOT_PIP_FIND_LINKS", global = true)]
+    pub pip_find_links: Option<String>,
+}
+
 /// The flags of `serve`. Every value is optional here: they are the top layer of settings
 /// ([`ServeArgs::settings`]), and [`Config::resolve`] fills in the layers below and the
 /// defaults, so that a flag, its variable and the defaults keep one order of precedence.
@@ -59,10 +81,8 @@ pub struct ServeArgs {
     /// Requests that may wait for a worker; past this, 503 with Retry-After [default: 512].
     #[arg(long, env = "SANDLOT_QUEUE")]
     pub queue: Option<usize>,
-    /// Where sandlot keeps the Python data packages it installs (default: /var/lib/sandlot
-    /// for root, else $XDG_DATA_HOME/sandlot or ~/.local/share/sandlot).
-    #[arg(long, env = "SANDLOT_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub packages: PackageArgs,
     /// How long to wait before trying a failed install of the Python data packages again
     /// (doubling each time, up to 15 minutes)
     #[arg(long, env = "SANDLOT_DEPS_RETRY_MS")]
@@ -122,7 +142,10 @@ impl ServeArgs {
             max_output_bytes: self.max_output_bytes,
             workers: self.workers,
             queue: self.queue,
-            data_dir: self.data_dir.clone(),
+            data_dir: self.packages.data_dir.clone(),
+            python_requirements: self.packages.python_requirements.clone().map(PathBuf::from),
+            pip_index_url: self.packages.pip_index_url.clone(),
+            pip_find_links: self.packages.pip_find_links.clone(),
             deps_retry_ms: self.deps_retry_ms,
             max_connections: self.max_connections,
             header_timeout_ms: self.header_timeout_ms,

@@ -16,6 +16,7 @@ use crate::broker::destination::Allowed;
 use crate::broker::HttpPolicy;
 use crate::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
 use crate::logging::LogFormat;
+use crate::python_packages::PipOptions;
 use crate::run::Limits;
 pub use file::ConfigFileError;
 pub use settings::{OneOrMany, Settings};
@@ -47,6 +48,10 @@ pub struct Config {
     pub http: HttpPolicy,
     /// Where sandlot installs the Python data packages.
     pub data_dir: PathBuf,
+    /// The operator's pip requirements, installed beside the data packages.
+    pub python_requirements: Option<PathBuf>,
+    /// Where pip finds packages: an index, a wheelhouse.
+    pub pip: PipOptions,
     /// The wait before a failed install is tried again (it doubles each time).
     pub deps_retry: Duration,
     /// Start without a layer this machine lacks (`--allow-degraded`).
@@ -189,6 +194,15 @@ impl Config {
             shutdown_grace: ms(s.shutdown_grace_ms, defaults.shutdown_grace),
             log_format: s.log_format.unwrap_or_default(),
             data_dir: s.data_dir.unwrap_or(defaults.data_dir),
+            python_requirements: match s.python_requirements {
+                Some(path) if path.as_os_str().is_empty() => None,
+                Some(path) => Some(path),
+                None => defaults.python_requirements,
+            },
+            pip: PipOptions {
+                index_url: s.pip_index_url.filter(|u| !u.trim().is_empty()),
+                find_links: s.pip_find_links.filter(|l| !l.trim().is_empty()),
+            },
             deps_retry: ms(s.deps_retry_ms, defaults.deps_retry),
             jail: JailSettings {
                 child_uid: s.child_uid.unwrap_or(DEFAULT_CHILD_ID),
@@ -225,6 +239,9 @@ impl Config {
             workers: Some(self.workers),
             queue: Some(self.queue),
             data_dir: Some(self.data_dir.clone()),
+            python_requirements: self.python_requirements.clone(),
+            pip_index_url: self.pip.index_url.clone(),
+            pip_find_links: self.pip.find_links.clone(),
             deps_retry_ms: ms(self.deps_retry),
             max_connections: Some(self.max_connections),
             header_timeout_ms: ms(self.header_timeout),
@@ -263,6 +280,8 @@ impl Default for Config {
             jail: JailSettings::new(LimitPolicy::default().max),
             http: HttpPolicy::default(),
             data_dir: crate::python_packages::default_data_dir(),
+            python_requirements: crate::python_packages::operator::default_requirements(),
+            pip: PipOptions::default(),
             deps_retry: Duration::from_secs(30),
             allow_degraded: false,
         }

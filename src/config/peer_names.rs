@@ -13,6 +13,7 @@
 //! | `MAX_WORKERS` (Dify) | `workers` |
 //! | `MAX_REQUESTS` (Dify) | `queue` |
 //! | `ENABLE_NETWORK` (Dify) | `network` |
+//! | `PIP_MIRROR_URL` (Dify) | `pip_index_url` |
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -56,6 +57,7 @@ pub fn settings(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, Con
         workers: number("MAX_WORKERS")?.map(|n| n as usize),
         queue: number("MAX_REQUESTS")?.map(|n| n as usize),
         network,
+        pip_index_url: get("PIP_MIRROR_URL").map(|url| url.trim().to_owned()),
         ..Settings::default()
     })
 }
@@ -87,6 +89,7 @@ mod tests {
             ("MAX_WORKERS", "6"),
             ("MAX_REQUESTS", "50"),
             ("ENABLE_NETWORK", "false"),
+            ("PIP_MIRROR_URL", "https://mirrors.example/pypi/simple"),
         ])
         .unwrap();
         assert_eq!(s.api_key.unwrap().into_vec(), ["dify-sandbox"]);
@@ -95,6 +98,10 @@ mod tests {
         assert_eq!(s.max_memory_mb, Some(512));
         assert_eq!((s.workers, s.queue), (Some(6), Some(50)));
         assert_eq!(s.network, Some(false));
+        assert_eq!(
+            s.pip_index_url.as_deref(),
+            Some("https://mirrors.example/pypi/simple")
+        );
         let s = from(&[("SANDBOX_TOKEN", "t"), ("API_KEY", "")]).unwrap();
         assert_eq!(s.api_key.unwrap().into_vec(), ["t"]);
     }

@@ -33,7 +33,8 @@ pub async fn handle<A: Adapter>(state: &AppState, input: A::Input) -> Response {
         Ok(request) => request,
         Err(message) => return refuse(message),
     };
-    let plan = match request.plan(&state.config.limits) {
+    let operator = state.operator_modules();
+    let plan = match request.plan(&state.config.limits, &operator) {
         Ok(plan) => plan,
         Err(invalid) => return refuse(invalid.0),
     };

@@ -226,9 +226,7 @@ pub async fn dependencies(
     Query(query): Query<DependencyQuery>,
 ) -> Response {
     match query.language.as_deref() {
-        None | Some("python3") | Some("python") => {
-            Json(listing(&state.config.data_dir)).into_response()
-        }
+        None | Some("python3") | Some("python") => Json(listing(&state)).into_response(),
         Some(other) => refusal(&format!(
             "unsupported language: {other:?} (dependencies exist for python3 only)"
         )),
@@ -254,8 +252,10 @@ pub async fn refresh_dependencies(
     dependencies(state, query).await
 }
 
-/// `POST /v1/sandbox/dependencies/update`: installs `whitelist/python-requirements.txt` if it
-/// is not installed yet (waiting for an install already under way), then lists the packages.
+/// `POST /v1/sandbox/dependencies/update`: installs what is missing now — the data packages,
+/// and the operator's requirements file as it is now (`--python-requirements`) — waiting for
+/// the install, then lists the packages. A failure (a version conflict: pip's reason) is
+/// `code: -500`; the packages installed before keep serving.
 #[utoipa::path(
     post,
     path = "/v1/sandbox/dependencies/update",
@@ -267,18 +267,27 @@ pub async fn refresh_dependencies(
     security(("api_key" = []), ("bearer" = [])),
 )]
 pub async fn update_dependencies(State(state): State<AppState>) -> Response {
-    let data_dir = state.config.data_dir.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        python_packages::install(&data_dir, &mut ProgressLog::default())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|installed| installed.map_err(|e| e.to_string()));
-    if let Some(python_data) = state.supervisor.python_data() {
-        python_data.retry_now(); // installed now, or worth another try at once
-    }
+    let outcome = match state.supervisor.python_data() {
+        Some(python_data) => python_data.update().await,
+        None => {
+            let config = state.config.clone();
+            tokio::task::spawn_blocking(move || {
+                python_packages::install_all(
+                    &config.data_dir,
+                    config.python_requirements.as_deref(),
+                    &config.pip,
+                    &mut ProgressLog::default(),
+                )
+                .map(drop)
+                .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|installed| installed)
+        }
+    };
     match outcome {
-        Ok(()) => Json(listing(&state.config.data_dir)).into_response(),
+        Ok(()) => Json(listing(&state)).into_response(),
         Err(why) => Json(DifyRefusal {
             code: -500,
             message: why,
@@ -288,8 +297,17 @@ pub async fn update_dependencies(State(state): State<AppState>) -> Response {
     }
 }
 
-fn listing(data_dir: &std::path::Path) -> DifyDependenciesAnswer {
-    let dependencies = python_packages::installed(data_dir)
+/// The data packages and the operator's packages this server serves, as installed.
+fn listing(state: &AppState) -> DifyDependenciesAnswer {
+    let mut installed = python_packages::installed(&state.config.data_dir);
+    if let Some(site) = state
+        .supervisor
+        .python_data()
+        .and_then(|d| d.operator_site())
+    {
+        installed.extend(site.distributions);
+    }
+    let dependencies = installed
         .into_iter()
         .map(|(name, version)| DifyDependency { name, version })
         .collect();

@@ -251,7 +251,8 @@ fn strip_error_name(message: &str) -> &str {
     }
 }
 
-/// `GET /sandbox/modules`: what `require`/`import` accept in each language, and the globals.
+/// `GET /sandbox/modules`: what `require`/`import` accept in each language (Python: FastGPT's
+/// list, then the modules of the operator's packages), and the globals.
 #[utoipa::path(
     get,
     path = "/sandbox/modules",
@@ -260,12 +261,12 @@ fn strip_error_name(message: &str) -> &str {
                body = FastgptModules)),
     security(("bearer" = []), ("api_key" = [])),
 )]
-pub async fn modules() -> Json<Value> {
+pub async fn modules(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "success": true,
         "data": {
             "js": whitelist::javascript(),
-            "python": whitelist::python_fastgpt_allowed(),
+            "python": whitelist::python_fastgpt_allowed(&state.operator_modules()),
             "builtinGlobals": BUILTIN_GLOBALS,
         },
     }))

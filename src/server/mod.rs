@@ -44,6 +44,16 @@ pub struct AppState {
     pub degraded: Arc<Vec<LayerStatus>>,
 }
 
+impl AppState {
+    /// The modules of the operator's packages this server serves (`--python-requirements`).
+    pub fn operator_modules(&self) -> Arc<Vec<String>> {
+        self.supervisor
+            .python_data()
+            .map(|data| data.operator_modules())
+            .unwrap_or_default()
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let keys = auth::ApiKeys(Arc::new(state.config.api_keys.clone()));
     let protected = Router::new()
@@ -133,6 +143,8 @@ pub async fn serve(
         Some(Packages {
             data_dir: config.data_dir.clone(),
             first_retry: config.deps_retry,
+            requirements: config.python_requirements.clone(),
+            sources: config.pip.clone(),
         }),
         config.workers,
         config.queue,

@@ -89,7 +89,7 @@ impl Supervisor {
         let data = self.python_data.as_ref().and_then(|d| d.zygote().ok());
         self.zygotes
             .iter()
-            .chain(data)
+            .chain(data.as_ref())
             .map(|z| z.status())
             .collect()
     }
@@ -143,6 +143,7 @@ impl Supervisor {
                     .expect("the worker semaphore is never closed")
             }
         };
+        // Held for the run: a python-data zygote replaced meanwhile is retired once unheld.
         let zygote = match (kind, &self.python_data) {
             (ZygoteKind::PythonData, Some(data)) => match data.zygote() {
                 Ok(zygote) => zygote,
@@ -155,7 +156,7 @@ impl Supervisor {
                 }
             },
             _ => match self.zygote(kind) {
-                Some(zygote) => zygote,
+                Some(zygote) => zygote.clone(),
                 None => {
                     return Ok(execute::internal(format!(
                         "no {} zygote is running in this server",
@@ -165,7 +166,7 @@ impl Supervisor {
             },
         };
         for attempt in 1.. {
-            match execute::execute(zygote, job, &self.broker).await {
+            match execute::execute(&zygote, job, &self.broker).await {
                 execute::Attempt::Ran(response) => return Ok(response),
                 execute::Attempt::NotStarted(response) if attempt >= MAX_ATTEMPTS => {
                     return Ok(response)

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,8 @@ pub struct ZygoteProcess {
     env: Vec<(String, String)>,
     status: watch::Sender<ZygoteStatus>,
     control: Mutex<Control>,
+    /// Set by [`Self::retire`]: the zygote is killed and not restarted.
+    retired: AtomicBool,
 }
 
 struct Control {
@@ -161,6 +164,7 @@ impl ZygoteProcess {
                 pool: Pool::new(pool_max, Self::idle_pool(kind)),
                 exits: HashMap::new(),
             }),
+            retired: AtomicBool::new(false),
         });
         let supervised = this.clone();
         // A dedicated thread that lives as long as the server: the zygote's PDEATHSIG fires
@@ -248,12 +252,36 @@ impl ZygoteProcess {
         self.control().pool.trim();
     }
 
-    /// Runs on the zygote's own thread for the life of the server.
+    /// Kills the zygote for good (a python-data zygote replaced by one with new packages):
+    /// its thread ends instead of restarting it.
+    pub fn retire(&self) {
+        if self.retired.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(pid) = self.status.borrow().pid {
+            // Still our unreaped child (its thread waits for it only after this kill).
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// Runs on the zygote's own thread until the zygote is retired.
     fn supervise(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
             let outcome = self.run_once();
+            if self.retired.load(Ordering::SeqCst) {
+                self.control().pool.clear();
+                self.status.send_modify(|s| {
+                    s.ready = false;
+                    s.pid = None;
+                });
+                tracing::info!(zygote = self.kind.name(), "zygote retired");
+                return;
+            }
             self.mark_down(outcome.err());
             if started.elapsed() > Duration::from_secs(30) {
                 backoff = Duration::from_millis(100);
@@ -310,6 +338,9 @@ impl ZygoteProcess {
             s.ready = true;
             s.pid = Some(pid);
         });
+        if self.retired.load(Ordering::SeqCst) {
+            return Ok(()); // retired while it started: `run_once` kills it
+        }
         tracing::info!(zygote = self.kind.name(), pid, "zygote ready");
         loop {
             let (event, mut fds) = match control_socket::recv::<ZygoteEvent>(&*socket) {

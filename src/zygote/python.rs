@@ -19,6 +19,7 @@ use crate::output_region::{Stream, Written};
 use crate::protocol::{
     ChildReport, Convention, ImportPolicy, Job, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
 };
+use crate::python_packages::operator::{self, OPERATOR_PACKAGES_ENV};
 use crate::run::Mode;
 use crate::whitelist;
 
@@ -95,6 +96,10 @@ impl Engine for PythonEngine {
                 Ok(site) => {
                     warm_up
                         .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PRELOADED))?;
+                    if let Ok(operator) = std::env::var(OPERATOR_PACKAGES_ENV) {
+                        let modules = operator::import_names(operator.as_ref());
+                        warm_up.call_method1("prepare_operator", (operator, modules))?;
+                    }
                     warm_up.call_method1("prepare", (whitelist::python_preloaded(),))?;
                 }
                 Err(_) => {
@@ -142,10 +147,14 @@ impl Engine for PythonEngine {
             ]
             .map(std::path::PathBuf::from),
         );
-        // The python-data zygote's packages, and matplotlib's configuration and font cache.
-        if let Ok(site) = std::env::var(PYTHON_PACKAGES_ENV) {
-            dirs.push(site.into());
-        }
+        // The python-data zygote's packages (the operator's too), and matplotlib's
+        // configuration and font cache.
+        let sites: Vec<std::path::PathBuf> = [PYTHON_PACKAGES_ENV, OPERATOR_PACKAGES_ENV]
+            .iter()
+            .filter_map(std::env::var_os)
+            .map(Into::into)
+            .collect();
+        dirs.extend(sites.iter().cloned());
         if let Ok(mpl) = std::env::var(MATPLOTLIB_CONFIG_ENV) {
             dirs.push(mpl.into());
         }
@@ -159,9 +168,7 @@ impl Engine for PythonEngine {
             .map(|d| d.join("lib-dynload"))
             .filter(|d| d.is_dir())
             .collect();
-        if let Ok(site) = std::env::var(PYTHON_PACKAGES_ENV) {
-            extension_dirs.push(site.into());
-        }
+        extension_dirs.extend(sites);
         // SAFETY: a zygote is single-threaded while it builds its interpreter.
         let libraries = unsafe { super::native_libraries::needed_by_extensions(&extension_dirs) };
         dirs.extend(libraries);

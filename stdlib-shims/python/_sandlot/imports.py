@@ -143,8 +143,34 @@ def guarded_import(policy, user_builtins):
                 f"import of module '{top}' is not available here: code that uses the data "
                 f"packages must import them with an import statement (`import {top}`), which "
                 "runs it where they are installed", name=top) from None
+        except (PermissionError, ImportError) as e:
+            refused = refused_by_jail(e)
+            # The import policy's own refusal, and the broker's (network_denied), say it already.
+            if refused is None or isinstance(e, ModuleNotAllowedError) \
+                    or type(e).__name__ == "NetworkDeniedError":
+                raise
+            raise ModuleNotAllowedError(
+                f"import of module '{name}' needs what the sandbox refuses: {refused} "
+                f"({type(e).__name__}: {e}). A run may read only the interpreter's and the "
+                "installed packages' files, and may not write files, open sockets or start "
+                "processes", name=top) from None
 
     return __import__
+
+
+def refused_by_jail(error):
+    """What the jail refused, in words, when `error` (raised while importing) is its refusal:
+    a PermissionError (a file Landlock does not let the run read, a call seccomp refuses), or
+    the dynamic loader's "Permission denied" for a shared library; else None."""
+    if isinstance(error, PermissionError):
+        if error.filename is not None:
+            return f"opening {error.filename}"
+        return "a system call (operation not permitted)"
+    text = str(error)
+    if "Permission denied" in text or "Operation not permitted" in text:
+        library = text.split(":", 1)[0].strip()
+        return f"loading the shared library {library}" if ".so" in library else text
+    return None
 
 
 def stat_through_open():

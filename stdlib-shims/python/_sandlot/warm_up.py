@@ -1,6 +1,7 @@
 """What the zygote imports and runs once, before any fork: the whitelist and the lazy paths of
 the standard library (and, in the python-data zygote, of numpy, pandas, matplotlib and
-jinja2), so that no child ever needs to read a file or load an extension module."""
+jinja2, and the operator's packages), so that no child ever needs to read a file or load an
+extension module."""
 
 import encodings
 import gc
@@ -48,6 +49,73 @@ def prepare_data(site_dir, package_names):
     ]
     for step in steps:
         step()
+
+
+def prepare_operator(site_dir, names):
+    """The operator's packages (`--python-requirements`): their directory goes on sys.path after
+    the standard library (a package must not shadow it) and before the system's site-packages,
+    and each of their top-level modules is imported now, so that their extension modules and
+    the libraries those link are loaded (and readable to children) before any fork. A module
+    that fails is reported, and the rest still serve."""
+    index = next((i for i, path in enumerate(sys.path)
+                  if path.endswith(("site-packages", "dist-packages"))), len(sys.path))
+    sys.path.insert(index, site_dir)
+    failed = []
+    for name in names:
+        try:
+            real_import(name)
+        except (Exception, SystemExit) as e:
+            failed.append(f"{name} ({type(e).__name__}: {e})")
+    if failed:
+        print("sandlot: operator packages that did not import: " + "; ".join(failed),
+              file=sys.stderr)
+    if "openpyxl" in sys.modules:
+        try:
+            _openpyxl_in_memory()
+        except Exception as e:  # another openpyxl than the one this was written for
+            print(f"sandlot: openpyxl keeps writing temporary files ({e})", file=sys.stderr)
+
+
+def _openpyxl_in_memory():
+    """openpyxl writes each worksheet to a temporary file before it zips the workbook (what
+    `DataFrame.to_excel` calls), and a run may write no file: the worksheets stay in memory
+    instead (openpyxl's writer reads an in-memory worksheet back as it is)."""
+    io = real_import("io")
+    writer = real_import("openpyxl.worksheet._writer", None, None, ["WorksheetWriter"])
+    excel = real_import("openpyxl.writer.excel", None, None, ["ExcelWriter"])
+    writer.create_temporary_file = lambda suffix="": io.BytesIO()
+    cleanup = writer.WorksheetWriter.cleanup
+
+    def cleanup_on_disk(self):
+        if not isinstance(self.out, io.BytesIO):
+            cleanup(self)
+
+    class InMemoryWrites:
+        """The workbook's zip archive, taking an in-memory worksheet where a file name was."""
+
+        def __init__(self, archive):
+            self._archive = archive
+
+        def write(self, source, arcname=None, *args, **kwargs):
+            if isinstance(source, io.BytesIO):
+                return self._archive.writestr(arcname, source.getvalue())
+            return self._archive.write(source, arcname, *args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self._archive, name)
+
+    write_worksheet = excel.ExcelWriter.write_worksheet
+
+    def write_worksheet_in_memory(self, ws):
+        archive = self._archive
+        self._archive = InMemoryWrites(archive)
+        try:
+            return write_worksheet(self, ws)
+        finally:
+            self._archive = archive
+
+    writer.WorksheetWriter.cleanup = cleanup_on_disk
+    excel.ExcelWriter.write_worksheet = write_worksheet_in_memory
 
 
 def _render_warm_up(io):
