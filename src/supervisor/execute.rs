@@ -11,8 +11,7 @@ use crate::output_region;
 use crate::protocol::{
     base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
     ChildReport, ExitStatus, FrameTag, Job, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
-    MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
-    MAX_IMAGES_TOTAL_BYTES,
+    MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
@@ -62,10 +61,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
         FrameTag::Report => report_cap,
         FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
         FrameTag::ConnectRequest => MAX_CONNECT_FRAME,
-        FrameTag::Job
-        | FrameTag::BrokerAnswer
-        | FrameTag::ConnectAnswer
-        | FrameTag::Started => 0,
+        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer | FrameTag::Started => 0,
     };
     let job_arrived = AtomicBool::new(false);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
@@ -95,8 +91,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
                             .await?
                         }
                         None => {
-                            write_frame_async(&mut stream, FrameTag::ConnectAnswer, &answer)
-                                .await?
+                            write_frame_async(&mut stream, FrameTag::ConnectAnswer, &answer).await?
                         }
                     }
                     continue;
