@@ -113,6 +113,24 @@ fn a_frame_that_is_not_a_report_fails_the_run() {
 }
 
 #[test]
+fn connection_requests_without_reading_the_answers_end_the_run() {
+    // Each answer may carry a socket, in flight until read: a child may not pile them up.
+    let code = "import os, struct, time\n\
+        def main():\n\
+        \x20   ask = b'{\"host\": \"127.0.0.1\", \"port\": 80}'\n\
+        \x20   for _ in range(3):\n\
+        \x20       os.write(3, struct.pack('<I', len(ask) + 1) + b'C' + ask)\n\
+        \x20       time.sleep(0.2)\n\
+        \x20   return {'survived': True}\n";
+    let r = common::shared().run(json!({"language": "python", "code": code}));
+    assert_eq!(r["error"]["kind"], "runtime_error", "{r}");
+    assert!(
+        r["error"]["message"].as_str().unwrap().contains("protocol"),
+        "{r}"
+    );
+}
+
+#[test]
 fn a_scribbled_output_header_is_cut_at_the_limit() {
     // The output file's header claims 2^64-1 bytes of stdout and of stderr.
     let r = common::shared().run(json!({

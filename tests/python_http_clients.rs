@@ -342,10 +342,30 @@ fn the_same_code_is_refused_without_http_allow() {
              \x20   return {{}}"
         );
         let r = plain.python(&code, json!({"echo": f.allowed}));
-        assert_denied(&r, "127.0.0.2");
+        assert_denied(&r, "not allowed");
         assert!(
             !seen(path),
             "{client} reached the echo server without --http-allow"
         );
     }
+}
+
+#[test]
+fn connections_reach_only_the_web_ports_unless_more_are_opened() {
+    let (f, _) = ready();
+    // Allowed destination, default ports (80 and 443): the echo server's port is refused.
+    let web_only = common::start(&["--http-allow", "127.0.0.2/32"], &[]);
+    let code = "import urllib.request\n\
+        def main(echo):\n\
+        \x20   urllib.request.urlopen(f'http://127.0.0.2:{echo}/port-refused', timeout=5)\n\
+        \x20   return {}";
+    let r = web_only.python(code, json!({"echo": f.allowed}));
+    assert_denied(&r, &format!("port {}", f.allowed));
+    assert!(!seen("/port-refused"), "a refused port was reached");
+    // SystemHelper.httpRequest speaks HTTP itself and is not limited to them.
+    let r = web_only.python(
+        "def main(echo):\n    return {'status': SystemHelper.httpRequest(f'http://127.0.0.2:{echo}/over-http')['status']}",
+        json!({"echo": f.allowed}),
+    );
+    assert_eq!(assert_ok(&r)["status"], 201);
 }

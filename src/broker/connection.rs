@@ -48,8 +48,66 @@ const REFUSED_PORTS: &[u16] = &[
     6668, 6669, 6679, 6697, 10080,
 ];
 
+/// The ports a brokered connection may reach (`--connect-ports`): by default the web's own, 80
+/// and 443. A connection is raw TCP, not HTTP the server speaks, so a port opened here opens
+/// whatever service listens on it — on every destination `--http-allow` opens, too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ports(Vec<(u16, u16)>);
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self(vec![(80, 80), (443, 443)])
+    }
+}
+
+impl Ports {
+    /// A comma-separated list of ports and ranges: `80,443,8000-8999`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut ranges = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (low, high) = item.split_once('-').unwrap_or((item, item));
+            let port = |p: &str| {
+                p.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| format!("--connect-ports: {item:?} is not a port or a range"))
+            };
+            let (low, high) = (port(low)?, port(high)?);
+            if low > high {
+                return Err(format!("--connect-ports: {item:?} is an empty range"));
+            }
+            ranges.push((low, high));
+        }
+        Ok(Self(ranges))
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.0
+            .iter()
+            .any(|(low, high)| (*low..=*high).contains(&port))
+    }
+}
+
+impl std::fmt::Display for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let items: Vec<String> = self
+            .0
+            .iter()
+            .map(|(low, high)| {
+                if low == high {
+                    low.to_string()
+                } else {
+                    format!("{low}-{high}")
+                }
+            })
+            .collect();
+        f.write_str(&items.join(","))
+    }
+}
+
 impl ConnectRequest {
-    pub fn parse(request: &[u8]) -> Result<Self, Failure> {
+    pub fn parse(request: &[u8], ports: &Ports) -> Result<Self, Failure> {
         let request: Self = serde_json::from_slice(request)
             .map_err(|e| Failure::Failed(format!("connect: unreadable arguments: {e}")))?;
         let host = request.host.as_str();
@@ -68,6 +126,14 @@ impl ConnectRequest {
             return Err(Failure::Denied(format!(
                 "connections to port {} are not allowed: it is not a web port (the Fetch \
                  standard's blocked ports are refused)",
+                request.port
+            )));
+        }
+        if !ports.contains(request.port) {
+            return Err(Failure::Denied(format!(
+                "connections to port {} are not allowed: this server lets a run connect to \
+                 ports {ports} only (its operator can open more with --connect-ports; \
+                 SystemHelper.httpRequest reaches any port over HTTP)",
                 request.port
             )));
         }
@@ -94,10 +160,14 @@ pub fn connect(
         })?,
         Some(proxy) => through_proxy(proxy, request, timeout)?,
     };
-    let reached = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    // The destination, not a proxy's address: the proxy is the operator's business.
+    let reached = match proxy {
+        None => stream
+            .peer_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        Some(_) => format!("{}:{}", request.host, request.port),
+    };
     // The child's socket is blocking, as a freshly connected one would be.
     stream
         .set_nonblocking(false)
@@ -133,6 +203,12 @@ fn through_proxy(
 ) -> Result<TcpStream, Failure> {
     let unusable = |why: String| Failure::Failed(format!("the configured HTTP proxy: {why}"));
     let url = url::Url::parse(proxy).map_err(|e| unusable(format!("{proxy:?}: {e}")))?;
+    if url.scheme() != "http" {
+        return Err(unusable(format!(
+            "connections go through http:// proxies only, not {}://",
+            url.scheme()
+        )));
+    }
     let proxy_host = url
         .host_str()
         .ok_or_else(|| unusable(format!("{proxy:?} has no host")))?;
@@ -143,10 +219,12 @@ fn through_proxy(
         .collect();
     let mut stream =
         connect_any(&addresses, timeout).map_err(|e| unusable(format!("connecting: {e}")))?;
-    let target = if request.host.contains(':') && !request.host.starts_with('[') {
-        format!("[{}]:{}", request.host, request.port)
-    } else {
-        format!("{}:{}", request.host, request.port)
+    // The spelling that was checked: an address as the server read it (a proxy might read
+    // `0127.0.0.1` otherwise), a name trimmed and lower-cased.
+    let host = request.host.trim_matches(['[', ']']).to_ascii_lowercase();
+    let target = match destination::literal_address(&host) {
+        Some(ip) => SocketAddr::new(ip, request.port).to_string(),
+        None => format!("{host}:{}", request.port),
     };
     let mut ask = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
     if !url.username().is_empty() {
@@ -197,7 +275,8 @@ mod tests {
 
     #[test]
     fn malformed_hosts_and_mail_ports_are_refused() {
-        let parse = |json: &str| ConnectRequest::parse(json.as_bytes());
+        let any = Ports::parse("1-65535").unwrap();
+        let parse = |json: &str| ConnectRequest::parse(json.as_bytes(), &any);
         assert!(parse(r#"{"host": "example.com", "port": 443}"#).is_ok());
         assert!(parse(r#"{"host": "[2001:db8::1]", "port": 8080}"#).is_ok());
         for bad in [
@@ -216,5 +295,21 @@ mod tests {
             parse(r#"{"host": 1, "port": 443}"#),
             Err(Failure::Failed(_))
         ));
+    }
+
+    #[test]
+    fn only_the_configured_ports_are_reached() {
+        let web = Ports::default();
+        let request = br#"{"host": "example.com", "port": 8080}"#;
+        assert!(matches!(
+            ConnectRequest::parse(request, &web),
+            Err(Failure::Denied(_))
+        ));
+        let wider = Ports::parse("80, 443,8000-8999").unwrap();
+        assert_eq!(wider.to_string(), "80,443,8000-8999");
+        assert!(ConnectRequest::parse(request, &wider).is_ok());
+        for bad in ["0", "70000", "9-8", "http"] {
+            assert!(Ports::parse(bad).is_err(), "{bad}");
+        }
     }
 }

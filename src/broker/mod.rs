@@ -6,6 +6,7 @@
 
 mod connection;
 pub mod destination;
+pub use connection::Ports;
 mod fetch;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub struct HttpPolicy {
     pub allow: Vec<Allowed>,
     /// The proxy every request goes through (`--http-proxy`); none unless configured.
     pub proxy: Option<String>,
+    /// The ports a brokered connection may reach (`--connect-ports`).
+    pub connect_ports: Ports,
 }
 
 impl Default for HttpPolicy {
@@ -47,6 +50,7 @@ impl Default for HttpPolicy {
             enabled: true,
             allow: Vec::new(),
             proxy: None,
+            connect_ports: Ports::default(),
         }
     }
 }
@@ -255,8 +259,9 @@ impl Broker {
                 let request = request.to_vec();
                 let allow = self.policy.allow.clone();
                 let proxy = self.policy.proxy.clone();
+                let ports = self.policy.connect_ports.clone();
                 tokio::task::spawn_blocking(move || {
-                    let request = connection::ConnectRequest::parse(&request)?;
+                    let request = connection::ConnectRequest::parse(&request, &ports)?;
                     let timeout = timeout_for(request.timeout, run_deadline);
                     connection::connect(&request, &allow, proxy.as_deref(), timeout)
                 })

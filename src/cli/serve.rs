@@ -113,6 +113,11 @@ pub struct ServeArgs {
     /// host again); the destination is still checked first.
     #[arg(long, env = "SANDLOT_HTTP_PROXY")]
     pub http_proxy: Option<String>,
+    /// The ports Python's own HTTP clients (brokered connections: raw TCP to a checked
+    /// destination) may reach, as `80,443,8000-8999` [default: 80,443]. SystemHelper.httpRequest
+    /// and fetch speak HTTP themselves and reach any port but the Fetch standard's blocked ones.
+    #[arg(long, env = "SANDLOT_CONNECT_PORTS")]
+    pub connect_ports: Option<String>,
     /// Whether runs may use SystemHelper.httpRequest at all (`--network false` refuses every
     /// call) [default: true]. Dify's ENABLE_NETWORK sets it too.
     #[arg(long, env = "SANDLOT_NETWORK", action = clap::ArgAction::Set)]
@@ -154,6 +159,7 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             http_allow: OneOrMany::from_vec(self.http_allow.clone()),
             http_proxy: self.http_proxy.clone(),
+            connect_ports: self.connect_ports.clone(),
             network: self.network,
             log_format: self.log_format,
             ..self.jail.settings()

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::broker::destination::Allowed;
-use crate::broker::HttpPolicy;
+use crate::broker::{HttpPolicy, Ports};
 use crate::jail::settings::{JailSettings, DEFAULT_CHILD_ID};
 use crate::logging::LogFormat;
 use crate::python_packages::PipOptions;
@@ -107,6 +107,8 @@ pub enum ConfigError {
     HttpAllow(String),
     #[error("--http-proxy: {0}")]
     HttpProxy(String),
+    #[error("{0}")]
+    ConnectPorts(String),
     #[error("{name}={value:?} (a peer's variable, read as sandlot's setting) does not parse")]
     PeerVariable { name: String, value: String },
     #[error("{0}")]
@@ -120,9 +122,11 @@ impl ConfigError {
     /// layer of the jail.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::HttpAllow(_) | Self::HttpProxy(_) | Self::PeerVariable { .. } | Self::File(_) => {
-                2
-            }
+            Self::HttpAllow(_)
+            | Self::HttpProxy(_)
+            | Self::ConnectPorts(_)
+            | Self::PeerVariable { .. }
+            | Self::File(_) => 2,
             Self::Jail(_) => 1,
         }
     }
@@ -168,6 +172,12 @@ impl Config {
             .map(|p| ureq::Proxy::new(&p).map(|_| p).map_err(|e| e.to_string()))
             .transpose()
             .map_err(ConfigError::HttpProxy)?;
+        let connect_ports = s
+            .connect_ports
+            .map(|p| Ports::parse(&p))
+            .transpose()
+            .map_err(ConfigError::ConnectPorts)?
+            .unwrap_or_default();
         let mut limits = LimitPolicy::with_max(max);
         if let Some(timeout_ms) = s.default_timeout_ms {
             limits.default.timeout_ms = timeout_ms.max(1);
@@ -214,6 +224,7 @@ impl Config {
                 enabled: s.network.unwrap_or(true),
                 allow,
                 proxy,
+                connect_ports,
             },
             allow_degraded: s.allow_degraded.unwrap_or(false),
         })
@@ -252,6 +263,7 @@ impl Config {
                 self.http.allow.iter().map(|a| a.to_string()).collect(),
             )),
             http_proxy: self.http.proxy.clone(),
+            connect_ports: Some(self.http.connect_ports.to_string()),
             network: Some(self.http.enabled),
             log_format: Some(self.log_format),
             allow_degraded: Some(self.allow_degraded),

@@ -36,6 +36,8 @@ pub struct Settings {
     pub max_body_bytes: Option<usize>,
     pub http_allow: Option<OneOrMany>,
     pub http_proxy: Option<String>,
+    /// Ports brokered connections may reach: `80,443,8000-8999`.
+    pub connect_ports: Option<String>,
     pub network: Option<bool>,
     pub log_format: Option<crate::logging::LogFormat>,
     pub allow_degraded: Option<bool>,
@@ -93,6 +95,7 @@ impl Settings {
             max_body_bytes: self.max_body_bytes.or(below.max_body_bytes),
             http_allow: self.http_allow.or(below.http_allow),
             http_proxy: self.http_proxy.or(below.http_proxy),
+            connect_ports: self.connect_ports.or(below.connect_ports),
             network: self.network.or(below.network),
             log_format: self.log_format.or(below.log_format),
             allow_degraded: self.allow_degraded.or(below.allow_degraded),

@@ -21,8 +21,11 @@ use crate::run::Limits;
 /// `broker::MAX_REQUESTS_PER_RUN`, and a connection pool keeps a few open).
 const CHILD_OPEN_FILES: u64 = 48;
 /// Descriptors a zygote may hold: its stdio, control socket, signalfd and rulesets, and a
-/// child's socketpair and pidfd while it hands them over.
-const ZYGOTE_OPEN_FILES: u64 = 64;
+/// child's socketpair and pidfd while it hands them over. Also the bound the kernel puts on the
+/// descriptors its uid has in flight when it passes one (in an unprivileged sandlot, the
+/// sockets the server hands to children count too: at most one a run), so it is well above
+/// any number of workers.
+const ZYGOTE_OPEN_FILES: u64 = 1024;
 /// Descriptors a shell command's process may hold: shells and the tools they run open files,
 /// pipes and redirections freely inside their own tmpfs.
 const SHELL_OPEN_FILES: u64 = 256;

@@ -9,6 +9,7 @@
 
 pub mod operator;
 mod pip;
+mod progress_log;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use pip::PipOptions;
 use pip::PYTHON;
+pub use progress_log::ProgressLog;
 
 use crate::whitelist::PYTHON_REQUIREMENTS;
 

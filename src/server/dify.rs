@@ -19,9 +19,9 @@ use super::json_body::{JsonBody, Refusal};
 use super::AppState;
 use crate::api::Api;
 use crate::python_packages;
+use crate::python_packages::ProgressLog;
 use crate::run::{ErrorKind, Language, Limits, Mode, RunResponse};
 use crate::run_request::{Plan, RequestedLimits, RunRequest};
-use crate::supervisor::python_data::ProgressLog;
 
 /// Dify's own limit on a string output is 400,000 characters, which `json.dumps` may escape to
 /// about 2.4 MB of stdout: this route carries at least 8 MiB (or the server's maximum).

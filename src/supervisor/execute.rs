@@ -76,6 +76,15 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
                 (FrameTag::Started, _) if !job_arrived.swap(true, Ordering::Relaxed) => continue,
                 (FrameTag::BrokerRequest, request) => request,
                 (FrameTag::ConnectRequest, request) => {
+                    // A socket the child has not taken yet stays in flight, counted against
+                    // its uid by the kernel; a child that asks again before reading the last
+                    // answer could pile them up until descriptors cannot be passed at all.
+                    if unread_by_peer(&stream)? > 0 {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "a child asked for a connection before reading the last answer",
+                        ));
+                    }
                     calls += 1;
                     let (answer, socket) = broker
                         .connect(&request, calls, job.network, run_deadline)
@@ -324,6 +333,17 @@ fn into_async_stream(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {
     let stream = std::os::unix::net::UnixStream::from(fd);
     stream.set_nonblocking(true)?;
     tokio::net::UnixStream::from_std(stream)
+}
+
+/// Bytes the server wrote on `stream` that its peer has not read yet.
+fn unread_by_peer(stream: &tokio::net::UnixStream) -> std::io::Result<usize> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer, which points at `queued`.
+    let done = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if done < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(queued.max(0) as usize)
 }
 
 fn ms(since: Instant) -> f64 {

@@ -20,7 +20,7 @@ use super::zygote_process::ZygoteProcess;
 use crate::jail::settings::JailSettings;
 use crate::protocol::{ZygoteKind, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV};
 use crate::python_packages::operator::{self, OperatorSite, OPERATOR_PACKAGES_ENV};
-use crate::python_packages::{self, PipOptions};
+use crate::python_packages::{self, PipOptions, ProgressLog};
 
 /// Where an install stands (the data packages', or the operator's).
 #[derive(Clone)]
@@ -234,9 +234,20 @@ impl PythonData {
             Err(why) if site.is_some() => {
                 let why = format!("the python-data zygote did not start with them: {why}");
                 if current.is_none() {
-                    self.serve(None, jail, pool_max)?;
+                    // This one serves, and nothing else would: one without the operator's
+                    // packages takes its place (and retires it), coming up on its own restarts.
+                    let env = environment(&self.packages.data_dir, None);
+                    let fallback = ZygoteProcess::start_with_env(
+                        ZygoteKind::PythonData,
+                        jail.clone(),
+                        pool_max,
+                        env,
+                    );
+                    self.install_zygote(fallback, None);
+                } else {
+                    // Never installed: the serving one stays.
+                    zygote.retire();
                 }
-                zygote.retire();
                 Err(why)
             }
             // Without operator packages there is nothing to fall back to; the zygote's own
@@ -423,24 +434,4 @@ fn environment(data_dir: &Path, operator: Option<&OperatorSite>) -> Vec<(String,
         env.push((OPERATOR_PACKAGES_ENV.to_owned(), dir));
     }
     env
-}
-
-/// pip's progress as log lines (stderr is the log, which may be JSON).
-#[derive(Default)]
-pub struct ProgressLog(Vec<u8>);
-
-impl std::io::Write for ProgressLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(bytes);
-        while let Some(end) = self.0.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.0.drain(..=end).collect();
-            let line = String::from_utf8_lossy(&line);
-            tracing::info!(line = line.trim_end(), "installing Python packages");
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

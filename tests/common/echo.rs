@@ -1,5 +1,6 @@
-//! The brokered-HTTP fixture (tests/broker.rs, tests/fetch.rs): a server started with
-//! `--http-allow 127.0.0.2/32`, an echo server on 127.0.0.2 that notes every request it gets,
+//! The brokered-HTTP fixture (tests/broker.rs, tests/fetch.rs, tests/python_http_clients.rs):
+//! a server started with `--http-allow 127.0.0.2/32` (and the ephemeral ports open to brokered
+//! connections), an echo server on 127.0.0.2 that notes every request it gets,
 //! and a listener on 127.0.0.1 that must never receive a connection, whatever spelling,
 //! redirect or name user code tries.
 
@@ -39,7 +40,17 @@ pub fn fixture() -> &'static Fixture {
             }
         });
         let (allowed, seen) = echo_server("127.0.0.2");
-        let server = super::start(&["--http-allow", "127.0.0.2/32"], &[]);
+        // Local servers listen on ephemeral ports, which brokered connections reach only
+        // when opened.
+        let server = super::start(
+            &[
+                "--http-allow",
+                "127.0.0.2/32",
+                "--connect-ports",
+                "80,443,1024-65535",
+            ],
+            &[],
+        );
         Fixture {
             server,
             allowed,

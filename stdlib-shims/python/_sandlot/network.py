@@ -52,6 +52,9 @@ def _brokered_socket(host, port, timeout):
         if "timed out" in message:
             raise TimeoutError(message)
         raise ConnectionRefusedError(message) if "refused" in message else OSError(message)
+    if fd is None:  # the descriptor could not be received (at the run's descriptor limit)
+        raise OSError(f"the connection to {host}:{port} was made but could not be handed over: "
+                      "too many files and connections are open in this run")
     sock = socket.socket(fileno=fd)
     if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
         sock.settimeout(timeout)
