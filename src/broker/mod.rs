@@ -262,7 +262,9 @@ impl Broker {
                 })
                 .await
                 .unwrap_or_else(|e| {
-                    Err(Failure::Failed(format!("the connection was abandoned: {e}")))
+                    Err(Failure::Failed(format!(
+                        "the connection was abandoned: {e}"
+                    )))
                 })
             }
         };

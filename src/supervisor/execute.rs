@@ -5,14 +5,14 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::follow::{Follower, Following};
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
 use crate::output_region;
 use crate::protocol::{
     base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
     ChildReport, ExitStatus, FrameTag, Job, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
-    MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
-    MAX_IMAGES_TOTAL_BYTES,
+    MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
@@ -31,7 +31,13 @@ pub enum Attempt {
     NotStarted(RunResponse),
 }
 
-pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Attempt {
+/// Runs `job` once; a `follower` gets the output as it is printed.
+pub async fn execute(
+    zygote: &ZygoteProcess,
+    job: &Job,
+    broker: &Broker,
+    follower: Option<&Follower>,
+) -> Attempt {
     let payload = match serde_json::to_vec(job) {
         Ok(bytes) => bytes,
         Err(e) => return Attempt::Ran(internal(format!("encoding the job: {e}"))),
@@ -62,10 +68,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
         FrameTag::Report => report_cap,
         FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
         FrameTag::ConnectRequest => MAX_CONNECT_FRAME,
-        FrameTag::Job
-        | FrameTag::BrokerAnswer
-        | FrameTag::ConnectAnswer
-        | FrameTag::Started => 0,
+        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer | FrameTag::Started => 0,
     };
     let job_arrived = AtomicBool::new(false);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
@@ -95,8 +98,7 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
                             .await?
                         }
                         None => {
-                            write_frame_async(&mut stream, FrameTag::ConnectAnswer, &answer)
-                                .await?
+                            write_frame_async(&mut stream, FrameTag::ConnectAnswer, &answer).await?
                         }
                     }
                     continue;
@@ -113,6 +115,22 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
                 .answer(&request, calls, job.network, run_deadline)
                 .await;
             write_frame_async(&mut stream, FrameTag::BrokerAnswer, &answer).await?;
+        }
+    };
+    let mut following = match follower {
+        None => None,
+        Some(events) => match Following::new(events, &output, job.limits.max_output_bytes) {
+            Ok(following) => Some(following),
+            Err(e) => return Attempt::Ran(internal(format!("following the output: {e}"))),
+        },
+    };
+    let exchange = async {
+        match following.as_mut() {
+            None => exchange.await,
+            Some(following) => tokio::select! {
+                report = exchange => report,
+                never = following.follow() => match never {},
+            },
         }
     };
     let mut response = match tokio::time::timeout(deadline, exchange).await {
@@ -186,6 +204,9 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
         Err(e) => {
             response.stderr = format!("sandlot: the run's output could not be read: {e}");
         }
+    }
+    if let Some(following) = following.as_mut() {
+        following.finish().await;
     }
     Attempt::Ran(response)
 }
