@@ -346,3 +346,22 @@ fn a_quiet_run_gets_heartbeats_and_a_bad_request_gets_plain_json() {
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.body["error"]["kind"], "bad_request");
 }
+
+#[test]
+fn the_openapi_document_describes_the_event_stream() {
+    let document = server().get("/openapi.json").body;
+    let run = &document["paths"]["/v1/run"]["post"];
+    let content = &run["responses"]["200"]["content"];
+    assert!(content["application/json"].is_object(), "{content}");
+    let events = &content["text/event-stream"];
+    assert!(
+        events["example"]
+            .as_str()
+            .unwrap()
+            .contains("event: result"),
+        "{events}"
+    );
+    let accept = run["parameters"].as_array().unwrap();
+    assert!(accept.iter().any(|p| p["name"] == "accept"), "{run}");
+    assert!(run["description"].as_str().unwrap().contains("keep-alive"));
+}
