@@ -265,14 +265,20 @@ mod tests {
         let f = std::fs::File::from(file.try_clone().unwrap());
         let mut writer = Writer::map(file.as_raw_fd(), 10, false).unwrap();
         writer.write_str(Stream::Stdout, "abc");
-        assert_eq!(read_new(&f, 10, [0, 0]).unwrap(), [b"abc".to_vec(), vec![]]);
+        assert_eq!(
+            read_new(&f, 10, [0, 0]).unwrap(),
+            [b"abc".to_vec(), Vec::new()]
+        );
         writer.write_str(Stream::Stderr, "xy");
         writer.write_str(Stream::Stdout, "defghijk");
         assert_eq!(
             read_new(&f, 10, [3, 0]).unwrap(),
             [b"defgh".to_vec(), b"xy".to_vec()]
         );
-        assert_eq!(read_new(&f, 10, [8, 2]).unwrap(), [vec![], vec![]]);
+        assert_eq!(
+            read_new(&f, 10, [8, 2]).unwrap(),
+            [Vec::<u8>::new(), vec![]]
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub trait Adapter: Refusal {
 pub async fn handle<A: Adapter>(state: &AppState, input: A::Input) -> Response {
     let plan = match plan::<A>(state, input) {
         Ok(plan) => plan,
-        Err(refusal) => return refusal,
+        Err(message) => return A::refuse(StatusCode::BAD_REQUEST, message),
     };
     match state.run(&plan).await {
         Ok(response) => A::answer(response, &plan),
@@ -38,12 +38,11 @@ pub async fn handle<A: Adapter>(state: &AppState, input: A::Input) -> Response {
     }
 }
 
-/// A request of API `A` as a validated plan, or its refusal (a 400 in the API's shape).
-pub fn plan<A: Adapter>(state: &AppState, input: A::Input) -> Result<Plan, Response> {
-    let refuse = |message: String| A::refuse(StatusCode::BAD_REQUEST, message);
-    let request = A::request(input, state).map_err(refuse)?;
+/// A request of API `A` as a validated plan, or why it is refused (a 400).
+pub fn plan<A: Adapter>(state: &AppState, input: A::Input) -> Result<Plan, String> {
+    let request = A::request(input, state)?;
     let operator = state.operator_modules();
     request
         .plan(&state.config.limits, &operator)
-        .map_err(|invalid| refuse(invalid.0))
+        .map_err(|invalid| invalid.0)
 }

@@ -1,14 +1,14 @@
 //! `POST /v1/run`, sandlot's own API (docs/api.md).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::adapter::{self, Adapter};
 use super::api_error::{ApiError, ErrorBody};
 use super::event_stream;
-use super::json_body::{JsonBody, Native};
+use super::json_body::{JsonBody, Native, Refusal};
 use super::AppState;
 use crate::api::Api;
 use crate::run::RunResponse;
@@ -58,7 +58,7 @@ pub async fn run(
     if event_stream::wanted(&headers) {
         return match adapter::plan::<Native>(&state, request) {
             Ok(plan) => event_stream::answer(state, plan).await,
-            Err(refusal) => refusal,
+            Err(message) => Native::refuse(StatusCode::BAD_REQUEST, message),
         };
     }
     adapter::handle::<Native>(&state, request).await
