@@ -210,6 +210,27 @@ pub fn read(file: &OwnedFd, limit: u64) -> io::Result<Captured> {
     })
 }
 
+/// The server's side while the run goes on (a streamed run): the bytes of each stream past
+/// `seen`, clamped to the limit as [`read`] clamps them. A write is whole once its length is
+/// in the header, so what this returns never ends inside a write.
+pub fn read_new(file: &std::fs::File, limit: u64, seen: [u64; 2]) -> io::Result<[Vec<u8>; 2]> {
+    let mut header = [0u8; HEADER];
+    file.read_exact_at(&mut header, 0)?;
+    let word = |i: usize| u64::from_le_bytes(header[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    let stdout_len = word(0).min(limit);
+    let lengths = [stdout_len, word(1).min(limit - stdout_len)];
+    let mut new = [Vec::new(), Vec::new()];
+    for (index, bytes) in new.iter_mut().enumerate() {
+        if lengths[index] > seen[index] {
+            let len = usize::try_from(lengths[index] - seen[index]).map_err(io::Error::other)?;
+            bytes.resize(len, 0);
+            let offset = HEADER as u64 + index as u64 * limit + seen[index];
+            file.read_exact_at(bytes, offset)?;
+        }
+    }
+    Ok(new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +257,28 @@ mod tests {
         let captured = read(&file, 8).unwrap();
         assert_eq!(captured.stdout.len(), 8);
         assert_eq!(captured.stderr.len(), 0);
+    }
+
+    #[test]
+    fn new_bytes_are_read_past_what_was_seen() {
+        let file = create(file_size(64)).unwrap();
+        let f = std::fs::File::from(file.try_clone().unwrap());
+        let mut writer = Writer::map(file.as_raw_fd(), 10, false).unwrap();
+        writer.write_str(Stream::Stdout, "abc");
+        assert_eq!(
+            read_new(&f, 10, [0, 0]).unwrap(),
+            [b"abc".to_vec(), Vec::new()]
+        );
+        writer.write_str(Stream::Stderr, "xy");
+        writer.write_str(Stream::Stdout, "defghijk");
+        assert_eq!(
+            read_new(&f, 10, [3, 0]).unwrap(),
+            [b"defgh".to_vec(), b"xy".to_vec()]
+        );
+        assert_eq!(
+            read_new(&f, 10, [8, 2]).unwrap(),
+            [Vec::<u8>::new(), vec![]]
+        );
     }
 
     #[test]

@@ -85,3 +85,43 @@ fn help_explains_each_command() {
         assert!(text.contains(flag), "{flag} missing from run --help");
     }
 }
+
+/// `--stream` prints the code's output as it prints it, then the response as its last line.
+#[test]
+fn run_stream_prints_as_the_code_prints() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("sandlot-cli-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("slow.py");
+    let code = "import sys, time\ndef main():\n    print('first')\n    \
+                print('oops', file=sys.stderr)\n    time.sleep(0.8)\n    print('second')\n    \
+                return {'done': True}\n";
+    std::fs::write(&file, code).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandlot"))
+        .args(["run", "--stream"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let first_at = Instant::now();
+    assert_eq!(first, "first");
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let ended = first_at.elapsed();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        ended >= Duration::from_millis(500),
+        "{ended:?}: printed at the end"
+    );
+    assert_eq!(rest[0], "second", "{rest:?}");
+    let response: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(response["result"]["done"], true, "{response}");
+    assert_eq!(response["stdout"], "first\nsecond\n");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("oops\n"), "{stderr}");
+}

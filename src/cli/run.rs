@@ -11,11 +11,12 @@ use super::jail_args::JailArgs;
 use crate::broker::Broker;
 use crate::config::LimitPolicy;
 use crate::jail::settings::JailSettings;
+use crate::output_region::Stream;
 use crate::protocol::ZygoteKind;
 use crate::python_packages;
 use crate::run::{Language, Mode, RunResponse};
 use crate::run_request::{RequestedLimits, RunRequest};
-use crate::supervisor::{Packages, Supervisor};
+use crate::supervisor::{Packages, RunEvent, Supervisor};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -36,6 +37,10 @@ pub struct RunArgs {
     /// Memory limit in MB.
     #[arg(long)]
     memory_mb: Option<u64>,
+    /// Print the code's stdout and stderr as it prints them, then the response as one JSON
+    /// line on stdout.
+    #[arg(long)]
+    stream: bool,
     #[command(flatten)]
     jail: JailArgs,
 }
@@ -64,9 +69,14 @@ pub fn main(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(request, &jail) {
+    match run(request, &jail, args.stream) {
         Ok(response) => {
-            match serde_json::to_string_pretty(&response) {
+            let text = if args.stream {
+                serde_json::to_string(&response)
+            } else {
+                serde_json::to_string_pretty(&response)
+            };
+            match text {
                 Ok(text) => println!("{text}"),
                 Err(e) => eprintln!("sandlot run: encoding the response: {e}"),
             }
@@ -119,7 +129,7 @@ fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
 
 /// Starts the one zygote the run needs (installing the data packages first if it needs them),
 /// and runs it.
-fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> {
+fn run(request: RunRequest, jail: &JailSettings, stream: bool) -> Result<RunResponse, String> {
     let plan = request
         .plan(&LimitPolicy::default(), &[])
         .map_err(|invalid| invalid.0)?;
@@ -154,9 +164,44 @@ fn run(request: RunRequest, jail: &JailSettings) -> Result<RunResponse, String> 
                 supervisor.status()
             ));
         }
-        supervisor
-            .run(plan.kind, &plan.job)
+        let (follower, printer) = match stream {
+            true => {
+                let (follower, events) = tokio::sync::mpsc::channel(64);
+                (Some(follower), Some(tokio::spawn(print_output(events))))
+            }
+            false => (None, None),
+        };
+        let response = supervisor
+            .run_followed(plan.kind, &plan.job, follower.as_ref())
             .await
-            .map_err(|_| "no worker available".to_owned())
+            .map_err(|_| "no worker available".to_owned());
+        drop(follower);
+        if let Some(printer) = printer {
+            let _ = printer.await;
+        }
+        response
     })
+}
+
+/// `--stream`: the code's output, as it prints it, on this process's stdout and stderr; the
+/// response's JSON line then starts a line of its own.
+async fn print_output(mut events: tokio::sync::mpsc::Receiver<RunEvent>) {
+    use std::io::Write;
+    let mut line_open = false;
+    while let Some(event) = events.recv().await {
+        let RunEvent::Output { stream, text } = event else {
+            continue;
+        };
+        let _ = match stream {
+            Stream::Stdout => {
+                line_open = !text.ends_with('\n');
+                let mut out = std::io::stdout().lock();
+                out.write_all(text.as_bytes()).and_then(|()| out.flush())
+            }
+            Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
+        };
+    }
+    if line_open {
+        println!();
+    }
 }

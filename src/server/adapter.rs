@@ -28,18 +28,21 @@ pub trait Adapter: Refusal {
 
 /// Plans, runs and answers one request of API `A`.
 pub async fn handle<A: Adapter>(state: &AppState, input: A::Input) -> Response {
-    let refuse = |message: String| A::refuse(StatusCode::BAD_REQUEST, message);
-    let request = match A::request(input, state) {
-        Ok(request) => request,
-        Err(message) => return refuse(message),
-    };
-    let operator = state.operator_modules();
-    let plan = match request.plan(&state.config.limits, &operator) {
+    let plan = match plan::<A>(state, input) {
         Ok(plan) => plan,
-        Err(invalid) => return refuse(invalid.0),
+        Err(message) => return A::refuse(StatusCode::BAD_REQUEST, message),
     };
     match state.run(&plan).await {
         Ok(response) => A::answer(response, &plan),
         Err(_busy) => A::busy(),
     }
+}
+
+/// A request of API `A` as a validated plan, or why it is refused (a 400).
+pub fn plan<A: Adapter>(state: &AppState, input: A::Input) -> Result<Plan, String> {
+    let request = A::request(input, state)?;
+    let operator = state.operator_modules();
+    request
+        .plan(&state.config.limits, &operator)
+        .map_err(|invalid| invalid.0)
 }

@@ -5,6 +5,7 @@ mod api_error;
 mod auth;
 mod connections;
 mod dify;
+mod event_stream;
 mod fastgpt;
 mod health;
 mod json_body;

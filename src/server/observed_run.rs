@@ -7,10 +7,19 @@ use std::time::Instant;
 use super::AppState;
 use crate::run::RunResponse;
 use crate::run_request::Plan;
-use crate::supervisor::Busy;
+use crate::supervisor::{Busy, Follower};
 
 impl AppState {
     pub async fn run(&self, plan: &Plan) -> Result<RunResponse, Busy> {
+        self.run_followed(plan, None).await
+    }
+
+    /// [`AppState::run`] for a streamed run: `follower` gets its output as it is printed.
+    pub async fn run_followed(
+        &self,
+        plan: &Plan,
+        follower: Option<&Follower>,
+    ) -> Result<RunResponse, Busy> {
         let language = plan.language.name();
         let started = Instant::now();
         let route = plan.api.name();
@@ -20,7 +29,10 @@ impl AppState {
             language,
             route,
         };
-        let outcome = self.supervisor.run(plan.kind, &plan.job).await;
+        let outcome = self
+            .supervisor
+            .run_followed(plan.kind, &plan.job, follower)
+            .await;
         abandoned.state = None;
         let seconds = started.elapsed().as_secs_f64();
         match &outcome {

@@ -5,6 +5,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::follow::{Follower, Following};
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
 use crate::output_region;
@@ -30,7 +31,13 @@ pub enum Attempt {
     NotStarted(RunResponse),
 }
 
-pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Attempt {
+/// Runs `job` once; a `follower` gets the output as it is printed.
+pub async fn execute(
+    zygote: &ZygoteProcess,
+    job: &Job,
+    broker: &Broker,
+    follower: Option<&Follower>,
+) -> Attempt {
     let payload = match serde_json::to_vec(job) {
         Ok(bytes) => bytes,
         Err(e) => return Attempt::Ran(internal(format!("encoding the job: {e}"))),
@@ -119,6 +126,22 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
             write_frame_async(&mut stream, FrameTag::BrokerAnswer, &answer).await?;
         }
     };
+    let mut following = match follower {
+        None => None,
+        Some(events) => match Following::new(events, &output, job.limits.max_output_bytes) {
+            Ok(following) => Some(following),
+            Err(e) => return Attempt::Ran(internal(format!("following the output: {e}"))),
+        },
+    };
+    let exchange = async {
+        match following.as_mut() {
+            None => exchange.await,
+            Some(following) => tokio::select! {
+                report = exchange => report,
+                never = following.follow() => match never {},
+            },
+        }
+    };
     let mut response = match tokio::time::timeout(deadline, exchange).await {
         Ok(Ok(report)) => {
             child.kill();
@@ -190,6 +213,9 @@ pub async fn execute(zygote: &ZygoteProcess, job: &Job, broker: &Broker) -> Atte
         Err(e) => {
             response.stderr = format!("sandlot: the run's output could not be read: {e}");
         }
+    }
+    if let Some(following) = following.as_mut() {
+        following.finish().await;
     }
     Attempt::Ran(response)
 }

@@ -2,6 +2,7 @@
 //! many children run at once, and drives each run to its report or its deadline.
 
 mod execute;
+mod follow;
 mod pool;
 pub mod python_data;
 mod zygote_process;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+pub use follow::{Follower, RunEvent, FOLLOW_EVERY};
 pub use python_data::{Packages, PythonData};
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 
@@ -132,6 +134,17 @@ impl Supervisor {
 
     /// Runs one job in a fresh child of the `kind` zygote.
     pub async fn run(&self, kind: ZygoteKind, job: &Job) -> Result<RunResponse, Busy> {
+        self.run_followed(kind, job, None).await
+    }
+
+    /// [`Supervisor::run`], telling `follower` once the run has a worker and then what the code
+    /// prints, as it prints it.
+    pub async fn run_followed(
+        &self,
+        kind: ZygoteKind,
+        job: &Job,
+        follower: Option<&Follower>,
+    ) -> Result<RunResponse, Busy> {
         let _permit = match self.workers.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
@@ -143,6 +156,9 @@ impl Supervisor {
                     .expect("the worker semaphore is never closed")
             }
         };
+        if let Some(follower) = follower {
+            let _ = follower.send(RunEvent::Admitted).await;
+        }
         // Held for the run: a python-data zygote replaced meanwhile is retired once unheld.
         let zygote = match (kind, &self.python_data) {
             (ZygoteKind::PythonData, Some(data)) => match data.zygote() {
@@ -166,7 +182,7 @@ impl Supervisor {
             },
         };
         for attempt in 1.. {
-            match execute::execute(&zygote, job, &self.broker).await {
+            match execute::execute(&zygote, job, &self.broker, follower).await {
                 execute::Attempt::Ran(response) => return Ok(response),
                 execute::Attempt::NotStarted(response) if attempt >= MAX_ATTEMPTS => {
                     return Ok(response)

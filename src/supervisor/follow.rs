@@ -1,0 +1,145 @@
+//! A streamed run's output as it is printed. The child writes into its output file as the code
+//! prints (`output_region.rs`); while a followed run goes on, the server reads what is new
+//! every [`FOLLOW_EVERY`] and sends it on as text, cut on UTF-8 boundaries. Once the run has
+//! ended, the rest follows; what was sent is then exactly what the run's response holds, cut
+//! at the same limit. A run nobody follows pays nothing for this.
+
+use std::convert::Infallible;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::output_region::{self, Stream};
+
+/// How often a followed run's output file is read for what is new.
+pub const FOLLOW_EVERY: Duration = Duration::from_millis(50);
+
+/// What a followed run tells its follower, in order.
+#[derive(Debug)]
+pub enum RunEvent {
+    /// The run has a worker (it was not refused as busy); output may follow.
+    Admitted,
+    /// Text the code printed.
+    Output { stream: Stream, text: String },
+}
+
+/// The follower's side of a followed run: where its events go.
+pub type Follower = mpsc::Sender<RunEvent>;
+
+/// One attempt's reading of its child's output file.
+pub(super) struct Following<'a> {
+    events: &'a Follower,
+    file: std::fs::File,
+    limit: u64,
+    seen: [u64; 2],
+    /// Bytes read that do not yet end a character (a shell command's output is bytes).
+    pending: [Vec<u8>; 2],
+}
+
+impl<'a> Following<'a> {
+    pub fn new(events: &'a Follower, output: &OwnedFd, limit: u64) -> std::io::Result<Self> {
+        Ok(Self {
+            events,
+            file: std::fs::File::from(output.try_clone()?),
+            limit,
+            seen: [0, 0],
+            pending: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// Sends what is new every [`FOLLOW_EVERY`], until dropped (with the run's exchange).
+    pub async fn follow(&mut self) -> Infallible {
+        let mut every = tokio::time::interval(FOLLOW_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            self.send_new(false).await;
+        }
+    }
+
+    /// Once the run has ended: the rest, and any bytes left of a cut character.
+    pub async fn finish(&mut self) {
+        self.send_new(true).await;
+    }
+
+    async fn send_new(&mut self, last: bool) {
+        let new = output_region::read_new(&self.file, self.limit, self.seen).unwrap_or_default();
+        for (index, bytes) in new.into_iter().enumerate() {
+            self.seen[index] += bytes.len() as u64;
+            self.pending[index].extend_from_slice(&bytes);
+            let text = take_text(&mut self.pending[index], last);
+            if !text.is_empty() {
+                let stream = if index == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                };
+                // A follower that left ends the run itself; nothing to do here.
+                let _ = self.events.send(RunEvent::Output { stream, text }).await;
+            }
+        }
+    }
+}
+
+/// The text `pending` holds, leaving a character's first bytes whose rest may come later
+/// (unless `last`). Bytes that are not UTF-8 become U+FFFD, as the response's lossy reading
+/// makes them.
+fn take_text(pending: &mut Vec<u8>, last: bool) -> String {
+    let mut text = String::new();
+    let mut rest: &[u8] = pending;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                text.push_str(valid);
+                rest = &[];
+                break;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                text.push_str(std::str::from_utf8(valid).expect("checked"));
+                match e.error_len() {
+                    Some(bad) => {
+                        text.push(char::REPLACEMENT_CHARACTER);
+                        rest = &after[bad..];
+                    }
+                    None if last => {
+                        text.push(char::REPLACEMENT_CHARACTER);
+                        rest = &[];
+                        break;
+                    }
+                    None => {
+                        rest = after;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    *pending = rest.to_vec();
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_text;
+
+    #[test]
+    fn text_is_cut_on_character_boundaries() {
+        let bytes = "hé".as_bytes();
+        let mut pending = bytes[..2].to_vec();
+        assert_eq!(take_text(&mut pending, false), "h");
+        assert_eq!(pending, &bytes[1..2]);
+        pending.extend_from_slice(&bytes[2..]);
+        pending.extend_from_slice(b"\xffx");
+        assert_eq!(take_text(&mut pending, false), "é\u{fffd}x");
+        assert!(pending.is_empty());
+        let mut cut = vec![b'a', 0xe2, 0x82];
+        assert_eq!(take_text(&mut cut, true), "a\u{fffd}");
+        assert_eq!(
+            String::from_utf8_lossy(&[b'a', 0xe2, 0x82]),
+            "a\u{fffd}",
+            "as the response reads it"
+        );
+    }
+}
