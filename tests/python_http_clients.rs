@@ -50,12 +50,20 @@ fn ready() -> (&'static common::echo::Fixture, &'static Tls) {
 /// A TLS server on 127.0.0.2 with a fresh self-signed certificate for that address (openssl
 /// and Python's ssl module, as found on the test machine): its process, port and PEM.
 fn start_tls_server() -> (Child, u16, String) {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{}", std::process::id()));
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.2", "-addext", "subjectAltName=IP:127.0.0.2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.2",
+            "-addext",
+            "subjectAltName=IP:127.0.0.2",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -116,7 +124,10 @@ fn assert_ok(r: &Value) -> &Value {
 fn assert_denied(r: &Value, needle: &str) {
     assert_eq!(r["error"]["kind"], "network_denied", "{r}");
     let message = r["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "the message should say {needle:?}: {r}");
+    assert!(
+        message.contains(needle),
+        "the message should say {needle:?}: {r}"
+    );
 }
 
 #[test]
@@ -192,7 +203,10 @@ fn tls_is_verified_against_the_destinations_certificate() {
         ));
         assert_eq!(r["error"]["kind"], "runtime_error", "{r}");
         let message = r["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("CERTIFICATE_VERIFY_FAILED"), "{client}: {r}");
+        assert!(
+            message.contains("CERTIFICATE_VERIFY_FAILED"),
+            "{client}: {r}"
+        );
     }
 }
 
@@ -206,7 +220,10 @@ fn loopback_metadata_and_redirects_there_are_refused() {
         def main(echo, tls, ca, forbidden):\n\
         \x20   return {'status': urllib.request.urlopen('http://169.254.169.254/latest/', timeout=5).status}");
     assert_denied(&metadata, "169.254.169.254");
-    for client in ["requests.get(url, timeout=5)", "httpx.get(url, follow_redirects=True, timeout=5)"] {
+    for client in [
+        "requests.get(url, timeout=5)",
+        "httpx.get(url, follow_redirects=True, timeout=5)",
+    ] {
         let redirected = py(&format!(
             "import requests, httpx\n\
              def main(echo, tls, ca, forbidden):\n\
@@ -252,7 +269,10 @@ fn without_network_every_client_fails_at_once() {
     );
     let error = reply.body["data"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("NetworkDeniedError"), "{}", reply.text);
-    assert!(!seen("/no-network") && !seen("/no-network-dify"), "a refused run reached the server");
+    assert!(
+        !seen("/no-network") && !seen("/no-network-dify"),
+        "a refused run reached the server"
+    );
 }
 
 #[test]
@@ -295,5 +315,8 @@ fn connections_count_against_the_runs_request_limit() {
         \x20   return {'made': made}");
     let result = assert_ok(&r);
     assert_eq!(result["made"], 30, "{r}");
-    assert!(result["error"].as_str().unwrap().contains("request limit"), "{r}");
+    assert!(
+        result["error"].as_str().unwrap().contains("request limit"),
+        "{r}"
+    );
 }
