@@ -375,13 +375,23 @@ fn a_run_whose_client_leaves_is_counted_as_abandoned() {
         assert!(Instant::now() < until, "{}", server.get("/metrics").text);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let logged = watched
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("\"outcome\":\"abandoned\""));
-    assert!(logged, "{:?}", watched.log.lock().unwrap());
+    // The log line comes through the server's stderr, read by a thread of ours: it may land
+    // after the counter moved.
+    common::wait_for(
+        Duration::from_secs(10),
+        || {
+            format!(
+                "an abandoned run in the log: {:?}",
+                watched.log.lock().unwrap()
+            )
+        },
+        || {
+            let log = watched.log.lock().unwrap();
+            log.iter()
+                .any(|l| l.contains("\"outcome\":\"abandoned\""))
+                .then_some(())
+        },
+    );
 }
 
 /// `/health` and `/readyz` are documented as what they are: the document's statuses and words
