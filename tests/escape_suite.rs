@@ -21,7 +21,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
@@ -225,7 +225,7 @@ const CASES: &[Case] = &[
     py_raw("sleep past the deadline", "import time\ndef main(**k):\n    time.sleep(100)", TIMEOUT, 1000),
     py_raw("print without end", "def main(**k):\n    while True:\n        print('x' * 1000)", OUTPUT, 10000),
     py_raw("recurse without end", "def main(**k):\n    def f(n):\n        return f(n + 1)\n    return f(0)", Expect::Kind(&["runtime_error"]), 5000),
-    py_raw("recurse with the recursion limit lifted", "def main(**k):\n    OS = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__\n    OS['sys'].setrecursionlimit(10 ** 7)\n    def f(n):\n        return f(n + 1)\n    return f(0)", NONE, 5000),
+    py_raw("recurse with the recursion limit lifted", "def main(**k):\n    OS = [c for c in ().__class__.__base__.__subclasses__() if c.__name__ == '_wrap_close'][0].__init__.__globals__\n    OS['sys'].setrecursionlimit(10 ** 7)\n    def f(n):\n        return f(n + 1)\n    return f(0)", NONE, 1000),
     py_raw("return a huge value", "def main(**k):\n    return {'x': 'a' * (200 * 1024 * 1024)}", Expect::Kind(&["memory_limit", "output_limit"]), 5000),
     py_raw("a huge string by repetition", "def main(**k):\n    return {'x': len('a' * 10 ** 11)}", MEMORY, 5000),
     // ---- state leaking between runs ----
@@ -500,17 +500,42 @@ impl Route {
 
 #[test]
 fn no_escape_has_an_effect() {
-    run_suite(Route::Native);
+    suite_outcome(Route::Native);
 }
 
 #[test]
 fn no_escape_has_an_effect_through_the_dify_api() {
-    run_suite(Route::Dify);
+    suite_outcome(Route::Dify);
 }
 
 #[test]
 fn no_escape_has_an_effect_through_the_fastgpt_api() {
-    run_suite(Route::Fastgpt);
+    suite_outcome(Route::Fastgpt);
+}
+
+/// The three routes' suites run at once, each with a server and a fixture of its own (most of
+/// a suite's time is runs waiting out a deadline, which the test threads' count would
+/// otherwise put one after another). The first route's test starts all three; each test then
+/// reports its own route's outcome, with its panic if it failed.
+fn suite_outcome(route: Route) {
+    type Suites = Mutex<Vec<(Route, std::thread::JoinHandle<()>)>>;
+    static SUITES: OnceLock<Suites> = OnceLock::new();
+    let suites = SUITES.get_or_init(|| {
+        Mutex::new(
+            [Route::Native, Route::Dify, Route::Fastgpt]
+                .into_iter()
+                .map(|route| (route, std::thread::spawn(move || run_suite(route))))
+                .collect(),
+        )
+    });
+    let handle = {
+        let mut suites = suites.lock().unwrap_or_else(|e| e.into_inner());
+        let at = suites.iter().position(|(r, _)| *r == route).unwrap();
+        suites.remove(at).1
+    };
+    if let Err(panic) = handle.join() {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Sends every case through `route` and checks its effects. What a case must *return* is
@@ -680,14 +705,17 @@ def main(**k):
     return out
 ";
     let mut not_refused = Vec::new();
-    for (scope, envs) in [
+    // Both servers start at once.
+    let servers = [
         ("with Landlock's signal scope", vec![]),
         (
             "with Landlock capped at ABI 4",
             vec![("SANDLOT_TESTING_LANDLOCK_ABI_MAX", "4")],
         ),
-    ] {
-        let server = common::start(&[], &envs);
+    ]
+    .map(|(scope, envs)| (scope, std::thread::spawn(move || common::start(&[], &envs))));
+    for (scope, server) in servers {
+        let server = server.join().unwrap();
         let before = python_zygote(&server);
         let zygote = common::processes::zygote_pid(&server, "python").expect("a python zygote");
         let reply = server.post(

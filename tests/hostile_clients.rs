@@ -80,14 +80,19 @@ fn slow_heads_are_cut_off_and_do_not_starve_others() {
 #[test]
 fn a_slow_body_gets_408_and_is_closed() {
     let server = slow_clients_server();
-    for path in ["/v1/run", "/v1/sandbox/run", "/sandbox/js"] {
-        let mut s = TcpStream::connect(address(server)).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"lang"
-        )
-        .unwrap();
-        let started = Instant::now();
+    // The three slow bodies at once: each must be cut off on its own clock.
+    let slow: Vec<_> = ["/v1/run", "/v1/sandbox/run", "/sandbox/js"]
+        .map(|path| {
+            let mut s = TcpStream::connect(address(server)).unwrap();
+            write!(
+                s,
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"lang"
+            )
+            .unwrap();
+            (path, s, Instant::now())
+        })
+        .into();
+    for (path, mut s, started) in slow {
         let answer = read_until_closed(&mut s, Duration::from_secs(5)).unwrap();
         assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
         assert!(started.elapsed() < Duration::from_secs(3));

@@ -110,37 +110,85 @@ fn sixty_four_concurrent_requests_are_all_answered_correctly() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
-    let server = common::start(&["--workers", "1", "--queue", "1"], &[]);
+    // The one worker is held by a run that waits on a brokered HTTP request to a listener of
+    // the test's, answered only once the requests under test have had their answers: the load
+    // lasts exactly as long as the test needs it, whatever the machine's speed.
+    let held = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let server = common::start(
+        &[
+            "--workers",
+            "1",
+            "--queue",
+            "1",
+            "--http-allow",
+            "127.0.0.2/32",
+        ],
+        &[],
+    );
     let server = &*Box::leak(Box::new(server));
-    // Runs that sleep (in user code) so that four sent at once overlap on one worker and a
-    // queue of one: the sleep is the load under test, not a wait of the test's.
-    let sleep = "import time\ntime.sleep(1.5)\n";
+    let holder = json!({"language": "python", "code": format!(
+        "def main():\n    return {{'held': SystemHelper.httpRequest('http://127.0.0.2:{port}/')['status']}}\n")})
+    .to_string();
+    let queue_waiting = || {
+        server.get("/metrics").text.lines().find_map(|l| {
+            l.strip_prefix("sandlot_queue_waiting ")?
+                .parse::<f64>()
+                .ok()
+        })
+    };
     // The native API, dify-sandbox's and fastgpt-sandbox's: each refuses the same way.
     for (path, body) in [
         (
             "/v1/run",
-            json!({"language": "python", "code": format!("{sleep}def main():\n    return {{}}\n")}),
+            json!({"language": "python", "code": "def main():\n    return {}\n"}),
         ),
         (
             "/v1/sandbox/run",
-            json!({"language": "python3", "code": sleep}),
+            json!({"language": "python3", "code": "print(1)\n"}),
         ),
         (
             "/sandbox/python",
-            json!({"code": format!("{sleep}def main():\n    return 1\n")}),
+            json!({"code": "def main():\n    return 1\n"}),
         ),
     ] {
         let body = body.to_string();
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let body = body.clone();
-                std::thread::spawn(move || server.post(path, &body, &[]))
-            })
-            .collect();
-        let replies: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let holder = {
+            let holder = holder.clone();
+            std::thread::spawn(move || server.post("/v1/run", &holder, &[]))
+        };
+        // The holder's request reached the listener: the worker is taken.
+        let (mut held, _) = held.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            std::io::Read::read_exact(&mut held, &mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        // One request of the route waits in the queue of one...
+        let queued = {
+            let body = body.clone();
+            std::thread::spawn(move || server.post(path, &body, &[]))
+        };
+        common::wait_for(
+            Duration::from_secs(10),
+            || format!("{path}: a request in the queue ({:?})", queue_waiting()),
+            || (queue_waiting() == Some(1.0)).then_some(()),
+        );
+        // ...so the next ones find it full.
+        let mut replies: Vec<_> = (0..2).map(|_| server.post(path, &body, &[])).collect();
+        std::io::Write::write_all(
+            &mut held,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+        )
+        .unwrap();
+        drop(held);
+        let holder = holder.join().unwrap();
+        assert_eq!(holder.body["result"]["held"], 200, "{}", holder.text);
+        replies.push(queued.join().unwrap());
         let busy: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
         let ran = replies.iter().filter(|r| r.status == 200).count();
-        assert!(!busy.is_empty(), "{path}: no request was refused");
+        assert_eq!(busy.len(), 2, "{path}: the full queue did not refuse");
         assert!(ran >= 1, "{path}");
         for reply in busy {
             assert!(
