@@ -19,6 +19,7 @@ use super::seccomp_policy::{
     ArgIs, ALLOWED, ALLOWED_IF, EMULATED, EXECUTABLE_FILE_MAPPING, KILLED, LIST_DIRECTORY,
     READ_ONLY_OPEN, ZYGOTE_ONLY,
 };
+use super::seccomp_socket_use::SOCKET_USE;
 use super::{stat_emulation, JailError};
 
 /// The compiled programs, ready to install.
@@ -53,6 +54,7 @@ impl Filter {
         }
         let conditional = ALLOWED_IF
             .iter()
+            .chain(SOCKET_USE)
             .chain(read_only_open.then_some(&READ_ONLY_OPEN))
             .chain(executable_files.then_some(&EXECUTABLE_FILE_MAPPING))
             .chain(ZYGOTE_ONLY);
@@ -83,7 +85,10 @@ impl Filter {
         // forms; every other zygote-only call in any form.
         let mut refused: Rules = BTreeMap::new();
         for (nr, _name, conditions) in ZYGOTE_ONLY {
-            let shared = ALLOWED_IF.iter().any(|(allowed, _, _)| allowed == nr);
+            let shared = ALLOWED_IF
+                .iter()
+                .chain(SOCKET_USE)
+                .any(|(allowed, _, _)| allowed == nr);
             add_rule(&mut refused, *nr, if shared { conditions } else { &[] })?;
         }
         let child = SeccompFilter::new(
@@ -173,6 +178,7 @@ mod tests {
             assert!(
                 !ALLOWED.iter().any(|(a, _)| a == nr)
                     && !ALLOWED_IF.iter().any(|(a, _, _)| a == nr)
+                    && !SOCKET_USE.iter().any(|(a, _, _)| a == nr)
                     && !ZYGOTE_ONLY.iter().any(|(a, _, _)| a == nr),
                 "{name} is both allowed and killed"
             );
@@ -185,6 +191,7 @@ mod tests {
             assert!(
                 !ALLOWED.iter().any(|(a, _)| a == nr)
                     && !ALLOWED_IF.iter().any(|(a, _, _)| a == nr)
+                    && !SOCKET_USE.iter().any(|(a, _, _)| a == nr)
                     && !ZYGOTE_ONLY.iter().any(|(a, _, _)| a == nr)
                     && !KILLED.iter().any(|(a, _)| a == nr),
                 "{name} is both emulated and allowed or killed"

@@ -1,7 +1,8 @@
 //! The system calls a child may make once its code runs — the whole policy, as data.
 //!
 //! Four tiers:
-//! - [`ALLOWED`] and [`ALLOWED_IF`]: what the interpreters need. The interpreters are fully
+//! - [`ALLOWED`] and [`ALLOWED_IF`]: what the interpreters need, and
+//!   [`super::seccomp_socket_use::SOCKET_USE`]: using a socket the broker handed over. The interpreters are fully
 //!   built before the fork, which is what lets the list be this short.
 //! - [`ZYGOTE_ONLY`]: what a locked-down zygote also needs to fork and hand over children, and
 //!   what a child needs for its own few set-up steps. The zygote's filter allows them; each
@@ -10,8 +11,6 @@
 //! - Anything else fails with EPERM, so user code that innocently tries to open a file for
 //!   writing, make a socket, fork or exec gets an ordinary `PermissionError` / `Error`.
 //! - [`KILLED`]: calls that only an exploit makes. The process dies on the spot (SIGSYS).
-
-use crate::protocol::CHILD_CHANNEL_FD;
 
 /// One condition on an argument: `arg` masked with `mask` equals `value`. `dword` compares the
 /// low 32 bits only, for arguments the kernel reads as `int`.
@@ -22,7 +21,7 @@ pub struct ArgIs {
     pub dword: bool,
 }
 
-const fn qword(arg: u8, mask: u64, value: u64) -> ArgIs {
+pub(super) const fn qword(arg: u8, mask: u64, value: u64) -> ArgIs {
     ArgIs {
         arg,
         mask,
@@ -31,7 +30,7 @@ const fn qword(arg: u8, mask: u64, value: u64) -> ArgIs {
     }
 }
 
-const fn dword(arg: u8, mask: u64, value: u64) -> ArgIs {
+pub(super) const fn dword(arg: u8, mask: u64, value: u64) -> ArgIs {
     ArgIs {
         arg,
         mask,
@@ -57,16 +56,6 @@ pub const ALLOWED: &[(i64, &str)] = &[
     (libc::SYS_lseek, "lseek"),
     (libc::SYS_close, "close"),
     (libc::SYS_fstat, "fstat"),
-    // Brokered connections (`broker::connection`): using a connected TCP socket the server
-    // handed over — Python's socket objects, TLS over them, their timeouts — and nothing that
-    // makes, binds or connects one. On the job channel, the same calls are its reads and
-    // writes.
-    (libc::SYS_getsockname, "getsockname"),
-    (libc::SYS_getpeername, "getpeername"),
-    (libc::SYS_shutdown, "shutdown"),
-    #[cfg(target_arch = "x86_64")]
-    (libc::SYS_poll, "poll"),
-    (libc::SYS_ppoll, "ppoll"),
     // Clocks and sleeping (time.sleep, Date.now, performance timers).
     (libc::SYS_clock_gettime, "clock_gettime"),
     (libc::SYS_clock_getres, "clock_getres"),
@@ -162,101 +151,6 @@ pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
         libc::SYS_fcntl,
         "fcntl(F_GET_SEALS)",
         &[fcntl_command(libc::F_GET_SEALS)],
-    ),
-    // A brokered connection's socket arrives on the job channel with its answer
-    // (SCM_RIGHTS): receiving is allowed on the channel alone. Sending goes to the socket's
-    // peer only (no address), and of the socket options only what HTTP clients set.
-    // Never MSG_OOB: out-of-band data on unix sockets is a kernel path with a history of
-    // bugs, and nothing here needs it.
-    (
-        libc::SYS_recvmsg,
-        "recvmsg on the job channel, not MSG_OOB",
-        &[
-            dword(0, u32::MAX as u64, CHILD_CHANNEL_FD as u64),
-            dword(2, libc::MSG_OOB as u64, 0),
-        ],
-    ),
-    (
-        libc::SYS_recvfrom,
-        "recvfrom, not MSG_OOB",
-        &[dword(3, libc::MSG_OOB as u64, 0)],
-    ),
-    (
-        libc::SYS_sendto,
-        "sendto without an address, not MSG_OOB",
-        &[dword(3, libc::MSG_OOB as u64, 0), qword(4, u64::MAX, 0)],
-    ),
-    // Reading a socket's options: only what socket objects and HTTP clients read (never
-    // SO_PEERCRED or SO_PEERPIDFD, which would name the server's end).
-    (
-        libc::SYS_getsockopt,
-        "getsockopt(SOL_SOCKET, SO_TYPE)",
-        &[
-            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
-            dword(2, u32::MAX as u64, libc::SO_TYPE as u64),
-        ],
-    ),
-    (
-        libc::SYS_getsockopt,
-        "getsockopt(SOL_SOCKET, SO_DOMAIN)",
-        &[
-            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
-            dword(2, u32::MAX as u64, libc::SO_DOMAIN as u64),
-        ],
-    ),
-    (
-        libc::SYS_getsockopt,
-        "getsockopt(SOL_SOCKET, SO_PROTOCOL)",
-        &[
-            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
-            dword(2, u32::MAX as u64, libc::SO_PROTOCOL as u64),
-        ],
-    ),
-    (
-        libc::SYS_getsockopt,
-        "getsockopt(SOL_SOCKET, SO_ERROR)",
-        &[
-            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
-            dword(2, u32::MAX as u64, libc::SO_ERROR as u64),
-        ],
-    ),
-    (
-        libc::SYS_getsockopt,
-        "getsockopt(SOL_SOCKET, SO_KEEPALIVE)",
-        &[
-            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
-            dword(2, u32::MAX as u64, libc::SO_KEEPALIVE as u64),
-        ],
-    ),
-    (
-        libc::SYS_getsockopt,
-        "getsockopt(IPPROTO_TCP, TCP_NODELAY)",
-        &[
-            dword(1, u32::MAX as u64, libc::IPPROTO_TCP as u64),
-            dword(2, u32::MAX as u64, libc::TCP_NODELAY as u64),
-        ],
-    ),
-    // Python's socket timeouts switch blocking with this ioctl, not with fcntl.
-    (
-        libc::SYS_ioctl,
-        "ioctl(FIONBIO)",
-        &[dword(1, u32::MAX as u64, libc::FIONBIO)],
-    ),
-    (
-        libc::SYS_setsockopt,
-        "setsockopt(IPPROTO_TCP, TCP_NODELAY)",
-        &[
-            dword(1, u32::MAX as u64, libc::IPPROTO_TCP as u64),
-            dword(2, u32::MAX as u64, libc::TCP_NODELAY as u64),
-        ],
-    ),
-    (
-        libc::SYS_setsockopt,
-        "setsockopt(SOL_SOCKET, SO_KEEPALIVE)",
-        &[
-            dword(1, u32::MAX as u64, libc::SOL_SOCKET as u64),
-            dword(2, u32::MAX as u64, libc::SO_KEEPALIVE as u64),
-        ],
     ),
     // No executable memory once the interpreter is up: neither CPython nor QuickJS generates
     // machine code, and every extension module was loaded before the fork.
