@@ -74,10 +74,17 @@ pub fn pip_python() -> Result<String, InstallError> {
         .ok_or(InstallError::NoPip(wanted))
 }
 
+/// The variables that may hold the server's API key: not for pip, package builds or the
+/// operator's packages' import check, which run code from the package index.
+const KEY_VARIABLES: [&str; 3] = ["SANDLOT_API_KEY", "API_KEY", "SANDBOX_TOKEN"];
+
 /// A command for `python` that dies with the thread that started it (a server's installer)
-/// rather than running on without it.
+/// rather than running on without it, and without the server's API key in its environment.
 pub fn command(python: &str) -> Command {
     let mut command = Command::new(python);
+    for name in KEY_VARIABLES {
+        command.env_remove(name);
+    }
     let installer = nix::unistd::getpid().as_raw();
     // SAFETY: prctl and getppid are async-signal-safe and touch no memory.
     unsafe {
@@ -235,5 +242,18 @@ mod tests {
             find_links: None,
         };
         assert_eq!(https.args(), ["--index-url", "https://pypi.example/simple"]);
+    }
+
+    #[test]
+    fn pip_never_sees_the_api_key() {
+        let command = super::command("python3");
+        let removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        for name in super::KEY_VARIABLES {
+            assert!(removed.iter().any(|r| r == name), "{name} reaches pip");
+        }
     }
 }
