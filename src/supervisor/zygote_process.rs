@@ -3,7 +3,7 @@
 //! zygote's events and restarts it when it dies.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -106,6 +106,8 @@ pub struct ZygoteProcess {
     control: Mutex<Control>,
     /// Set by [`Self::retire`]: the zygote is killed and not restarted.
     retired: AtomicBool,
+    /// The server's end of the running zygote's control socket, which `retire` shuts down.
+    live_socket: Mutex<Option<OwnedFd>>,
 }
 
 struct Control {
@@ -165,6 +167,7 @@ impl ZygoteProcess {
                 exits: HashMap::new(),
             }),
             retired: AtomicBool::new(false),
+            live_socket: Mutex::new(None),
         });
         let supervised = this.clone();
         // A dedicated thread that lives as long as the server: the zygote's PDEATHSIG fires
@@ -258,12 +261,13 @@ impl ZygoteProcess {
         if self.retired.swap(true, Ordering::SeqCst) {
             return;
         }
-        if let Some(pid) = self.status.borrow().pid {
-            // Still our unreaped child (its thread waits for it only after this kill).
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // Its thread, reading the control socket (starting or serving), reads the end of it
+        // and kills the zygote through its own handle: no pid that may be reused, and a zygote
+        // that hangs while it starts is killed too.
+        let live = self.live_socket.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(socket) = live.as_ref() {
+            let _ =
+                nix::sys::socket::shutdown(socket.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         }
     }
 
@@ -310,7 +314,13 @@ impl ZygoteProcess {
         }
         // A panic while serving must not end this thread: the zygote's PDEATHSIG would fire
         // and nothing would restart it, while /readyz still said ready. It is a restart.
-        let result = guarded(|| self.serve_events(&ours, process.id() as i32));
+        *self.live_socket.lock().unwrap_or_else(|e| e.into_inner()) = ours.try_clone().ok();
+        let result = if self.retired.load(Ordering::SeqCst) {
+            Ok(()) // retired before it could be cut
+        } else {
+            guarded(|| self.serve_events(&ours, process.id() as i32))
+        };
+        *self.live_socket.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let _ = process.kill();
         let _ = process.wait();
         result
