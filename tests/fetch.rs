@@ -381,3 +381,13 @@ fn headers_request_and_response_classes() {
         json!(["[object Headers]", "[object Response]", "[object Request]"])
     );
 }
+
+#[test]
+fn a_header_named_like_an_object_property_is_sent_as_it_is() {
+    let r = js("async function main({base}) {\n\
+        const res = await fetch(base + '/proto-headers', {headers: {'constructor': 'c1', 'toString': 't1'}});\n\
+        return (await res.json()).headers }");
+    let headers = result(&r);
+    assert_eq!(headers["constructor"], "c1", "{r}");
+    assert_eq!(headers["tostring"], "t1", "{r}");
+}

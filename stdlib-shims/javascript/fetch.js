@@ -370,7 +370,8 @@
     const signal = request.signal;
     if (signal?.aborted) throw signal.reason;
     const left = deadlineOf(signal) - Date.now();
-    const headers = {};
+    // No prototype: a header named `constructor` or `__proto__` is a header like any other.
+    const headers = Object.create(null);
     for (const [name, value] of request.headers) {
       headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
     }
