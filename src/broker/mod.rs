@@ -214,22 +214,18 @@ impl Broker {
         run_may_use_network: bool,
         run_deadline: Instant,
     ) -> Vec<u8> {
-        let outcome = match self.refusal(call, run_may_use_network) {
-            Some(refused) => Err(refused),
-            None => {
-                // The request is parsed, like it is performed, off the runtime's threads.
-                let request = request.to_vec();
-                let allow = self.policy.allow.clone();
-                let proxy = self.policy.proxy.clone();
-                tokio::task::spawn_blocking(move || {
-                    let request = parse(&request)?;
+        let outcome = self
+            .perform(
+                request,
+                call,
+                run_may_use_network,
+                move |request, policy| {
+                    let request = parse(request)?;
                     let timeout = timeout_for(request.timeout, run_deadline);
-                    fetch::fetch(&request, &allow, proxy.as_deref(), timeout)
-                })
-                .await
-                .unwrap_or_else(|e| Err(Failure::Failed(format!("the request was abandoned: {e}"))))
-            }
-        };
+                    fetch::fetch(&request, &policy.allow, policy.proxy.as_deref(), timeout)
+                },
+            )
+            .await;
         let value = match outcome {
             Ok(response) => {
                 self.tally.ok.fetch_add(1, Ordering::Relaxed);
@@ -239,9 +235,7 @@ impl Broker {
         };
         serde_json::to_vec(&value).unwrap_or_default()
     }
-}
 
-impl Broker {
     /// Answers the `call`-th request of a run that asks for a connection (a TCP socket for
     /// Python's own HTTP clients, [`connection`]): the JSON the child expects —
     /// `{"ok": {"address"}}` or `{"error": {"message", "denied"}}` — and, when it is `ok`, the
@@ -253,26 +247,19 @@ impl Broker {
         run_may_use_network: bool,
         run_deadline: Instant,
     ) -> (Vec<u8>, Option<OwnedFd>) {
-        let outcome = match self.refusal(call, run_may_use_network) {
-            Some(refused) => Err(refused),
-            None => {
-                let request = request.to_vec();
-                let allow = self.policy.allow.clone();
-                let proxy = self.policy.proxy.clone();
-                let ports = self.policy.connect_ports.clone();
-                tokio::task::spawn_blocking(move || {
-                    let request = connection::ConnectRequest::parse(&request, &ports)?;
+        let outcome = self
+            .perform(
+                request,
+                call,
+                run_may_use_network,
+                move |request, policy| {
+                    let request =
+                        connection::ConnectRequest::parse(request, &policy.connect_ports)?;
                     let timeout = timeout_for(request.timeout, run_deadline);
-                    connection::connect(&request, &allow, proxy.as_deref(), timeout)
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    Err(Failure::Failed(format!(
-                        "the connection was abandoned: {e}"
-                    )))
-                })
-            }
-        };
+                    connection::connect(&request, &policy.allow, policy.proxy.as_deref(), timeout)
+                },
+            )
+            .await;
         let (value, socket) = match outcome {
             Ok((socket, address)) => (json!({"ok": {"address": address}}), Some(socket)),
             Err(failure) => (self.count_failure(failure), None),
@@ -281,6 +268,25 @@ impl Broker {
             self.tally.ok.fetch_add(1, Ordering::Relaxed);
         }
         (serde_json::to_vec(&value).unwrap_or_default(), socket)
+    }
+
+    /// Refuses the `call`-th request of a run by the run's budget and the server's policy, or
+    /// parses and performs it with `work` — off the runtime's threads, since both may block.
+    async fn perform<T: Send + 'static>(
+        &self,
+        request: &[u8],
+        call: u32,
+        run_may_use_network: bool,
+        work: impl FnOnce(&[u8], &HttpPolicy) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
+        if let Some(refused) = self.refusal(call, run_may_use_network) {
+            return Err(refused);
+        }
+        let request = request.to_vec();
+        let policy = self.policy.clone();
+        tokio::task::spawn_blocking(move || work(&request, &policy))
+            .await
+            .unwrap_or_else(|e| Err(Failure::Failed(format!("the request was abandoned: {e}"))))
     }
 
     /// Why the `call`-th request of a run is refused before anything about it is read.
