@@ -10,8 +10,9 @@
 //! |---|---|---|
 //! | 0 | 8 | bytes of stdout written (little-endian) |
 //! | 8 | 8 | bytes of stderr written |
-//! | 16 | `limit` | stdout |
-//! | 16 + `limit` | `limit` | stderr |
+//! | 16 | 8 | non-zero once the child has its job ([`job_arrived`]) |
+//! | 24 | `limit` | stdout |
+//! | 24 + `limit` | `limit` | stderr |
 //!
 //! Everything in the file is the child's word: the server clamps both lengths to the limit
 //! and to each other, and reads nothing else.
@@ -22,7 +23,9 @@ use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const HEADER: usize = 16;
+const HEADER: usize = 24;
+/// Where the child marks that its job arrived.
+const JOB_ARRIVED_AT: usize = 16;
 
 /// The file's size for a server whose largest output limit is `max_output_bytes`: room for any
 /// run's layout. Pages are allocated only where a run writes.
@@ -98,7 +101,8 @@ pub struct Writer {
 unsafe impl Send for Writer {}
 
 impl Writer {
-    /// Maps the file at `fd` for a run whose output limit is `limit`. The mapping is never
+    /// Maps the file at `fd` for a run whose output limit is `limit`, and marks that the job
+    /// arrived (a child maps its output only once it has its job). The mapping is never
     /// unmapped: the process ends with its run.
     pub fn map(fd: RawFd, limit: usize, merged: bool) -> io::Result<Self> {
         let size = mapped_size(limit);
@@ -118,6 +122,9 @@ impl Writer {
             return Err(io::Error::last_os_error());
         }
         let base = NonNull::new(base.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+        // SAFETY: the word at JOB_ARRIVED_AT is 8-aligned inside the header of the mapping.
+        let arrived = unsafe { &*base.as_ptr().add(JOB_ARRIVED_AT).cast::<AtomicU64>() };
+        arrived.store(1, Ordering::Release);
         Ok(Self {
             base,
             limit,
@@ -210,6 +217,17 @@ pub fn read(file: &OwnedFd, limit: u64) -> io::Result<Captured> {
     })
 }
 
+/// The server's side, for a child lost without a report: whether it had its job, so that some
+/// of the run's code may have run. A child that never got that far wrote nothing here (the
+/// zygote makes a zeroed file for every child), and its run can be tried again. Learning this
+/// from the file costs the common path nothing: no frame for the server to wake up for.
+pub fn job_arrived(file: &OwnedFd) -> io::Result<bool> {
+    let file = std::fs::File::from(file.try_clone()?);
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, JOB_ARRIVED_AT as u64)?;
+    Ok(word != [0; 8])
+}
+
 /// The server's side while the run goes on (a streamed run): the bytes of each stream past
 /// `seen`, clamped to the limit as [`read`] clamps them. A write is whole once its length is
 /// in the header, so what this returns never ends inside a write.
@@ -246,6 +264,14 @@ mod tests {
         let captured = read(&file, 10).unwrap();
         assert_eq!(captured.stdout, "héllox");
         assert_eq!(captured.stderr, "ab");
+    }
+
+    #[test]
+    fn a_mapped_file_says_the_job_arrived_and_a_fresh_one_does_not() {
+        let file = create(file_size(64)).unwrap();
+        assert!(!job_arrived(&file).unwrap());
+        let _writer = Writer::map(file.as_raw_fd(), 10, false).unwrap();
+        assert!(job_arrived(&file).unwrap());
     }
 
     #[test]

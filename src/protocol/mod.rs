@@ -130,10 +130,6 @@ pub const CONTROL_PACKET_MAX: usize = 4096;
 pub enum FrameTag {
     /// Server to child: the [`Job`], as JSON.
     Job = b'J',
-    /// Child to server, empty: the job arrived and the child goes on to run it. Before this,
-    /// no line of the run's code can have run, so a run whose child is lost earlier is tried
-    /// again on another child.
-    Started = b'S',
     /// Child to server: a brokered HTTP request (JSON of [`crate::broker::Request`]); the child
     /// blocks until the [`FrameTag::BrokerAnswer`].
     BrokerRequest = b'R',
@@ -154,7 +150,6 @@ impl FrameTag {
     fn from_byte(byte: u8) -> Option<Self> {
         [
             Self::Job,
-            Self::Started,
             Self::BrokerRequest,
             Self::BrokerAnswer,
             Self::ConnectRequest,

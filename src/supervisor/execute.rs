@@ -2,7 +2,6 @@
 //! deadline, which the server enforces with SIGKILL.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::follow::{Follower, Following};
@@ -68,9 +67,8 @@ pub async fn execute(
         FrameTag::Report => report_cap,
         FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
         FrameTag::ConnectRequest => MAX_CONNECT_FRAME,
-        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer | FrameTag::Started => 0,
+        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer => 0,
     };
-    let job_arrived = AtomicBool::new(false);
     let deadline = Duration::from_millis(job.limits.timeout_ms);
     let started = Instant::now();
     let run_deadline = started + deadline;
@@ -80,7 +78,6 @@ pub async fn execute(
         loop {
             let request = match read_frame_async(&mut stream, cap_of).await? {
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
-                (FrameTag::Started, _) if !job_arrived.swap(true, Ordering::Relaxed) => continue,
                 (FrameTag::BrokerRequest, request) => request,
                 (FrameTag::ConnectRequest, request) => {
                     // A socket the child has not taken yet stays in flight, counted against
@@ -159,24 +156,21 @@ pub async fn execute(
             child.kill();
             broke_protocol(&e.to_string())
         }
-        Ok(Err(_)) if !job_arrived.load(Ordering::Relaxed) => {
-            // Lost before the job reached it (its zygote died, most likely): nothing ran. What
-            // it died of is the answer should no try be left.
-            child.kill();
-            let answer = match tokio::time::timeout(EXIT_STATUS_WAIT, exit).await {
-                Ok(Ok(status)) => died(status, job),
-                _ => internal(format!(
-                    "the {} zygote died before the run started; it is being restarted, retry",
-                    zygote.kind().name()
-                )),
-            };
-            return Attempt::NotStarted(answer);
-        }
         Ok(Err(_)) => {
             // No report: the child died. Its exit status says why.
             child.kill();
             match tokio::time::timeout(EXIT_STATUS_WAIT, exit).await {
                 Ok(Ok(status)) => died(status, job),
+                // Its zygote died with it, before its job arrived (the child maps its output
+                // file only once it has its job): none of the run's code ran, so it is tried
+                // again. Both must hold: code that clears the mark still has its end reported
+                // by its zygote, which it cannot kill, so no run's code runs twice.
+                _ if !output_region::job_arrived(&output).unwrap_or(true) => {
+                    return Attempt::NotStarted(internal(format!(
+                        "the {} zygote died before the run started; it is being restarted, retry",
+                        zygote.kind().name()
+                    )));
+                }
                 Ok(Err(_)) => RunResponse::failed(
                     RunError::new(
                         ErrorKind::Internal,

@@ -66,16 +66,14 @@ pub fn run<E: Engine>(
     }
 }
 
-/// Reads the job and tells the server it arrived: from here on the run's code may run.
+/// Reads the job. The server learns that it arrived from the output file, which the child maps
+/// next ([`crate::output_region::job_arrived`]): from there on the run's code may run.
 fn read_job() -> Job {
     let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_FRAME) {
         Ok((FrameTag::Job, bytes)) => bytes,
         Ok((tag, _)) => fail(&format!("expected the job, got a {tag:?} frame")),
         Err(_) => exit(1), // the server dropped the request before sending it
     };
-    if write_frame(&mut *channel_file(), FrameTag::Started, &[]).is_err() {
-        exit(1); // the server is gone
-    }
     match serde_json::from_slice(&job_bytes) {
         Ok(job) => job,
         Err(e) => fail(&format!("unreadable job: {e}")),
