@@ -9,7 +9,9 @@
 //! - [`supervisor`]: the server's side of the zygotes: starting, restarting, running a job.
 //! - [`broker`]: `SystemHelper.httpRequest`, performed by the server for a child.
 //! - [`protocol`] and [`control_socket`]: the messages between server, zygote and child;
-//!   [`output_region`]: the file a run's output is written to, which outlives the child.
+//!   [`output_region`]: the file a run's output is written to, which outlives the child, and
+//!   [`output_files`]: the files it writes, kept in the same file; [`input_files`]: the files
+//!   a request gives it.
 //! - [`zygote`]: the interpreters (Python, JavaScript) and the child's life.
 //! - [`jail`]: the steps that confine a child, one per file; [`throwaway_process`]: a forked
 //!   process that tries something for the caller (the jail probe, the native-library scan).
@@ -25,9 +27,11 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod control_socket;
+pub mod input_files;
 pub mod jail;
 pub mod logging;
 pub mod metrics;
+pub mod output_files;
 pub mod output_region;
 pub mod pid_one;
 pub mod protocol;

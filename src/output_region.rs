@@ -23,19 +23,29 @@ use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::output_files::{self, FilesWriter};
+
 const HEADER: usize = 24;
 /// Where the child marks that its job arrived.
 const JOB_ARRIVED_AT: usize = 16;
 
-/// The file's size for a server whose largest output limit is `max_output_bytes`: room for any
-/// run's layout. Pages are allocated only where a run writes.
-pub fn file_size(max_output_bytes: u64) -> u64 {
-    (HEADER as u64).saturating_add(max_output_bytes.saturating_mul(2))
+/// The file's size for a server whose largest output limit is `max_output_bytes` and whose
+/// runs may write `max_files_bytes` of files: room for any run's layout. Pages are allocated
+/// only where a run writes.
+pub fn file_size(max_output_bytes: u64, max_files_bytes: u64) -> u64 {
+    let limit = usize::try_from(max_output_bytes).unwrap_or(usize::MAX);
+    mapped_size(limit, max_files_bytes) as u64
 }
 
-/// How many bytes a child maps for a run with this output limit.
-pub fn mapped_size(limit: usize) -> usize {
-    HEADER.saturating_add(limit.saturating_mul(2))
+/// How many bytes a child maps for a run with this output limit and files cap: the streams,
+/// then the files area ([`crate::output_files`]).
+pub fn mapped_size(limit: usize, files_cap: u64) -> usize {
+    files_area(limit).saturating_add(output_files::area_size(files_cap))
+}
+
+/// Where the files area starts for a run with this output limit.
+pub fn files_area(limit: usize) -> usize {
+    output_files::area_offset(HEADER.saturating_add(limit.saturating_mul(2)))
 }
 
 /// In the zygote, before each fork: a memory file of `size` bytes, sealed so that nobody can
@@ -101,11 +111,17 @@ pub struct Writer {
 unsafe impl Send for Writer {}
 
 impl Writer {
-    /// Maps the file at `fd` for a run whose output limit is `limit`, and marks that the job
-    /// arrived (a child maps its output only once it has its job). The mapping is never
-    /// unmapped: the process ends with its run.
-    pub fn map(fd: RawFd, limit: usize, merged: bool) -> io::Result<Self> {
-        let size = mapped_size(limit);
+    /// Maps the file at `fd` for a run whose output limit is `limit` and whose files may hold
+    /// `files_cap` bytes, and marks that the job arrived (a child maps its output only once it
+    /// has its job). The mapping is never unmapped: the process ends with its run. Returns
+    /// the streams' writer and the files'.
+    pub fn map(
+        fd: RawFd,
+        limit: usize,
+        merged: bool,
+        files_cap: u64,
+    ) -> io::Result<(Self, FilesWriter)> {
+        let size = mapped_size(limit, files_cap);
         // SAFETY: a shared read-write mapping of `size` bytes of a file the zygote sized for the
         // server's largest limit; the kernel picks the address.
         let base = unsafe {
@@ -125,12 +141,23 @@ impl Writer {
         // SAFETY: the word at JOB_ARRIVED_AT is 8-aligned inside the header of the mapping.
         let arrived = unsafe { &*base.as_ptr().add(JOB_ARRIVED_AT).cast::<AtomicU64>() };
         arrived.store(1, Ordering::Release);
-        Ok(Self {
+        let area = files_area(limit);
+        // SAFETY: the area is the mapping's tail, from `files_area(limit)` to `size`, which
+        // only the FilesWriter writes; the mapping is never unmapped.
+        let files = unsafe {
+            FilesWriter::new(
+                NonNull::new_unchecked(base.as_ptr().add(area)),
+                size - area,
+                files_cap,
+            )
+        };
+        let streams = Self {
             base,
             limit,
             used: [0, 0],
             merged,
-        })
+        };
+        Ok((streams, files))
     }
 
     /// The run's output limit (stdout and stderr together).
@@ -171,7 +198,7 @@ impl Writer {
         let index = if self.merged { 0 } else { stream as usize };
         let start = HEADER + index * self.limit + self.used[index];
         // SAFETY: `room()` keeps used[0] + used[1] <= limit, so start + len stays inside this
-        // stream's `limit` bytes, inside the mapping of `mapped_size(limit)` bytes.
+        // stream's `limit` bytes, inside the mapping of `mapped_size(limit, _)` bytes.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
@@ -255,8 +282,8 @@ mod tests {
 
     #[test]
     fn what_a_writer_writes_is_read_back_cut_at_the_limit() {
-        let file = create(file_size(64)).unwrap();
-        let mut writer = Writer::map(file.as_raw_fd(), 10, false).unwrap();
+        let file = create(file_size(64, 0)).unwrap();
+        let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, 0).unwrap();
         assert_eq!(writer.write_str(Stream::Stdout, "héllo"), Written::All);
         assert_eq!(writer.write_str(Stream::Stderr, "ab"), Written::All);
         // 6 + 2 bytes used; "é" would need 2 of the 2 left after "x": cut before it.
@@ -268,15 +295,15 @@ mod tests {
 
     #[test]
     fn a_mapped_file_says_the_job_arrived_and_a_fresh_one_does_not() {
-        let file = create(file_size(64)).unwrap();
+        let file = create(file_size(64, 0)).unwrap();
         assert!(!job_arrived(&file).unwrap());
-        let _writer = Writer::map(file.as_raw_fd(), 10, false).unwrap();
+        let _writer = Writer::map(file.as_raw_fd(), 10, false, 0).unwrap();
         assert!(job_arrived(&file).unwrap());
     }
 
     #[test]
     fn a_forged_header_is_clamped_to_the_limit() {
-        let file = create(file_size(64)).unwrap();
+        let file = create(file_size(64, 0)).unwrap();
         let f = std::fs::File::from(file.try_clone().unwrap());
         f.write_all_at(&u64::MAX.to_le_bytes(), 0).unwrap();
         f.write_all_at(&u64::MAX.to_le_bytes(), 8).unwrap();
@@ -287,9 +314,9 @@ mod tests {
 
     #[test]
     fn new_bytes_are_read_past_what_was_seen() {
-        let file = create(file_size(64)).unwrap();
+        let file = create(file_size(64, 0)).unwrap();
         let f = std::fs::File::from(file.try_clone().unwrap());
-        let mut writer = Writer::map(file.as_raw_fd(), 10, false).unwrap();
+        let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, 0).unwrap();
         writer.write_str(Stream::Stdout, "abc");
         assert_eq!(
             read_new(&f, 10, [0, 0]).unwrap(),
@@ -309,7 +336,7 @@ mod tests {
 
     #[test]
     fn the_file_cannot_grow() {
-        let file = create(file_size(8)).unwrap();
+        let file = create(file_size(8, 0)).unwrap();
         let f = std::fs::File::from(file);
         assert!(f.set_len(1 << 30).is_err());
         assert!(f.write_all_at(b"x", 1 << 20).is_err());

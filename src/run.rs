@@ -69,6 +69,8 @@ pub struct Limits {
     pub timeout_ms: u64,
     pub memory_mb: u64,
     pub max_output_bytes: u64,
+    /// The bytes the files a run writes into its output directory may hold together.
+    pub max_output_files_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -153,6 +155,8 @@ pub struct RunResponse {
     pub execution_time_ms: f64,
     /// Figures a run drew (matplotlib), as `{"format": "png", "base64": ...}`.
     pub images: Vec<crate::protocol::Image>,
+    /// What the run wrote into its output directory (`output/`), however it ended.
+    pub files: Vec<crate::output_files::OutputFile>,
     pub error: Option<RunError>,
     /// What the run cost, by the child's own accounting; absent when the child sent no report.
     pub usage: Option<Usage>,
@@ -182,6 +186,7 @@ impl RunResponse {
             exit_code,
             execution_time_ms,
             images: Vec::new(),
+            files: Vec::new(),
             error: Some(error),
             usage: None,
         }

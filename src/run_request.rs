@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::api::Api;
 use crate::config::{LimitPolicy, MIN_MEMORY_MB};
+use crate::input_files::{self, InputFile};
 use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
 use crate::whitelist;
@@ -35,6 +36,10 @@ pub struct RunRequest {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
+    /// Files the code finds beside it, read-only (`open("data.csv")`, `fs.readFileSync`, the
+    /// shell's working directory).
+    #[serde(default)]
+    pub files: Option<Vec<InputFile>>,
     /// The API it came in by, which decides the import policy and the calling convention;
     /// never from the body.
     #[serde(skip)]
@@ -75,6 +80,7 @@ impl RunRequest {
             network: None,
             working_dir: None,
             env: None,
+            files: None,
             api,
         }
     }
@@ -131,6 +137,8 @@ impl RunRequest {
                 )))
             }
         };
+        let files = self.files.unwrap_or_default();
+        input_files::check(&files, policy.max_input_files_bytes).map_err(Invalid)?;
         let limits = resolve_limits(&self.limits, policy)?;
         let imports = imports(language, self.api, self.allowed_modules, operator)?;
         Ok(Plan {
@@ -149,6 +157,7 @@ impl RunRequest {
                 working_dir,
                 env,
                 network: self.network.unwrap_or(true),
+                files,
             },
         })
     }
@@ -185,6 +194,7 @@ fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limit
             m.max_output_bytes,
             1,
         )?,
+        max_output_files_bytes: m.max_output_files_bytes,
     })
 }
 

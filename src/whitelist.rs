@@ -38,6 +38,8 @@ pub const PYTHON_DATA_PACKAGES: &[&str] = &[
     "socksio",
     "typing_extensions",
     "markupsafe",
+    "openpyxl",
+    "et_xmlfile",
 ];
 
 /// The data packages the python-data zygote imports before any fork.

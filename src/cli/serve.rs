@@ -75,6 +75,14 @@ pub struct ServeArgs {
     /// [default: 16777216].
     #[arg(long, env = "SANDLOT_MAX_OUTPUT_BYTES")]
     pub max_output_bytes: Option<u64>,
+    /// Largest total of a request's input files (`files`, decoded), in bytes; past it, 400
+    /// naming the file [default: 8388608].
+    #[arg(long, env = "SANDLOT_MAX_INPUT_FILES_BYTES")]
+    pub max_input_files_bytes: Option<u64>,
+    /// Largest total of the files a run writes into its output directory, in bytes; past it
+    /// the write fails in the code (ENOSPC) and the run ends `output_limit` [default: 10485760].
+    #[arg(long, env = "SANDLOT_MAX_OUTPUT_FILES_BYTES")]
+    pub max_output_files_bytes: Option<u64>,
     /// Runs executing at once; further requests wait in the queue [default: 4 per core].
     #[arg(long, env = "SANDLOT_WORKERS")]
     pub workers: Option<usize>,
@@ -145,6 +153,8 @@ impl ServeArgs {
             max_timeout_ms: self.max_timeout_ms,
             max_memory_mb: self.max_memory_mb,
             max_output_bytes: self.max_output_bytes,
+            max_input_files_bytes: self.max_input_files_bytes,
+            max_output_files_bytes: self.max_output_files_bytes,
             workers: self.workers,
             queue: self.queue,
             data_dir: self.packages.data_dir.clone(),

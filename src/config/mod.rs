@@ -63,7 +63,14 @@ pub struct Config {
 pub struct LimitPolicy {
     pub default: Limits,
     pub max: Limits,
+    /// The bytes a request's input files may hold together (decoded).
+    pub max_input_files_bytes: u64,
 }
+
+/// The default of `--max-input-files-bytes`.
+pub const DEFAULT_MAX_INPUT_FILES_BYTES: u64 = 8 * 1024 * 1024;
+/// The default of `--max-output-files-bytes`.
+pub const DEFAULT_MAX_OUTPUT_FILES_BYTES: u64 = 10 * 1024 * 1024;
 
 /// Below this a Python run cannot even report its own MemoryError.
 pub const MIN_MEMORY_MB: u64 = 16;
@@ -75,12 +82,15 @@ impl Default for LimitPolicy {
                 timeout_ms: 10_000,
                 memory_mb: 256,
                 max_output_bytes: 1024 * 1024,
+                max_output_files_bytes: DEFAULT_MAX_OUTPUT_FILES_BYTES,
             },
             max: Limits {
                 timeout_ms: 60_000,
                 memory_mb: 1024,
                 max_output_bytes: 16 * 1024 * 1024,
+                max_output_files_bytes: DEFAULT_MAX_OUTPUT_FILES_BYTES,
             },
+            max_input_files_bytes: DEFAULT_MAX_INPUT_FILES_BYTES,
         }
     }
 }
@@ -94,8 +104,10 @@ impl LimitPolicy {
                 timeout_ms: d.timeout_ms.min(max.timeout_ms),
                 memory_mb: d.memory_mb.min(max.memory_mb),
                 max_output_bytes: d.max_output_bytes.min(max.max_output_bytes),
+                max_output_files_bytes: max.max_output_files_bytes,
             },
             max,
+            max_input_files_bytes: DEFAULT_MAX_INPUT_FILES_BYTES,
         }
     }
 }
@@ -156,6 +168,9 @@ impl Config {
                 .max(s.default_timeout_ms.unwrap_or(0)),
             memory_mb: s.max_memory_mb.unwrap_or(policy_max.memory_mb),
             max_output_bytes: s.max_output_bytes.unwrap_or(policy_max.max_output_bytes),
+            max_output_files_bytes: s
+                .max_output_files_bytes
+                .unwrap_or(policy_max.max_output_files_bytes),
         };
         let allow = s
             .http_allow
@@ -179,6 +194,9 @@ impl Config {
             .map_err(ConfigError::ConnectPorts)?
             .unwrap_or_default();
         let mut limits = LimitPolicy::with_max(max);
+        limits.max_input_files_bytes = s
+            .max_input_files_bytes
+            .unwrap_or(DEFAULT_MAX_INPUT_FILES_BYTES);
         if let Some(timeout_ms) = s.default_timeout_ms {
             limits.default.timeout_ms = timeout_ms.max(1);
         }
@@ -247,6 +265,8 @@ impl Config {
             max_timeout_ms: Some(self.limits.max.timeout_ms),
             max_memory_mb: Some(self.limits.max.memory_mb),
             max_output_bytes: Some(self.limits.max.max_output_bytes),
+            max_input_files_bytes: Some(self.limits.max_input_files_bytes),
+            max_output_files_bytes: Some(self.limits.max.max_output_files_bytes),
             workers: Some(self.workers),
             queue: Some(self.queue),
             data_dir: Some(self.data_dir.clone()),

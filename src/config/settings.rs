@@ -21,6 +21,8 @@ pub struct Settings {
     pub max_timeout_ms: Option<u64>,
     pub max_memory_mb: Option<u64>,
     pub max_output_bytes: Option<u64>,
+    pub max_input_files_bytes: Option<u64>,
+    pub max_output_files_bytes: Option<u64>,
     pub workers: Option<usize>,
     pub queue: Option<usize>,
     pub data_dir: Option<PathBuf>,
@@ -81,6 +83,10 @@ impl Settings {
             max_timeout_ms: self.max_timeout_ms.or(below.max_timeout_ms),
             max_memory_mb: self.max_memory_mb.or(below.max_memory_mb),
             max_output_bytes: self.max_output_bytes.or(below.max_output_bytes),
+            max_input_files_bytes: self.max_input_files_bytes.or(below.max_input_files_bytes),
+            max_output_files_bytes: self
+                .max_output_files_bytes
+                .or(below.max_output_files_bytes),
             workers: self.workers.or(below.workers),
             queue: self.queue.or(below.queue),
             data_dir: self.data_dir.or(below.data_dir),

@@ -195,6 +195,9 @@ pub struct Job {
     /// Whether `SystemHelper.httpRequest` may be used (the server's policy still applies).
     #[serde(default = "yes")]
     pub network: bool,
+    /// The request's files, checked by the server (`input_files::check`).
+    #[serde(default)]
+    pub files: Vec<crate::input_files::InputFile>,
 }
 
 fn yes() -> bool {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::follow::{Follower, Following};
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
-use crate::output_region;
+use crate::{output_files, output_region};
 use crate::protocol::{
     base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
     ChildReport, ExitStatus, FrameTag, Job, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
@@ -208,10 +208,37 @@ pub async fn execute(
             response.stderr = format!("sandlot: the run's output could not be read: {e}");
         }
     }
+    take_files(&mut response, &output, job);
     if let Some(following) = following.as_mut() {
         following.finish().await;
     }
     Attempt::Ran(response)
+}
+
+/// The files the run wrote, into the response; a cap that refused a write ends the run
+/// `output_limit` (unless it had failed already), with what fit kept.
+fn take_files(response: &mut RunResponse, output: &OwnedFd, job: &Job) {
+    let log = match output_files::read(output, &job.limits) {
+        Ok(log) => log,
+        Err(e) => {
+            response.stderr += &format!("\nsandlot: the run's files could not be read: {e}");
+            return;
+        }
+    };
+    if let Some(hit) = log.cap_hit {
+        if response.error.is_none() {
+            response.ok = false;
+            response.result = None;
+            if response.exit_code == 0 {
+                response.exit_code = 1;
+            }
+            response.error = Some(RunError::new(
+                ErrorKind::OutputLimit,
+                output_files::cap_message(hit, job.limits.max_output_files_bytes),
+            ));
+        }
+    }
+    response.files = log.into_output_files();
 }
 
 pub fn internal(message: String) -> RunResponse {
@@ -251,6 +278,7 @@ fn from_report(bytes: &[u8], limit: u64) -> RunResponse {
         exit_code: report.exit_code,
         execution_time_ms: 0.0,
         images: report.images.kept,
+        files: Vec::new(),
         usage,
         error: report.error,
     }

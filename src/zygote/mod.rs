@@ -127,7 +127,10 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         .into();
     hold_child_descriptor_numbers(&devnull).map_err(ZygoteError::DevNull)?;
     let settings = JailSettings::from_env()?;
-    let output_size = output_region::file_size(settings.max.max_output_bytes);
+    let output_size = output_region::file_size(
+        settings.max.max_output_bytes,
+        settings.max.max_output_files_bytes,
+    );
     if settings.applies(Layer::Namespaces) {
         namespaces::enter_zygote()?;
     }

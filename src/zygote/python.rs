@@ -42,6 +42,10 @@ const MODULES: &[(&str, &str)] = &[
         include_str!("../../stdlib-shims/python/_sandlot/network.py"),
     ),
     (
+        "files",
+        include_str!("../../stdlib-shims/python/_sandlot/files.py"),
+    ),
+    (
         "convert",
         include_str!("../../stdlib-shims/python/_sandlot/convert.py"),
     ),
@@ -89,6 +93,7 @@ impl Engine for PythonEngine {
                     broker_function(py)?,
                     write_function(py)?,
                     connection_function(py)?,
+                    files_function(py)?,
                 ),
             )?;
             let warm_up = package.getattr("warm_up")?;
@@ -234,6 +239,11 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("convention", convention)?;
     dict.set_item("max_output_bytes", job.limits.max_output_bytes)?;
     dict.set_item("memory_mb", job.limits.memory_mb)?;
+    let files = PyList::empty(py);
+    for file in &job.files {
+        files.append((file.name.as_str(), PyBytes::new(py, &file.bytes())))?;
+    }
+    dict.set_item("files", files)?;
     Ok(dict)
 }
 
@@ -320,6 +330,40 @@ fn connection_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
             // Python's socket object takes the descriptor over.
             let fd = socket.map(std::os::fd::IntoRawFd::into_raw_fd);
             Ok((PyBytes::new(args.py(), &answer).unbind(), fd))
+        },
+    )
+}
+
+/// `files(0, name)` creates a file of the output directory and returns its index;
+/// `files(1, index, offset, data)` writes; `files(2, index)` closes. A cap refuses with
+/// `OSError(ENOSPC)`, a name that cannot be a file with `OSError(EINVAL)`.
+fn files_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"files"),
+        None,
+        |args, _kwargs| -> PyResult<Option<u32>> {
+            let index = || args.get_item(1)?.extract::<u32>();
+            let done = match args.get_item(0)?.extract::<u8>()? {
+                0 => {
+                    let name = args.get_item(1)?.extract::<String>()?;
+                    run_output::with_files(|files| files.create(&name)).map(Some)
+                }
+                1 => {
+                    let (index, offset) = (index()?, args.get_item(2)?.extract::<u64>()?);
+                    let data = args.get_item(3)?;
+                    let bytes = data.cast::<PyBytes>()?.as_bytes();
+                    run_output::with_files(|files| files.write(index, offset, bytes)).map(|()| None)
+                }
+                _ => {
+                    let index = index()?;
+                    run_output::with_files(|files| files.close(index)).map(|()| None)
+                }
+            };
+            done.map_err(|refused| {
+                let (errno, why) = run_output::refusal(&refused);
+                pyo3::exceptions::PyOSError::new_err((errno, why))
+            })
         },
     )
 }

@@ -4,12 +4,15 @@
 
 use std::sync::Mutex;
 
+use crate::output_files::{FilesWriter, Refused};
 use crate::output_region::{Stream, Writer, Written};
 use crate::protocol::{Convention, Job, CHILD_OUTPUT_FD};
 
 /// `None` until the job arrives (in the zygote, and in a child waiting in the pool: whatever
 /// is written then is not the run's).
 static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
+/// The files the run writes into its output directory; `None` until the job arrives.
+static FILES: Mutex<Option<FilesWriter>> = Mutex::new(None);
 
 /// Maps the output file for the job's limit; FastGPT's convention has one stream (its log).
 /// Then closes the file's descriptor, before any user code runs: the mapping is all the run
@@ -19,8 +22,14 @@ static WRITER: Mutex<Option<Writer>> = Mutex::new(None);
 pub fn begin(job: &Job) -> std::io::Result<()> {
     let limit = usize::try_from(job.limits.max_output_bytes).unwrap_or(usize::MAX);
     let merged = job.convention == Convention::Fastgpt;
-    let writer = Writer::map(CHILD_OUTPUT_FD, limit, merged)?;
+    let (writer, files) = Writer::map(
+        CHILD_OUTPUT_FD,
+        limit,
+        merged,
+        job.limits.max_output_files_bytes,
+    )?;
     *lock() = Some(writer);
+    *FILES.lock().unwrap_or_else(|e| e.into_inner()) = Some(files);
     // SAFETY: CHILD_OUTPUT_FD was put at its number by `jail::fds::isolate` and is owned by no
     // Rust object (the jail forgot its OwnedFd); the mapping stays valid without it.
     if unsafe { libc::close(CHILD_OUTPUT_FD) } != 0 {
@@ -46,6 +55,25 @@ pub fn write_bytes(stream: Stream, bytes: &[u8]) -> Written {
 /// The run's output limit; 0 before the job.
 pub fn limit() -> usize {
     lock().as_ref().map_or(0, Writer::limit)
+}
+
+/// Runs `f` on the run's files; refused before the job arrives.
+pub fn with_files<T>(f: impl FnOnce(&mut FilesWriter) -> Result<T, Refused>) -> Result<T, Refused> {
+    match FILES.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        Some(files) => f(files),
+        None => Err(Refused::Name("no run in progress".into())),
+    }
+}
+
+/// A refusal as the code sees it: an errno and why.
+pub fn refusal(refused: &Refused) -> (i32, String) {
+    match refused {
+        Refused::Cap(hit) => {
+            let cap = with_files(|files| Ok(files.cap())).unwrap_or(0);
+            (libc::ENOSPC, crate::output_files::cap_message(*hit, cap))
+        }
+        Refused::Name(why) => (libc::EINVAL, why.clone()),
+    }
 }
 
 fn lock() -> std::sync::MutexGuard<'static, Option<Writer>> {

@@ -66,10 +66,23 @@
     if (typeof name !== 'string') throw new TypeError('require() expects a module name');
     const bare = name.startsWith('node:') ? name.slice(5) : name;
     if (!allowed.has(bare)) throw notAllowed(name, byImport);
+    if (bare === 'fs' && runFiles !== null) return fsModule();
     if (!(bare in bundled)) {
       throw new Error(`Module '${bare}' is on the allowlist but not bundled into this build`);
     }
     return bundled[bare];
+  }
+  // The run's files (fs.js), for a run that may have them: compiled on the first require.
+  let runFiles = null;
+  let fsApi = null;
+  function fsModule() {
+    if (fsApi === null) {
+      fsApi = runFiles.load()({
+        inputs: runFiles.inputs, files: runFiles.files, Buffer: polyfills.Buffer, URL: polyfills.URL,
+        decodeUtf8: fetchNatives.decodeUtf8, encodeUtf8: fetchNatives.encodeUtf8,
+      });
+    }
+    return fsApi;
   }
   const require = (name) => load(name, false);
   hide('require', require);
@@ -393,9 +406,13 @@
     prepareRun() {
       reseed();
     },
-    beginRun(script, fastgpt, runAllowed) {
+    beginRun(script, fastgpt, runAllowed, files) {
       scriptMode = script;
       allowed = new Set(runAllowed.filter((name) => allowed.has(name)));
+      if (files) {
+        runFiles = files;
+        allowed.add('fs');
+      }
       if (fastgpt) installFastgptHelpers();
     },
     nextTimer,

@@ -5,6 +5,7 @@
 mod errors;
 mod event_loop;
 mod fetch;
+mod files;
 mod modules;
 mod outcome;
 mod output;
@@ -191,9 +192,17 @@ fn broker_call(request: String) -> rquickjs::Result<String> {
 fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instant) -> Outcome {
     let script = job.mode == Mode::Script;
     let fastgpt = job.convention == Convention::Fastgpt;
-    let begin = hooks
-        .get::<_, Function>("beginRun")
-        .and_then(|f| f.call::<_, ()>((script, fastgpt, allowed_names(&job.imports))));
+    // FastGPT's runs have no files (its suite checks that `fs` is refused).
+    let run_files = if fastgpt {
+        Ok(None)
+    } else {
+        files::for_run(ctx, job).map(Some)
+    };
+    let begin = run_files.and_then(|run_files| {
+        hooks.get::<_, Function>("beginRun").and_then(|f| {
+            f.call::<_, ()>((script, fastgpt, allowed_names(&job.imports), run_files))
+        })
+    });
     if let Err(e) = begin {
         return Outcome::failed(RunError::new(ErrorKind::Internal, e.to_string()));
     }

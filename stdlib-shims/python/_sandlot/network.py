@@ -34,6 +34,15 @@ def install(connect, encode, decode):
     sys.meta_path.insert(0, _PatchOnImport())
 
 
+def patch_on_import(name, patch):
+    """Has `patch(module)` run on module `name` as soon as it is imported (at once, if it is
+    already): this file's hook, shared with the other patches of third-party modules."""
+    _PATCHED[name] = patch
+    module = sys.modules.get(name)
+    if module is not None:
+        patch(module)
+
+
 def _brokered_socket(host, port, timeout):
     """A socket connected to host:port by the server, or the exception the libraries expect."""
     import socket

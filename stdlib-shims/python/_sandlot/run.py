@@ -7,7 +7,7 @@ import json
 import linecache
 import sys
 
-from _sandlot import convert, errors, fastgpt, figures, network
+from _sandlot import convert, errors, fastgpt, figures, files, network
 from _sandlot.errors import USER_FILE, error
 from _sandlot.imports import Policy, after_fork_in_child, guarded_import
 from _sandlot.output import Stream
@@ -25,15 +25,17 @@ _host = None
 _user_builtins = {}
 
 
-def connect(finish, broker, write, connection):
+def connect(finish, broker, write, connection, files_host):
     """The host's functions: finish(result_json, exit_code, error_json, images_json) sends the
     report and ends the process; broker(request) performs an HTTP request and returns its
     answer (both JSON bytes); write(index, text) appends to stdout (0) or stderr (1) and says
     whether the output limit was crossed; connection(request) asks for a TCP connection and
-    returns the answer (JSON bytes) and the socket's descriptor (network.py)."""
+    returns the answer (JSON bytes) and the socket's descriptor (network.py); files_host keeps
+    the files the run writes (files.py)."""
     global _host
     _host = (finish, broker, write)
     network.install(connection, json.JSONEncoder().encode, _decode)
+    files.connect(files_host)
 
 
 def configure(user_builtins):
@@ -139,6 +141,8 @@ def _execute(job, fastgpt_convention, system_helper):
     # with the child (copying it would write to every builtin's page instead).
     user_builtins = _user_builtins
     user_builtins["__import__"] = guarded_import(policy, user_builtins)
+    if not fastgpt_convention and files.wanted(job):
+        files.install(job["files"], user_builtins)
     namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None,
                  "SystemHelper": system_helper}
     inputs = _decode(job["inputs"])

@@ -10,7 +10,7 @@ import sys
 import time
 import traceback
 
-from _sandlot import imports, run
+from _sandlot import imports, network, run
 from _sandlot.errors import USER_FILE
 from _sandlot.imports import real_import
 
@@ -49,6 +49,8 @@ def prepare_data(site_dir, package_names):
     ]
     for step in steps:
         step()
+    # openpyxl (DataFrame.to_excel, read_excel) is imported by the runs that use it.
+    network.patch_on_import("openpyxl.writer.excel", lambda _: _openpyxl_in_memory())
 
 
 def prepare_operator(site_dir, names):

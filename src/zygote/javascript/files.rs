@@ -1,0 +1,78 @@
+//! The native side of JavaScript's `fs` (`stdlib-shims/javascript/fs.js`): its source, compiled
+//! in a child the first time a run requires `fs` (runs that never do pay nothing), the run's
+//! input files, and the writes into `output/` ([`crate::output_files`]).
+
+use rquickjs::context::EvalOptions;
+use rquickjs::function::{Func, Opt};
+use rquickjs::{ArrayBuffer, Ctx, Function, IntoJs, Object, Result, TypedArray, Value};
+
+use super::PRELUDE_FILE;
+use crate::output_files::Refused;
+use crate::protocol::Job;
+use crate::zygote::run_output;
+
+const FS: &str = include_str!("../../../stdlib-shims/javascript/fs.js");
+
+/// What the prelude's `beginRun` takes for a run that may use files: `load()` (fs.js's install
+/// function), `inputs` (name to ArrayBuffer) and `files` (the writes).
+pub fn for_run<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Object<'js>> {
+    let natives = Object::new(ctx.clone())?;
+    natives.set("load", Func::from(load))?;
+    natives.set("files", Func::from(files))?;
+    let inputs = Object::new(ctx.clone())?;
+    for file in &job.files {
+        inputs.set(file.name.as_str(), ArrayBuffer::new(ctx.clone(), file.bytes())?)?;
+    }
+    natives.set("inputs", inputs)?;
+    Ok(natives)
+}
+
+/// Compiles fs.js; its frames count as the prelude's (left out of the user's traceback).
+fn load<'js>(ctx: Ctx<'js>) -> Result<Function<'js>> {
+    let mut options = EvalOptions::default();
+    options.filename = Some(PRELUDE_FILE.into());
+    ctx.eval_with_options(FS, options)
+}
+
+/// `files(0, name)` creates a file of the output directory and returns its index;
+/// `files(1, index, offset, bytes)` writes; `files(2, index)` closes. A refusal comes back as
+/// the string `"ENOSPC: why"` or `"EINVAL: why"`, which fs.js throws as Node would.
+fn files<'js>(
+    ctx: Ctx<'js>,
+    op: u32,
+    target: Value<'js>,
+    offset: Opt<f64>,
+    bytes: Opt<TypedArray<'js, u8>>,
+) -> Result<Value<'js>> {
+    let index = || target.as_number().unwrap_or(-1.0) as u32;
+    let done = match op {
+        0 => {
+            let name = target
+                .as_string()
+                .map(|s| s.to_string())
+                .transpose()?
+                .unwrap_or_default();
+            run_output::with_files(|files| files.create(&name))
+        }
+        1 => {
+            let data = bytes.0.as_ref().and_then(|b| b.as_raw());
+            // SAFETY: the slice is copied into the output file before any JavaScript runs.
+            let data = data.map_or(&[][..], |raw| unsafe { raw.as_ref() });
+            let offset = offset.0.unwrap_or(0.0).max(0.0) as u64;
+            run_output::with_files(|files| files.write(index(), offset, data)).map(|()| 0)
+        }
+        _ => run_output::with_files(|files| files.close(index())).map(|()| 0),
+    };
+    match done {
+        Ok(index) => index.into_js(&ctx),
+        Err(refused) => {
+            let (errno, why) = run_output::refusal(&refused);
+            let code = if errno == libc::ENOSPC && matches!(refused, Refused::Cap(_)) {
+                "ENOSPC"
+            } else {
+                "EINVAL"
+            };
+            format!("{code}: {why}").into_js(&ctx)
+        }
+    }
+}
