@@ -181,6 +181,12 @@ impl FilesWriter {
         self.append(&header(CLOSE, index), &[])
     }
 
+    /// Records that a cap refused a write the writer did not see (a shell command's, refused by
+    /// its tmpfs).
+    pub fn mark(&mut self, hit: CapHit) {
+        self.refuse(hit);
+    }
+
     fn refuse(&mut self, hit: CapHit) -> Refused {
         self.word(8).store(hit as u64, Ordering::Release);
         Refused::Cap(hit)

@@ -92,6 +92,39 @@ pub fn build(size_mb: u64, working_dir: &Path, uid: u32, gid: u32) -> Result<(),
     create(&work, std::os::unix::fs::chown(&work, Some(uid), Some(gid)))
 }
 
+/// Where `working_dir` of the command is, seen from the supervisor (before pid 1 enters it).
+pub fn seen_from_supervisor(working_dir: &Path) -> std::path::PathBuf {
+    Path::new(ROOT).join(working_dir.strip_prefix("/").unwrap_or(working_dir))
+}
+
+/// The run's output directory, `output/` in its working directory: a tmpfs of its own, owned
+/// by `uid`:`gid`, of at most `max_bytes` and `max_files` files, so that the kernel refuses
+/// (ENOSPC) what the server would not return. Its path, seen from the supervisor.
+pub fn add_output_dir(
+    working_dir: &Path,
+    uid: u32,
+    gid: u32,
+    max_bytes: u64,
+    max_files: usize,
+) -> Result<std::path::PathBuf, JailError> {
+    let dir = seen_from_supervisor(working_dir).join(crate::output_files::OUTPUT_DIR);
+    create(&dir, std::fs::create_dir_all(&dir))?;
+    // The root directory takes an inode of its own; tmpfs reads `size=0` as unlimited.
+    let options = format!(
+        "size={},nr_inodes={},mode=755,uid={uid},gid={gid}",
+        max_bytes.max(1),
+        max_files + 1
+    );
+    mount_at(
+        &dir,
+        Some(Path::new("tmpfs")),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some(&options),
+    )?;
+    Ok(dir)
+}
+
 /// In pid 1 of the new pid namespace: mounts its `/proc`, makes [`ROOT`] the root (the host's
 /// tree detached and gone), and starts in `working_dir`.
 pub fn enter(working_dir: &Path) -> Result<(), JailError> {

@@ -17,6 +17,8 @@ use super::api_error::ApiError;
 use super::json_body::{JsonBody, Native, Refusal};
 use super::AppState;
 use crate::api::Api;
+use crate::input_files::InputFile;
+use crate::output_files::OutputFile;
 use crate::run::{Language, Mode, RunResponse};
 use crate::run_request::{Plan, RequestedLimits, RunRequest};
 
@@ -32,6 +34,9 @@ pub struct ExecuteCode {
     /// Narrows the Python allowlist (execute_python only).
     #[serde(default)]
     allowed_modules: Option<Vec<String>>,
+    /// Files the code finds beside it, read-only.
+    #[serde(default)]
+    files: Option<Vec<InputFile>>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -45,6 +50,9 @@ pub struct ExecuteShell {
     working_dir: Option<String>,
     #[serde(default)]
     env: Option<BTreeMap<String, String>>,
+    /// Files the command finds in its working directory, read-only.
+    #[serde(default)]
+    files: Option<Vec<InputFile>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -53,6 +61,9 @@ pub struct Executed {
     stderr: String,
     exit_code: i32,
     execution_time_ms: f64,
+    /// What the run wrote into `output/`; absent when it wrote nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<OutputFile>,
 }
 
 #[utoipa::path(
@@ -123,6 +134,7 @@ pub async fn execute_shell(
         allowed_modules: None,
         working_dir: body.working_dir,
         env: body.env,
+        files: body.files,
     };
     adapter::handle::<SandboxModule>(&state, run).await
 }
@@ -135,6 +147,7 @@ pub struct ModuleRun {
     allowed_modules: Option<Vec<String>>,
     working_dir: Option<String>,
     env: Option<BTreeMap<String, String>>,
+    files: Option<Vec<InputFile>>,
 }
 
 impl ModuleRun {
@@ -146,6 +159,7 @@ impl ModuleRun {
             allowed_modules: body.allowed_modules,
             working_dir: None,
             env: None,
+            files: body.files,
         }
     }
 }
@@ -178,6 +192,7 @@ impl Adapter for SandboxModule {
             allowed_modules: run.allowed_modules,
             working_dir: run.working_dir,
             env: run.env,
+            files: run.files,
             ..RunRequest::new(Api::SandboxModule, run.language, run.code)
         })
     }
@@ -207,5 +222,6 @@ fn executed(response: RunResponse) -> Executed {
         stderr,
         exit_code: response.exit_code,
         execution_time_ms: response.execution_time_ms,
+        files: response.files,
     }
 }

@@ -10,13 +10,15 @@ use crate::broker::Broker;
 use crate::{output_files, output_region};
 use crate::protocol::{
     base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
-    ChildReport, ExitStatus, FrameTag, Job, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
+    ChildReport, ExitStatus, FrameTag, Job, ZygoteKind, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
     MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 
 /// How long to wait for a zygote to say how a child that sent no report ended.
 const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);
+/// How long past its deadline a shell run's supervisor has to copy out the command's files.
+const SHELL_GATHER_GRACE: Duration = Duration::from_millis(500);
 /// Reports smaller than this are parsed on the runtime's thread; a larger one on a blocking
 /// thread.
 const PARSE_INLINE_BELOW: usize = 64 * 1024;
@@ -70,6 +72,13 @@ pub async fn execute(
         FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer => 0,
     };
     let deadline = Duration::from_millis(job.limits.timeout_ms);
+    // A shell run's supervisor (sandlot's own code; the command runs under it) ends the command
+    // at this same deadline, then copies out the files the command wrote: it gets a moment
+    // for that before the server's SIGKILL.
+    let deadline = match zygote.kind() {
+        ZygoteKind::Shell => deadline + SHELL_GATHER_GRACE,
+        _ => deadline,
+    };
     let started = Instant::now();
     let run_deadline = started + deadline;
     let exchange = async {
@@ -198,7 +207,7 @@ pub async fn execute(
     };
     // The server's own figures, whatever the child said: the time, and the output as the
     // output file holds it, cut at the run's limit.
-    response.execution_time_ms = ms(started).min(deadline.as_secs_f64() * 1000.0);
+    response.execution_time_ms = ms(started).min(job.limits.timeout_ms as f64);
     match output_region::read(&output, job.limits.max_output_bytes) {
         Ok(captured) => {
             response.stdout = captured.stdout;

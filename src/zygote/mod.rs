@@ -15,6 +15,7 @@ mod python;
 mod python_arenas;
 mod run_output;
 mod shell;
+mod shell_files;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};

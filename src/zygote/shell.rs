@@ -24,7 +24,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, getegid, geteuid, getpid, pipe, ForkResult, Pid};
 
-use super::{child, run_output, Engine, ZygoteError};
+use super::{child, run_output, shell_files, Engine, ZygoteError};
 use crate::jail::settings::{JailSettings, Layer};
 use crate::jail::shell_ids::ShellIds;
 use crate::jail::{JailError, ShellJail, ShellRun};
@@ -69,6 +69,8 @@ impl Engine for ShellEngine {
         if let Err(e) = self.jail.build_view(&run) {
             child::fail(&e.to_string());
         }
+        let output_dir = shell_files::place(&job, Path::new(&working_dir), uid, gid)
+            .unwrap_or_else(|e| child::fail(&e));
         let (out_read, out_write) = pipe().unwrap_or_else(|e| child::fail(&format!("pipe: {e}")));
         let (err_read, err_write) = pipe().unwrap_or_else(|e| child::fail(&format!("pipe: {e}")));
         let command = prepare_exec(&job, &working_dir);
@@ -89,6 +91,7 @@ impl Engine for ShellEngine {
                 drop((out_write, err_write));
                 let collected = collect(shell, out_read, err_read, deadline);
                 let status = waitpid(shell, None);
+                shell_files::gather(&output_dir);
                 report(collected, status, &job)
             }
             Err(e) => child::fail(&format!("fork: {e}")),
@@ -176,6 +179,14 @@ fn prepare_exec(job: &Job, working_dir: &str) -> Exec {
         ("HOME".to_owned(), "/tmp".to_owned()),
         ("LANG".to_owned(), "C.UTF-8".to_owned()),
         ("PWD".to_owned(), working_dir.to_owned()),
+        (
+            "SANDLOT_OUTPUT_DIR".to_owned(),
+            format!(
+                "{}/{}",
+                working_dir.trim_end_matches('/'),
+                crate::output_files::OUTPUT_DIR
+            ),
+        ),
     ]);
     env.extend(job.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let cstring = |s: String| CString::new(s.replace('\0', "")).expect("NUL removed");
