@@ -4,12 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use base64::Engine as _;
 use clap::Args;
 use serde_json::value::RawValue;
 
 use super::jail_args::JailArgs;
 use crate::broker::Broker;
 use crate::config::LimitPolicy;
+use crate::input_files::{Encoding, InputFile};
 use crate::jail::settings::JailSettings;
 use crate::output_region::Stream;
 use crate::protocol::ZygoteKind;
@@ -41,6 +43,13 @@ pub struct RunArgs {
     /// line on stdout.
     #[arg(long)]
     stream: bool,
+    /// A file the code finds beside it, read-only, under its own name (repeatable).
+    #[arg(long = "file", value_name = "PATH")]
+    files: Vec<PathBuf>,
+    /// Where to write the files the run wrote into its output/ directory (created if needed);
+    /// without it they are only in the response, base64.
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
     #[command(flatten)]
     jail: JailArgs,
 }
@@ -71,6 +80,12 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     match run(request, &jail, args.stream) {
         Ok(response) => {
+            if let Some(dir) = &args.output_dir {
+                if let Err(message) = save_files(&response, dir) {
+                    eprintln!("sandlot run: {message}");
+                    return ExitCode::FAILURE;
+                }
+            }
             let text = if args.stream {
                 serde_json::to_string(&response)
             } else {
@@ -115,8 +130,23 @@ fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
             )
         }
     };
+    let mut files = Vec::new();
+    for path in &args.files {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("reading --file {}: {e}", path.display()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| format!("--file {}: not a file name", path.display()))?;
+        files.push(InputFile {
+            name: name.to_owned(),
+            content: base64::engine::general_purpose::STANDARD.encode(bytes),
+            encoding: Encoding::Base64,
+        });
+    }
     Ok(RunRequest {
         inputs,
+        files: Some(files),
         mode: args.mode,
         limits: RequestedLimits {
             timeout_ms: args.timeout_ms,
@@ -125,6 +155,20 @@ fn build_request(args: &RunArgs) -> Result<RunRequest, String> {
         },
         ..RunRequest::new(crate::api::Api::Native, language, code)
     })
+}
+
+/// `--output-dir`: each returned file, under its name (which the server checked is a plain
+/// file name).
+fn save_files(response: &RunResponse, dir: &std::path::Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    for file in &response.files {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&file.base64)
+            .map_err(|e| format!("{}: {e}", file.name))?;
+        let path = dir.join(&file.name);
+        std::fs::write(&path, bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Starts the one zygote the run needs (installing the data packages first if it needs them),

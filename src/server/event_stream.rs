@@ -7,6 +7,7 @@
 //! response's body reads them. A client that leaves drops the body, and with it the channel's
 //! receiver: the task sees the channel closed and drops the run, which kills its child.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -64,20 +65,35 @@ pub async fn answer(state: AppState, plan: Plan) -> Response {
             outcome => Json(response(outcome)).into_response(),
         };
     }
-    let body = stream::unfold(Some((receiver, run)), |state| async move {
-        let (mut receiver, run) = state?;
+    let body = stream::unfold(Body::Running(receiver, run), |state| async move {
+        let (mut receiver, run) = match state {
+            Body::Running(receiver, run) => (receiver, run),
+            Body::Ending(mut last) => {
+                let event = last.pop_front()?;
+                return Some((Ok::<_, Infallible>(event), Body::Ending(last)));
+            }
+        };
         loop {
             match receiver.recv().await {
                 Some(RunEvent::Output { stream, text }) => {
-                    return Some((Ok(output(stream, &text)), Some((receiver, run))))
+                    return Some((Ok(output(stream, &text)), Body::Running(receiver, run)))
+                }
+                Some(RunEvent::File(file)) => {
+                    return Some((Ok(json_event("file", &file)), Body::Running(receiver, run)))
                 }
                 Some(RunEvent::Admitted) => continue,
                 None => {
-                    let result = Event::default().event("result");
-                    let result = result
-                        .json_data(response(run.await))
-                        .unwrap_or_else(|_| Event::default().event("result").data("null"));
-                    return Some((Ok::<_, Infallible>(result), None));
+                    // The run's figures are collected as it ends: each an `image` event, then
+                    // the result.
+                    let response = response(run.await);
+                    let mut last: VecDeque<Event> = response
+                        .images
+                        .iter()
+                        .map(|image| json_event("image", image))
+                        .collect();
+                    last.push_back(json_event("result", &response));
+                    let first = last.pop_front().expect("the result at least");
+                    return Some((Ok(first), Body::Ending(last)));
                 }
             }
         }
@@ -89,6 +105,19 @@ pub async fn answer(state: AppState, plan: Plan) -> Response {
         Sse::new(body).keep_alive(heartbeat),
     )
         .into_response()
+}
+
+/// Where the event stream is: following the run, or sending its last events.
+enum Body {
+    Running(mpsc::Receiver<RunEvent>, JoinHandle<Outcome>),
+    Ending(VecDeque<Event>),
+}
+
+fn json_event(name: &str, data: &impl Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(data)
+        .unwrap_or_else(|_| Event::default().event(name).data("{}"))
 }
 
 fn output(stream: Stream, text: &str) -> Event {

@@ -134,7 +134,7 @@ pub async fn execute(
     };
     let mut following = match follower {
         None => None,
-        Some(events) => match Following::new(events, &output, job.limits.max_output_bytes) {
+        Some(events) => match Following::new(events, &output, &job.limits) {
             Ok(following) => Some(following),
             Err(e) => return Attempt::Ran(internal(format!("following the output: {e}"))),
         },

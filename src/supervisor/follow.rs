@@ -2,7 +2,8 @@
 //! prints (`output_region.rs`); while a followed run goes on, the server reads what is new
 //! every [`FOLLOW_EVERY`] and sends it on as text, cut on UTF-8 boundaries. Once the run has
 //! ended, the rest follows; what was sent is then exactly what the run's response holds, cut
-//! at the same limit. A run nobody follows pays nothing for this.
+//! at the same limit. A file the code writes into `output/` is sent whole each time the code
+//! closes it (`output_files.rs`). A run nobody follows pays nothing for this.
 
 use std::convert::Infallible;
 use std::os::fd::OwnedFd;
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::output_files::{self, FilesLog, OutputFile};
 use crate::output_region::{self, Stream};
+use crate::run::Limits;
 
 /// How often a followed run's output file is read for what is new.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(50);
@@ -22,6 +25,8 @@ pub enum RunEvent {
     Admitted,
     /// Text the code printed.
     Output { stream: Stream, text: String },
+    /// A file of `output/`, as it was when the code closed it.
+    File(OutputFile),
 }
 
 /// The follower's side of a followed run: where its events go.
@@ -35,16 +40,22 @@ pub(super) struct Following<'a> {
     seen: [u64; 2],
     /// Bytes read that do not yet end a character (a shell command's output is bytes).
     pending: [Vec<u8>; 2],
+    files: FilesLog,
+    /// The files area's offset and size, and the bytes the run's files may hold.
+    files_area: (u64, usize, u64),
 }
 
 impl<'a> Following<'a> {
-    pub fn new(events: &'a Follower, output: &OwnedFd, limit: u64) -> std::io::Result<Self> {
+    pub fn new(events: &'a Follower, output: &OwnedFd, limits: &Limits) -> std::io::Result<Self> {
+        let (area, size) = output_files::area_of(limits);
         Ok(Self {
             events,
             file: std::fs::File::from(output.try_clone()?),
-            limit,
+            limit: limits.max_output_bytes,
             seen: [0, 0],
             pending: [Vec::new(), Vec::new()],
+            files: FilesLog::default(),
+            files_area: (area, size, limits.max_output_files_bytes),
         })
     }
 
@@ -77,6 +88,16 @@ impl<'a> Following<'a> {
                 };
                 // A follower that left ends the run itself; nothing to do here.
                 let _ = self.events.send(RunEvent::Output { stream, text }).await;
+            }
+        }
+        let (area, size, cap) = self.files_area;
+        let closed = self
+            .files
+            .catch_up(&self.file, area, size, cap)
+            .unwrap_or_default();
+        for index in closed {
+            if let Some(file) = self.files.file(index) {
+                let _ = self.events.send(RunEvent::File(file.clone().into())).await;
             }
         }
     }
