@@ -146,6 +146,7 @@ fn assert_same_response(streamed: &Value, plain: &Value) {
         "exit_code",
         "error",
         "images",
+        "files",
     ] {
         assert_eq!(
             streamed[field], plain[field],
@@ -345,6 +346,43 @@ fn a_quiet_run_gets_heartbeats_and_a_bad_request_gets_plain_json() {
     );
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.body["error"]["kind"], "bad_request");
+}
+
+/// Each file is sent whole when the code closes it, long before the result; a file rewritten
+/// and closed again is sent again as it is then. The result holds every file too.
+#[test]
+fn files_are_sent_as_they_are_closed() {
+    let code = "import time\n\
+        def main():\n\
+        \x20   with open('output/first.csv', 'w') as f:\n\
+        \x20       f.write('a,b\\n')\n\
+        \x20   time.sleep(0.6)\n\
+        \x20   with open('output/first.csv', 'a') as f:\n\
+        \x20       f.write('1,2\\n')\n\
+        \x20   time.sleep(0.6)\n\
+        \x20   return {}\n";
+    let body = json!({"language": "python", "code": code});
+    let streamed = stream(body.clone());
+    let files: Vec<_> = streamed
+        .events
+        .iter()
+        .filter(|(_, name, _)| name == "file")
+        .collect();
+    assert_eq!(files.len(), 2, "{:?}", streamed.events);
+    let decode = |v: &Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(v["base64"].as_str().unwrap())
+            .unwrap()
+    };
+    assert_eq!(files[0].2["name"], "first.csv");
+    assert_eq!(decode(&files[0].2), b"a,b\n".to_vec());
+    assert_eq!(decode(&files[1].2), b"a,b\n1,2\n".to_vec());
+    let (result_at, result) = streamed.result();
+    let early = result_at.duration_since(files[0].0);
+    assert!(early >= Duration::from_millis(800), "the first file came {early:?} before the result");
+    assert_eq!(decode(&result["files"][0]), b"a,b\n1,2\n".to_vec());
+    assert_same_response(result, &plain(&body));
 }
 
 #[test]

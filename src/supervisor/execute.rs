@@ -225,7 +225,8 @@ pub async fn execute(
 }
 
 /// The files the run wrote, into the response; a cap that refused a write ends the run
-/// `output_limit` (unless it had failed already), with what fit kept.
+/// `output_limit`, with what fit kept: whether the code went on or failed on the refusal
+/// (a run that failed otherwise — a timeout, the memory limit — says so instead).
 fn take_files(response: &mut RunResponse, output: &OwnedFd, job: &Job) {
     let log = match output_files::read(output, &job.limits) {
         Ok(log) => log,
@@ -235,16 +236,20 @@ fn take_files(response: &mut RunResponse, output: &OwnedFd, job: &Job) {
         }
     };
     if let Some(hit) = log.cap_hit {
-        if response.error.is_none() {
-            response.ok = false;
-            response.result = None;
-            if response.exit_code == 0 {
-                response.exit_code = 1;
+        let message = output_files::cap_message(hit, job.limits.max_output_files_bytes);
+        match response.error.as_mut() {
+            None => {
+                response.ok = false;
+                response.result = None;
+                response.exit_code = response.exit_code.max(1);
+                response.error = Some(RunError::new(ErrorKind::OutputLimit, message));
             }
-            response.error = Some(RunError::new(
-                ErrorKind::OutputLimit,
-                output_files::cap_message(hit, job.limits.max_output_files_bytes),
-            ));
+            // The code did not catch the refusal: its traceback says where it wrote.
+            Some(error) if error.kind == ErrorKind::RuntimeError => {
+                error.kind = ErrorKind::OutputLimit;
+                error.message = message;
+            }
+            Some(_) => {}
         }
     }
     response.files = log.into_output_files();

@@ -233,7 +233,6 @@
     });
   }
   const processCommon = {
-    env: Object.freeze({}),
     argv: Object.freeze(['node', 'sandlot']),
     platform: 'linux',
     arch: 'x64',
@@ -259,8 +258,12 @@
   // A script may end itself; main() may not, as in FastGPT (it has no process.exit there).
   let scriptMode = false;
   const exit = (code = 0) => { throw new ProcessExit(Number(code) | 0); };
-  const processObject = Object.freeze(Object.defineProperty({ ...processCommon }, 'exit', {
-    get: () => (scriptMode ? exit : undefined), enumerable: true,
+  // A run that may have files (fs.js) is told where its output directory is.
+  const noEnv = Object.freeze({});
+  const filesEnv = Object.freeze({ SANDLOT_OUTPUT_DIR: '/sandbox/output' });
+  const processObject = Object.freeze(Object.defineProperties({ ...processCommon }, {
+    exit: { get: () => (scriptMode ? exit : undefined), enumerable: true },
+    env: { get: () => (runFiles === null ? noEnv : filesEnv), enumerable: true },
   }));
   // Not replaceable: a run sees this `process` whatever it assigns.
   Object.defineProperty(globalThis, 'process', {
