@@ -28,6 +28,12 @@ impl Api {
     }
 
     /// How a run of this API calls `main` and what it may return.
+    /// Whether its runs have files (`files` in, `output/` out): sandlot's own APIs. The peers'
+    /// have no field for them, and FastGPT's suite checks that `fs` is refused.
+    pub fn has_files(self) -> bool {
+        matches!(self, Self::Native | Self::SandboxModule)
+    }
+
     pub fn convention(self) -> Convention {
         match self {
             Self::Fastgpt => Convention::Fastgpt,

@@ -30,6 +30,7 @@ pub mod control_socket;
 pub mod input_files;
 pub mod jail;
 pub mod logging;
+pub mod media_type;
 pub mod metrics;
 pub mod output_files;
 pub mod output_region;

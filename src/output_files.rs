@@ -379,7 +379,7 @@ impl From<WrittenFile> for OutputFile {
         use base64::Engine as _;
         Self {
             size: file.bytes.len() as u64,
-            media_type: media_type(&file.name).to_owned(),
+            media_type: crate::media_type::of(&file.name).to_owned(),
             base64: base64::engine::general_purpose::STANDARD.encode(&file.bytes),
             name: file.name,
         }
@@ -416,34 +416,6 @@ pub fn cap_message(hit: CapHit, max_bytes: u64) -> String {
             "the run's files in {OUTPUT_DIR}/ exceeded {max_bytes} bytes \
              (--max-output-files-bytes)"
         ),
-    }
-}
-
-/// A file's media type, from its name's extension; `application/octet-stream` when unknown.
-pub fn media_type(name: &str) -> &'static str {
-    let extension = name.rsplit_once('.').map_or("", |(_, e)| e);
-    match extension.to_ascii_lowercase().as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "svg" => "image/svg+xml",
-        "webp" => "image/webp",
-        "pdf" => "application/pdf",
-        "csv" => "text/csv",
-        "tsv" => "text/tab-separated-values",
-        "txt" | "log" => "text/plain",
-        "md" => "text/markdown",
-        "html" | "htm" => "text/html",
-        "json" => "application/json",
-        "xml" => "application/xml",
-        "yaml" | "yml" => "application/yaml",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "xls" => "application/vnd.ms-excel",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "pptx" => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        "zip" => "application/zip",
-        "parquet" => "application/vnd.apache.parquet",
-        _ => "application/octet-stream",
     }
 }
 

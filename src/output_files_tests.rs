@@ -124,14 +124,3 @@ fn a_streamed_run_reads_on_from_where_it_was() {
     assert_eq!(log.catch_up(&file, area, size, 1024).unwrap(), vec![0]);
     assert_eq!(log.file(0).unwrap().bytes, b"x,y\n1,2\n".to_vec());
 }
-
-#[test]
-fn media_types_follow_the_extension() {
-    assert_eq!(media_type("chart.PNG"), "image/png");
-    assert_eq!(media_type("out.csv"), "text/csv");
-    assert_eq!(
-        media_type("report.xlsx"),
-        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-    );
-    assert_eq!(media_type("noextension"), "application/octet-stream");
-}

@@ -158,6 +158,7 @@ impl RunRequest {
                 env,
                 network: self.network.unwrap_or(true),
                 files,
+                has_files: self.api.has_files(),
             },
         })
     }

@@ -249,7 +249,10 @@ def main():
     return {'went on': True}
 ";
     let r = server().run(json!({"language": "python", "code": python}));
-    assert!(r["stdout"].as_str().unwrap().contains("refused ENOSPC"), "{r}");
+    assert!(
+        r["stdout"].as_str().unwrap().contains("refused ENOSPC"),
+        "{r}"
+    );
     assert_eq!(r["error"]["kind"], "output_limit", "{r}");
     assert!(
         r["error"]["message"]
@@ -258,7 +261,11 @@ def main():
             .contains(&OUTPUT_CAP.to_string()),
         "the message names the cap: {r}"
     );
-    assert_eq!(returned(&r, "first.txt"), b"kept".to_vec(), "what fit is kept");
+    assert_eq!(
+        returned(&r, "first.txt"),
+        b"kept".to_vec(),
+        "what fit is kept"
+    );
 
     let many = "def main():\n    for i in range(40):\n        open(f'output/f{i}.txt', 'w').write('x')\n    return {}\n";
     let r = server().run(json!({"language": "python", "code": many}));
@@ -333,7 +340,11 @@ fn names_that_are_not_plain_file_names_are_refused_naming_the_file() {
     );
     assert_eq!(over.status, 400, "{}", over.text);
     assert!(over.text.contains("big.txt"), "{}", over.text);
-    assert!(over.text.contains("--max-input-files-bytes"), "{}", over.text);
+    assert!(
+        over.text.contains("--max-input-files-bytes"),
+        "{}",
+        over.text
+    );
 }
 
 #[test]
@@ -367,14 +378,20 @@ def main():
         let r = server().run(json!({"language": language, "code": code}));
         assert_eq!(r["ok"], true, "{language}: {r}");
         for (path, value) in r["result"]["found"].as_object().unwrap() {
-            assert!(value.as_str().unwrap().len() < 20, "{language} read {path}: {r}");
+            assert!(
+                value.as_str().unwrap().len() < 20,
+                "{language} read {path}: {r}"
+            );
         }
         assert_eq!(r["result"]["listed"], json!([]), "{language}: {r}");
     }
     let shell = server().run(json!({"language": "shell", "code": "ls; ls output; cat secret.txt"}));
     let holder = holder.join().unwrap();
     let secret = String::from_utf8(returned(&holder, "mine.txt")).unwrap();
-    assert!(!shell["stdout"].as_str().unwrap().contains(&secret), "{shell}");
+    assert!(
+        !shell["stdout"].as_str().unwrap().contains(&secret),
+        "{shell}"
+    );
 }
 
 #[test]

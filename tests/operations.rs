@@ -981,7 +981,8 @@ fn check_under_deployment_restrictions(keep: Vec<u64>, no_new_privs: bool, writa
     assert_eq!(javascript["result"]["a"], 2, "{javascript}");
     let shell =
         server.run(json!({"language": "shell", "code": "echo hello; touch /tmp/x && ls /tmp"}));
-    assert_eq!(shell["stdout"], "hello\nx\n", "{shell}");
+    // /tmp is the working directory, with the run's output directory in it.
+    assert_eq!(shell["stdout"], "hello\noutput\nx\n", "{shell}");
     // The Dify route imports anything: fork gets past Python and the kernel refuses it.
     let forked = server.post(
         "/v1/sandbox/run",

@@ -380,7 +380,10 @@ fn files_are_sent_as_they_are_closed() {
     assert_eq!(decode(&files[1].2), b"a,b\n1,2\n".to_vec());
     let (result_at, result) = streamed.result();
     let early = result_at.duration_since(files[0].0);
-    assert!(early >= Duration::from_millis(800), "the first file came {early:?} before the result");
+    assert!(
+        early >= Duration::from_millis(800),
+        "the first file came {early:?} before the result"
+    );
     assert_eq!(decode(&result["files"][0]), b"a,b\n1,2\n".to_vec());
     assert_same_response(result, &plain(&body));
 }

@@ -84,9 +84,7 @@ impl Settings {
             max_memory_mb: self.max_memory_mb.or(below.max_memory_mb),
             max_output_bytes: self.max_output_bytes.or(below.max_output_bytes),
             max_input_files_bytes: self.max_input_files_bytes.or(below.max_input_files_bytes),
-            max_output_files_bytes: self
-                .max_output_files_bytes
-                .or(below.max_output_files_bytes),
+            max_output_files_bytes: self.max_output_files_bytes.or(below.max_output_files_bytes),
             workers: self.workers.or(below.workers),
             queue: self.queue.or(below.queue),
             data_dir: self.data_dir.or(below.data_dir),

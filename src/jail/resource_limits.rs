@@ -87,7 +87,9 @@ impl Budget {
         let output = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
         self.mapped
             .saturating_add(megabytes(limits.memory_mb))
-            .saturating_add(output_region::mapped_size(output, limits.max_output_files_bytes) as u64)
+            .saturating_add(
+                output_region::mapped_size(output, limits.max_output_files_bytes) as u64,
+            )
     }
 }
 

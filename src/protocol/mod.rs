@@ -198,6 +198,9 @@ pub struct Job {
     /// The request's files, checked by the server (`input_files::check`).
     #[serde(default)]
     pub files: Vec<crate::input_files::InputFile>,
+    /// Whether the run has files at all (its API's: [`crate::api::Api::has_files`]).
+    #[serde(default)]
+    pub has_files: bool,
 }
 
 fn yes() -> bool {

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use super::follow::{Follower, Following};
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
-use crate::{output_files, output_region};
 use crate::protocol::{
     base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
-    ChildReport, ExitStatus, FrameTag, Job, ZygoteKind, CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME,
-    MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES,
+    ChildReport, ExitStatus, FrameTag, Job, ZygoteKind, CHILD_UNJAILED_EXIT,
+    MAX_BROKER_REQUEST_FRAME, MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
+    MAX_IMAGES_TOTAL_BYTES,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
+use crate::{output_files, output_region};
 
 /// How long to wait for a zygote to say how a child that sent no report ended.
 const EXIT_STATUS_WAIT: Duration = Duration::from_secs(2);

@@ -244,6 +244,7 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
         files.append((file.name.as_str(), PyBytes::new(py, &file.bytes())))?;
     }
     dict.set_item("files", files)?;
+    dict.set_item("has_files", job.has_files)?;
     Ok(dict)
 }
 

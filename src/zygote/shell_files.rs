@@ -37,17 +37,18 @@ pub fn place(job: &Job, working_dir: &Path, uid: u32, gid: u32) -> Result<OwnedF
         MAX_FILES,
     )
     .map_err(|e: JailError| e.to_string())?;
-    open(&output, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| format!("opening {}: {e}", output.display()))
+    open(
+        &output,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("opening {}: {e}", output.display()))
 }
 
 /// Copies the regular files of `output` (by name; links and directories are left out) into
 /// the run's output file, and marks a cap as hit when the tmpfs is full.
 pub fn gather(output: &OwnedFd) {
-    let dir = output
-        .try_clone()
-        .ok()
-        .and_then(|fd| Dir::from_fd(fd).ok());
+    let dir = output.try_clone().ok().and_then(|fd| Dir::from_fd(fd).ok());
     let mut names: Vec<String> = match dir {
         Some(mut dir) => dir
             .iter()

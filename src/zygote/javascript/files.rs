@@ -21,7 +21,10 @@ pub fn for_run<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Object<'js>> {
     natives.set("files", Func::from(files))?;
     let inputs = Object::new(ctx.clone())?;
     for file in &job.files {
-        inputs.set(file.name.as_str(), ArrayBuffer::new(ctx.clone(), file.bytes())?)?;
+        inputs.set(
+            file.name.as_str(),
+            ArrayBuffer::new(ctx.clone(), file.bytes())?,
+        )?;
     }
     natives.set("inputs", inputs)?;
     Ok(natives)

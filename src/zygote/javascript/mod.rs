@@ -192,8 +192,8 @@ fn broker_call(request: String) -> rquickjs::Result<String> {
 fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instant) -> Outcome {
     let script = job.mode == Mode::Script;
     let fastgpt = job.convention == Convention::Fastgpt;
-    // FastGPT's runs have no files (its suite checks that `fs` is refused).
-    let run_files = if fastgpt {
+    // The peers' runs have no files (FastGPT's suite checks that `fs` is refused).
+    let run_files = if !job.has_files {
         Ok(None)
     } else {
         files::for_run(ctx, job).map(Some)

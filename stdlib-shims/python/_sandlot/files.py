@@ -33,8 +33,11 @@ def connect(host):
 
 
 def wanted(job):
-    """Whether a run may use files: it was given some, or its code names its output directory
-    (a literal path, or SANDLOT_OUTPUT_DIR). Other runs keep the plain functions, untouched."""
+    """Whether a run uses files: its API has them, and it was given some or its code names its
+    output directory (a literal path, or SANDLOT_OUTPUT_DIR). Other runs keep the plain
+    functions, untouched."""
+    if not job.get("has_files"):
+        return False
     code = job["code"]
     return bool(job.get("files")) or "output" in code or "OUTPUT" in code or "Output" in code
 

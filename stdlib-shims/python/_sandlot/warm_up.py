@@ -49,8 +49,10 @@ def prepare_data(site_dir, package_names):
     ]
     for step in steps:
         step()
-    # openpyxl (DataFrame.to_excel, read_excel) is imported by the runs that use it.
+    # openpyxl (DataFrame.to_excel, read_excel) is imported by the runs that use it;
+    # xlsxwriter, which pandas prefers when an operator installed it, by the operator's zygote.
     network.patch_on_import("openpyxl.writer.excel", lambda _: _openpyxl_in_memory())
+    network.patch_on_import("xlsxwriter.workbook", _xlsxwriter_in_memory)
 
 
 def prepare_operator(site_dir, names):
@@ -76,6 +78,19 @@ def prepare_operator(site_dir, names):
             _openpyxl_in_memory()
         except Exception as e:  # another openpyxl than the one this was written for
             print(f"sandlot: openpyxl keeps writing temporary files ({e})", file=sys.stderr)
+
+
+def _xlsxwriter_in_memory(module):
+    """xlsxwriter assembles a workbook in temporary files unless told `in_memory`, and a run
+    may write no file: in memory is its default here."""
+    init = module.Workbook.__init__
+
+    def in_memory_init(self, filename=None, options=None):
+        options = dict(options or {})
+        options.setdefault("in_memory", True)
+        init(self, filename, options)
+
+    module.Workbook.__init__ = in_memory_init
 
 
 def _openpyxl_in_memory():
