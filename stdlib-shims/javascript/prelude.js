@@ -2,7 +2,8 @@
 // expression and called by src/zygote/javascript/mod.rs with the native pieces (the output writer,
 // the OS random source, the broker, fetch's pieces), the require() allowlist and the bundled
 // polyfills; it returns the hooks the engine drives a run with, which user code cannot reach.
-(function install(write, randomBytes, broker, allowedModules, polyfills, fetchNatives) {
+(function install(write, randomBytes, broker, allowedModules, polyfills, fetchNatives,
+  filesNatives) {
   'use strict';
   // Our own references: user code may replace JSON's methods for its run.
   const { parse: jsonParse, stringify: jsonStringify } = JSON;
@@ -66,19 +67,21 @@
     if (typeof name !== 'string') throw new TypeError('require() expects a module name');
     const bare = name.startsWith('node:') ? name.slice(5) : name;
     if (!allowed.has(bare)) throw notAllowed(name, byImport);
-    if (bare === 'fs' && runFiles !== null) return fsModule();
+    if (bare === 'fs' && hasFiles) return fsModule();
     if (!(bare in bundled)) {
       throw new Error(`Module '${bare}' is on the allowlist but not bundled into this build`);
     }
     return bundled[bare];
   }
   // The run's files (fs.js), for a run that may have them: compiled on the first require.
-  let runFiles = null;
+  let hasFiles = false;
+  let runInputs;
   let fsApi = null;
   function fsModule() {
     if (fsApi === null) {
-      fsApi = runFiles.load()({
-        inputs: runFiles.inputs, files: runFiles.files, Buffer: polyfills.Buffer, URL: polyfills.URL,
+      fsApi = filesNatives.load()({
+        inputs: runInputs ?? {}, files: filesNatives.files, Buffer: polyfills.Buffer,
+        URL: polyfills.URL,
         decodeUtf8: fetchNatives.decodeUtf8, encodeUtf8: fetchNatives.encodeUtf8,
       });
     }
@@ -263,7 +266,7 @@
   const filesEnv = Object.freeze({ SANDLOT_OUTPUT_DIR: '/sandbox/output' });
   const processObject = Object.freeze(Object.defineProperties({ ...processCommon }, {
     exit: { get: () => (scriptMode ? exit : undefined), enumerable: true },
-    env: { get: () => (runFiles === null ? noEnv : filesEnv), enumerable: true },
+    env: { get: () => (hasFiles ? filesEnv : noEnv), enumerable: true },
   }));
   // Not replaceable: a run sees this `process` whatever it assigns.
   Object.defineProperty(globalThis, 'process', {
@@ -409,11 +412,12 @@
     prepareRun() {
       reseed();
     },
-    beginRun(script, fastgpt, runAllowed, files) {
+    beginRun(script, fastgpt, runAllowed, withFiles, inputs) {
       scriptMode = script;
       allowed = new Set(runAllowed.filter((name) => allowed.has(name)));
-      if (files) {
-        runFiles = files;
+      if (withFiles) {
+        hasFiles = true;
+        runInputs = inputs;
         allowed.add('fs');
       }
       if (fastgpt) installFastgptHelpers();

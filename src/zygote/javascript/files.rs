@@ -13,21 +13,31 @@ use crate::zygote::run_output;
 
 const FS: &str = include_str!("../../../stdlib-shims/javascript/fs.js");
 
-/// What the prelude's `beginRun` takes for a run that may use files: `load()` (fs.js's install
-/// function), `inputs` (name to ArrayBuffer) and `files` (the writes).
-pub fn for_run<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Object<'js>> {
+/// What the prelude is installed with, once in the zygote: `load()` (fs.js's install
+/// function) and `files` (the writes).
+pub fn natives<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     let natives = Object::new(ctx.clone())?;
     natives.set("load", Func::from(load))?;
     natives.set("files", Func::from(files))?;
+    Ok(natives)
+}
+
+/// A run's input files for the prelude's `beginRun` (name to ArrayBuffer); `undefined` when it
+/// was given none, which costs a run nothing.
+pub fn inputs<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Value<'js>> {
+    if job.files.is_empty() {
+        return Ok(Value::new_undefined(ctx.clone()));
+    }
+    // Without a prototype: a file named `__proto__` is a file like any other.
     let inputs = Object::new(ctx.clone())?;
+    inputs.set_prototype(None)?;
     for file in &job.files {
         inputs.set(
             file.name.as_str(),
             ArrayBuffer::new(ctx.clone(), file.bytes())?,
         )?;
     }
-    natives.set("inputs", inputs)?;
-    Ok(natives)
+    Ok(inputs.into_value())
 }
 
 /// Compiles fs.js; its frames count as the prelude's (left out of the user's traceback).

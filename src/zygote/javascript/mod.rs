@@ -74,6 +74,7 @@ impl Engine for JavascriptEngine {
                     whitelist::javascript(),
                     polyfills,
                     fetch::natives(&ctx)?,
+                    files::natives(&ctx)?,
                 ))?;
                 modules::register_all(&ctx, &hooks)?;
                 Ok(Persistent::save(&ctx, hooks))
@@ -193,14 +194,10 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
     let script = job.mode == Mode::Script;
     let fastgpt = job.convention == Convention::Fastgpt;
     // The peers' runs have no files (FastGPT's suite checks that `fs` is refused).
-    let run_files = if !job.has_files {
-        Ok(None)
-    } else {
-        files::for_run(ctx, job).map(Some)
-    };
-    let begin = run_files.and_then(|run_files| {
+    let begin = files::inputs(ctx, job).and_then(|inputs| {
         hooks.get::<_, Function>("beginRun").and_then(|f| {
-            f.call::<_, ()>((script, fastgpt, allowed_names(&job.imports), run_files))
+            let allowed = allowed_names(&job.imports);
+            f.call::<_, ()>((script, fastgpt, allowed, job.has_files, inputs))
         })
     });
     if let Err(e) = begin {
