@@ -32,7 +32,10 @@ pub enum ZygoteKind {
     Python,
     /// Python with numpy, pandas, matplotlib and jinja2 pre-imported.
     PythonData,
+    /// QuickJS with the globals and the npm modules; Intl is loaded by the run that uses it.
     Javascript,
+    /// The same with FormatJS's Intl polyfills and their data evaluated and warmed up.
+    JavascriptIntl,
     Shell,
 }
 
@@ -42,6 +45,7 @@ impl ZygoteKind {
             Self::Python => "python",
             Self::PythonData => "python-data",
             Self::Javascript => "javascript",
+            Self::JavascriptIntl => "javascript-intl",
             Self::Shell => "shell",
         }
     }

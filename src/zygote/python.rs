@@ -17,7 +17,8 @@ use serde_json::value::RawValue;
 use super::{child, run_output, Engine, ZygoteError};
 use crate::output_region::{Stream, Written};
 use crate::protocol::{
-    ChildReport, Convention, ImportPolicy, Job, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
+    ChildReport, Convention, ImportPolicy, Job, ZygoteKind, MATPLOTLIB_CONFIG_ENV,
+    PYTHON_PACKAGES_ENV,
 };
 use crate::python_packages::operator::{self, OPERATOR_PACKAGES_ENV};
 use crate::run::Mode;
@@ -76,7 +77,7 @@ pub struct PythonEngine {
 }
 
 impl Engine for PythonEngine {
-    fn prepare() -> Result<Self, ZygoteError> {
+    fn prepare(_kind: ZygoteKind) -> Result<Self, ZygoteError> {
         super::python_arenas::install();
         Python::initialize();
         let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {

@@ -259,66 +259,6 @@
     if (Object.getOwnPropertyDescriptor(Error, hook)?.configurable) delete Error[hook];
   }
 
-  // ---- Intl.Collator, which FormatJS does not polyfill: Unicode order, with the options ----
-  // numeric (natural order of digit runs), sensitivity and ignorePunctuation. Locale-specific
-  // tailorings (pinyin order for zh) are not known: strings compare by their code points.
-  const compareText = (x, y) => {
-    const [lx, ly] = [x.toLowerCase(), y.toLowerCase()];
-    return lx === ly ? 0 : lx < ly ? -1 : 1;
-  };
-  const compareNumeric = (x, y) => {
-    const [xs, ys] = [x.split(/(\d+)/), y.split(/(\d+)/)];
-    for (let i = 0; i < Math.min(xs.length, ys.length); i++) {
-      const order = i % 2 === 1 ? Math.sign(Number(xs[i]) - Number(ys[i]))
-        : compareText(xs[i], ys[i]);
-      if (order !== 0) return order;
-    }
-    return Math.sign(xs.length - ys.length);
-  };
-  class Collator {
-    constructor(locales, options = {}) {
-      const [locale] = Intl.getCanonicalLocales(locales ?? []);
-      const usage = options.usage ?? 'sort';
-      const sensitivity = options.sensitivity ?? 'variant';
-      if (!['base', 'accent', 'case', 'variant'].includes(sensitivity)) {
-        throw new RangeError(`Value ${sensitivity} out of range for Intl.Collator options property sensitivity`);
-      }
-      this._options = {
-        locale: locale ?? 'en-US', usage, sensitivity,
-        ignorePunctuation: Boolean(options.ignorePunctuation), collation: 'default',
-        numeric: Boolean(options.numeric), caseFirst: options.caseFirst ?? 'false',
-      };
-      Object.defineProperty(this, 'compare', { value: (a, b) => this._compare(String(a), String(b)) });
-    }
-    _key(s) {
-      const { sensitivity, ignorePunctuation } = this._options;
-      let key = s.normalize('NFD');
-      if (ignorePunctuation) key = key.replace(/[\p{P}\s]/gu, '');
-      if (sensitivity === 'base' || sensitivity === 'case') key = key.replace(/\p{M}/gu, '');
-      if (sensitivity === 'base' || sensitivity === 'accent') key = key.toLowerCase();
-      return key;
-    }
-    _compare(a, b) {
-      const [x, y] = [this._key(a), this._key(b)];
-      if (x === y) return 0;
-      const primary = this._options.numeric ? compareNumeric(x, y) : compareText(x, y);
-      if (primary !== 0 || this._options.sensitivity === 'base') return primary;
-      // Same but for case: lower case first, as ICU's default.
-      return x < y ? 1 : -1;
-    }
-    resolvedOptions() { return { ...this._options }; }
-    static supportedLocalesOf(locales) { return Intl.getCanonicalLocales(locales ?? []); }
-  }
-  Object.defineProperty(Intl, 'Collator', { value: Collator, writable: true, configurable: true });
-  const localeCompare = String.prototype.localeCompare;
-  Object.defineProperty(String.prototype, 'localeCompare', {
-    value: function (that, locales, options) {
-      if (locales === undefined && options === undefined) return localeCompare.call(this, that);
-      return new Collator(locales, options).compare(this, that);
-    },
-    writable: true, configurable: true,
-  });
-
   // ---- the helpers old FastGPT code nodes call, on FastGPT's route only ----
   function installFastgptHelpers() {
     const CryptoJS = bundled['crypto-js'];

@@ -1,10 +1,13 @@
-//! The JavaScript zygote: one QuickJS runtime and context (rquickjs) with, evaluated once, the
+//! The JavaScript zygotes: one QuickJS runtime and context (rquickjs) with, evaluated once, the
 //! Node-like globals of `stdlib-shims/javascript/prelude.js`, their npm polyfills, and every
-//! whitelisted npm module. A child inherits all of it by fork and uses it once.
+//! whitelisted npm module; the javascript-intl zygote also FormatJS's Intl, which the lean
+//! javascript zygote loads in the run that uses it ([`locale`]). A child inherits all of it by
+//! fork and uses it once.
 
 mod errors;
 mod event_loop;
 mod fetch;
+mod locale;
 mod modules;
 mod outcome;
 mod output;
@@ -19,7 +22,7 @@ use rquickjs::{
 };
 
 use super::{Engine, ZygoteError};
-use crate::protocol::{Convention, ImportPolicy, Job};
+use crate::protocol::{Convention, ImportPolicy, Job, ZygoteKind};
 use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
 use crate::whitelist;
 use errors::describe;
@@ -51,7 +54,7 @@ pub struct JavascriptEngine {
 }
 
 impl Engine for JavascriptEngine {
-    fn prepare() -> Result<Self, ZygoteError> {
+    fn prepare(kind: ZygoteKind) -> Result<Self, ZygoteError> {
         let failed = |what: &str, e: rquickjs::Error| {
             ZygoteError::Interpreter(format!("QuickJS: {what}: {e}"))
         };
@@ -65,7 +68,6 @@ impl Engine for JavascriptEngine {
                 options.filename = Some(PRELUDE_FILE.into());
                 let install: Function = ctx.eval_with_options(PRELUDE, options)?;
                 let polyfills = modules::polyfills(&ctx)?;
-                modules::install_intl(&ctx)?;
                 let hooks: Object = install.call((
                     Func::from(output::write_output),
                     Func::from(random_bytes),
@@ -74,6 +76,7 @@ impl Engine for JavascriptEngine {
                     polyfills,
                     fetch::natives(&ctx)?,
                 ))?;
+                locale::install(&ctx, kind)?;
                 modules::register_all(&ctx, &hooks)?;
                 Ok(Persistent::save(&ctx, hooks))
             })
