@@ -10,6 +10,7 @@ use crate::api::Api;
 use crate::config::{LimitPolicy, MIN_MEMORY_MB};
 use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
+use crate::supervisor::javascript_intl;
 use crate::whitelist;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -88,6 +89,9 @@ impl RunRequest {
                 ZygoteKind::PythonData
             }
             Language::Python => ZygoteKind::Python,
+            Language::Javascript if javascript_intl::needs_intl(&self.code) => {
+                ZygoteKind::JavascriptIntl
+            }
             Language::Javascript => ZygoteKind::Javascript,
             Language::Shell => ZygoteKind::Shell,
         };

@@ -40,6 +40,14 @@ pub enum ZygoteKind {
 }
 
 impl ZygoteKind {
+    pub const ALL: [Self; 5] = [
+        Self::Python,
+        Self::PythonData,
+        Self::Javascript,
+        Self::JavascriptIntl,
+        Self::Shell,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Python => "python",
