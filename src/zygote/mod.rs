@@ -7,7 +7,7 @@
 
 mod brokered_connection;
 pub mod child;
-mod huge_pages;
+pub mod huge_pages;
 mod javascript;
 mod native_libraries;
 pub mod out_of_memory;
