@@ -243,8 +243,22 @@ fn what_a_run_replaced_before_intl_loaded_stays_replaced() {
     );
 }
 
+/// In the lean zygote Intl would load within the run's own memory limit; a run whose limit is
+/// too small for that waits for the javascript-intl zygote, even as the first one.
 #[test]
-fn sandlot_run_answers_intl_code_from_the_lean_zygote() {
+fn a_run_with_little_memory_waits_for_the_intl_zygote() {
+    let server = common::start(&[], &[]);
+    assert_eq!(server.get("/readyz").body["javascript_intl"], Value::Null);
+    let body = json!({"language": "javascript", "code": SHANGHAI, "limits": {"memory_mb": 16},
+                      "inputs": {"millis": 1705343400000u64}});
+    let t = &ok_result(server.run(body))["t"];
+    assert!(is_shanghai_time(t), "{t}");
+    assert_eq!(runs(&server, "javascript-intl"), 1);
+    assert_eq!(runs(&server, "javascript"), 0);
+}
+
+#[test]
+fn sandlot_run_answers_intl_code() {
     let dir = std::env::temp_dir().join(format!("sandlot-intl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("shanghai.js");

@@ -140,13 +140,7 @@ fn run(request: RunRequest, jail: &JailSettings, stream: bool) -> Result<RunResp
             python_packages::install(&data_dir, &Default::default(), &mut std::io::stderr())
                 .map_err(|e| e.to_string())?;
         }
-        // Code that names Intl runs in the lean zygote, which loads Intl in the child: for one
-        // run that costs less than starting the javascript-intl zygote.
-        let kinds: &[ZygoteKind] = match plan.kind {
-            ZygoteKind::PythonData => &[],
-            ZygoteKind::JavascriptIntl => &[ZygoteKind::Javascript],
-            kind => &[kind],
-        };
+        let kinds: &[ZygoteKind] = if data { &[] } else { &[plan.kind] };
         let supervisor = Supervisor::start(
             kinds,
             jail,

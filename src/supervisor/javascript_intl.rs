@@ -5,8 +5,9 @@
 //!
 //! It is started by the first run that needs it, so a server whose users never format a date
 //! holds no copy of Intl at all. Until it is ready (and while it restarts) such runs go to the
-//! lean zygote, where Intl loads in the child on first use: the same answers, some 100 ms later.
-//! No run waits for it or fails for want of it.
+//! lean zygote, where Intl loads in the child on first use: the same answers, 150–300 ms of CPU
+//! later. Only a run whose memory limit is too small to load Intl in ([`LOAD_IN_RUN_MB`]) waits
+//! for it instead.
 
 use std::sync::{Arc, OnceLock};
 
@@ -35,6 +36,11 @@ pub fn needs_intl(code: &str) -> bool {
     TOKENS.iter().any(|token| code.contains(token))
 }
 
+/// The least `memory_mb` a run needs to load Intl in the lean zygote: the bundle makes a heap
+/// of ~29 MB, counted against the run's own limit there (in the javascript-intl zygote it is
+/// part of the base the limit is added to).
+pub const LOAD_IN_RUN_MB: u64 = 48;
+
 /// The javascript-intl zygote of a server, started on first need.
 pub struct JavascriptIntl {
     jail: JailSettings,
@@ -52,14 +58,15 @@ impl JavascriptIntl {
         }
     }
 
-    /// The zygote, if it is ready to take a run now; otherwise `None` (the run goes to the lean
-    /// zygote), and the zygote is started if this is the first time it is wanted.
-    pub fn serving(&self) -> Option<Arc<ZygoteProcess>> {
+    /// The zygote for a run that may use `memory_mb`: now if it is ready, or if the run could
+    /// not load Intl itself (it then waits for the zygote); otherwise `None` (the run goes to
+    /// the lean zygote). The zygote is started the first time it is wanted.
+    pub fn serving(&self, memory_mb: u64) -> Option<Arc<ZygoteProcess>> {
         let zygote = self.zygote.get_or_init(|| {
             tracing::info!("a run names Intl: starting the javascript-intl zygote");
             ZygoteProcess::start(ZygoteKind::JavascriptIntl, self.jail.clone(), self.pool_max)
         });
-        zygote.status().ready.then(|| zygote.clone())
+        (zygote.status().ready || memory_mb < LOAD_IN_RUN_MB).then(|| zygote.clone())
     }
 
     /// The zygote, once started (for `/readyz`, `/metrics` and the pool's trimming).

@@ -47,8 +47,8 @@ pub struct Supervisor {
     zygotes: Vec<Arc<ZygoteProcess>>,
     /// Started once its packages are installed; `None` when this server runs no Python.
     python_data: Option<Arc<PythonData>>,
-    /// Started by the first run that names Intl; `None` when such runs go to the lean
-    /// javascript zygote (`sandlot run`, for which one load of Intl costs less than a zygote).
+    /// Started by the first run that names Intl; `None` when it is not started on demand
+    /// (`sandlot run` starts the one zygote its run needs).
     javascript_intl: Option<JavascriptIntl>,
     /// Runs served by each kind of zygote.
     runs: ZygoteRuns,
@@ -188,7 +188,7 @@ impl Supervisor {
         }
         for attempt in 1.. {
             // Held for the run: a python-data zygote replaced meanwhile is retired once unheld.
-            let zygote = match self.pick(kind) {
+            let zygote = match self.pick(kind, job) {
                 Ok(zygote) => zygote,
                 Err(response) => return Ok(*response),
             };
@@ -212,8 +212,9 @@ impl Supervisor {
 
     /// The zygote that takes a run planned for `kind` now, or the answer the run gets without
     /// one. A run for javascript-intl goes to the lean javascript zygote while that one is not
-    /// ready (or not part of this server): Intl then loads in the child.
-    fn pick(&self, kind: ZygoteKind) -> Result<Arc<ZygoteProcess>, Box<RunResponse>> {
+    /// ready ([`JavascriptIntl::serving`]) or not part of this server: Intl then loads in the
+    /// child.
+    fn pick(&self, kind: ZygoteKind, job: &Job) -> Result<Arc<ZygoteProcess>, Box<RunResponse>> {
         let fixed = |kind: ZygoteKind| {
             self.zygote(kind).cloned().ok_or_else(|| {
                 Box::new(execute::internal(format!(
@@ -227,11 +228,14 @@ impl Supervisor {
                 let error = RunError::new(ErrorKind::ModuleNotAllowed, why);
                 Box::new(RunResponse::failed(error, 1, 0.0))
             }),
-            (ZygoteKind::JavascriptIntl, _, intl) => {
-                match intl.as_ref().and_then(JavascriptIntl::serving) {
+            (ZygoteKind::JavascriptIntl, _, Some(intl)) => {
+                match intl.serving(job.limits.memory_mb) {
                     Some(zygote) => Ok(zygote),
                     None => fixed(ZygoteKind::Javascript),
                 }
+            }
+            (ZygoteKind::JavascriptIntl, _, None) if self.zygote(kind).is_none() => {
+                fixed(ZygoteKind::Javascript)
             }
             _ => fixed(kind),
         }
