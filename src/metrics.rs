@@ -148,6 +148,17 @@ impl Collector for ServerFigures {
         let pools = zygotes
             .iter()
             .map(|z| (KindLabel { kind: z.kind }, ConstGauge::new(z.pool as i64)));
+        let runs = self
+            .0
+            .runs()
+            .counts()
+            .map(|(kind, count)| (KindLabel { kind: kind.name() }, ConstCounter::new(count)));
+        family(
+            &mut encoder,
+            "zygote_runs",
+            "Runs whose child got its job, by the kind of zygote that forked it (javascript: the lean one; javascript-intl: Intl warm)",
+            runs,
+        )?;
         family(
             &mut encoder,
             "prefork_pool_size",

@@ -72,6 +72,13 @@ pub enum Refused {
     Name(String),
 }
 
+/// Whether a run's code may write into its output directory: it names it (a literal path, or
+/// `SANDLOT_OUTPUT_DIR`). A Python run that was given no files and does not is spared the
+/// files layer altogether (its set-up writes to pages the zygote shares).
+pub fn named_by(code: &str) -> bool {
+    code.contains("output") || code.contains("OUTPUT") || code.contains("Output")
+}
+
 /// Whether `name` may be a file of the output directory: a plain name, no directory, no `.`
 /// or `..`, no NUL, at most [`MAX_NAME_BYTES`]. The same rule holds for input files (where it
 /// is checked with the field named).

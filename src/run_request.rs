@@ -11,6 +11,7 @@ use crate::config::{LimitPolicy, MIN_MEMORY_MB};
 use crate::input_files::{self, InputFile};
 use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
+use crate::supervisor::javascript_intl;
 use crate::whitelist;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -94,6 +95,9 @@ impl RunRequest {
                 ZygoteKind::PythonData
             }
             Language::Python => ZygoteKind::Python,
+            Language::Javascript if javascript_intl::needs_intl(&self.code) => {
+                ZygoteKind::JavascriptIntl
+            }
             Language::Javascript => ZygoteKind::Javascript,
             Language::Shell => ZygoteKind::Shell,
         };

@@ -414,3 +414,27 @@ fn the_sandbox_module_api_takes_and_returns_files() {
     );
     assert!(plain.body.get("files").is_none(), "{}", plain.text);
 }
+
+#[test]
+fn the_openapi_document_describes_files() {
+    let document = server().get("/openapi.json").body;
+    let schemas = &document["components"]["schemas"];
+    for name in ["InputFile", "OutputFile"] {
+        assert!(schemas[name].is_object(), "{name}: {schemas}");
+    }
+    assert!(
+        schemas["RunRequest"]["properties"]["files"].is_object(),
+        "{}",
+        schemas["RunRequest"]
+    );
+    assert!(
+        schemas["RunResponse"]["properties"]["files"].is_object(),
+        "{}",
+        schemas["RunResponse"]
+    );
+    assert!(
+        schemas["ExecuteCode"]["properties"]["files"].is_object(),
+        "{}",
+        schemas["ExecuteCode"]
+    );
+}

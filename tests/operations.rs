@@ -418,7 +418,7 @@ fn the_openapi_document_describes_health_and_readiness_as_they_answer() {
     assert_eq!(ready.body["status"], "ready");
     let documented = responses("/readyz");
     let ok = documented["200"]["description"].as_str().unwrap();
-    for field in ["zygotes", "degraded", "python_packages"] {
+    for field in ["zygotes", "degraded", "python_packages", "javascript_intl"] {
         assert!(ready.body.get(field).is_some(), "/readyz has no {field}");
         assert!(
             ok.contains(field),

@@ -195,6 +195,7 @@ fn run(request: RunRequest, jail: &JailSettings, stream: bool) -> Result<RunResp
                 requirements: None,
                 sources: Default::default(),
             }),
+            false,
             1,
             0,
         );

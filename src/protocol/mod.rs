@@ -32,16 +32,28 @@ pub enum ZygoteKind {
     Python,
     /// Python with numpy, pandas, matplotlib and jinja2 pre-imported.
     PythonData,
+    /// QuickJS with the globals and the npm modules; Intl is loaded by the run that uses it.
     Javascript,
+    /// The same with FormatJS's Intl polyfills and their data evaluated and warmed up.
+    JavascriptIntl,
     Shell,
 }
 
 impl ZygoteKind {
+    pub const ALL: [Self; 5] = [
+        Self::Python,
+        Self::PythonData,
+        Self::Javascript,
+        Self::JavascriptIntl,
+        Self::Shell,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Python => "python",
             Self::PythonData => "python-data",
             Self::Javascript => "javascript",
+            Self::JavascriptIntl => "javascript-intl",
             Self::Shell => "shell",
         }
     }

@@ -33,14 +33,15 @@ pub async fn health() -> impl IntoResponse {
 }
 
 /// Every zygote is up; 503 while one starts or restarts. Lists any jail layer the server runs
-/// without (`--allow-degraded`) and the state of the Python data packages.
+/// without (`--allow-degraded`), the state of the Python data packages, and the javascript-intl
+/// zygote (null until a run first names Intl; readiness does not wait for it).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Every zygote is up: `status` is `ready`, with `zygotes`, \
-         `degraded` and `python_packages`", body = Object),
+         `degraded`, `python_packages` and `javascript_intl`", body = Object),
         (status = 503, description = "A zygote is starting or restarting: `status` is \
          `starting`", body = Object),
     ),
@@ -58,6 +59,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "zygotes": zygotes,
         "degraded": *state.degraded,
         "python_packages": state.supervisor.python_data().map(|d| d.status()),
+        "javascript_intl": state.supervisor.javascript_intl().and_then(|i| i.status()),
     });
     (status, Json(body))
 }

@@ -147,6 +147,7 @@ pub async fn serve(
             requirements: config.python_requirements.clone(),
             sources: config.pip.clone(),
         }),
+        true,
         config.workers,
         config.queue,
     );

@@ -3,9 +3,11 @@
 
 mod execute;
 mod follow;
+pub mod javascript_intl;
 mod pool;
 pub mod python_data;
 mod zygote_process;
+mod zygote_runs;
 mod zygote_spawn;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +17,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub use follow::{Follower, RunEvent, FOLLOW_EVERY};
+pub use javascript_intl::JavascriptIntl;
 pub use python_data::{Packages, PythonData};
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
+pub use zygote_runs::ZygoteRuns;
 
 use crate::broker::Broker;
 use crate::jail::settings::JailSettings;
@@ -43,6 +47,11 @@ pub struct Supervisor {
     zygotes: Vec<Arc<ZygoteProcess>>,
     /// Started once its packages are installed; `None` when this server runs no Python.
     python_data: Option<Arc<PythonData>>,
+    /// Started by the first run that names Intl; `None` when it is not started on demand
+    /// (`sandlot run` starts the one zygote its run needs).
+    javascript_intl: Option<JavascriptIntl>,
+    /// Runs served by each kind of zygote.
+    runs: ZygoteRuns,
     broker: Broker,
     workers: Arc<Semaphore>,
     worker_count: usize,
@@ -51,17 +60,22 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts one zygote per kind; each comes up in the background.
+    /// Starts one zygote per kind; each comes up in the background. With `packages` the
+    /// python-data zygote comes up once they are installed; with `javascript_intl` the
+    /// javascript-intl zygote comes up when a run first needs it.
     pub fn start(
         kinds: &[ZygoteKind],
         jail: &JailSettings,
         broker: Broker,
         packages: Option<Packages>,
+        javascript_intl: bool,
         workers: usize,
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             python_data: packages.map(|p| PythonData::start(p, jail.clone(), workers)),
+            javascript_intl: javascript_intl.then(|| JavascriptIntl::new(jail.clone(), workers)),
+            runs: ZygoteRuns::default(),
             broker,
             zygotes: kinds
                 .iter()
@@ -82,17 +96,33 @@ impl Supervisor {
         self.python_data.as_ref()
     }
 
+    pub fn javascript_intl(&self) -> Option<&JavascriptIntl> {
+        self.javascript_intl.as_ref()
+    }
+
+    /// How many runs each kind of zygote has served.
+    pub fn runs(&self) -> &ZygoteRuns {
+        &self.runs
+    }
+
     pub fn status(&self) -> Vec<ZygoteStatus> {
         self.zygotes.iter().map(|z| z.status()).collect()
     }
 
-    /// Every zygote's status, the python-data one too once it runs.
+    /// Every zygote's status, the python-data and javascript-intl ones too once they run.
     pub fn all_status(&self) -> Vec<ZygoteStatus> {
+        self.all_zygotes().iter().map(|z| z.status()).collect()
+    }
+
+    /// The zygotes started so far.
+    fn all_zygotes(&self) -> Vec<Arc<ZygoteProcess>> {
         let data = self.python_data.as_ref().and_then(|d| d.zygote().ok());
+        let intl = self.javascript_intl.as_ref().and_then(|i| i.started());
         self.zygotes
             .iter()
-            .chain(data.as_ref())
-            .map(|z| z.status())
+            .cloned()
+            .chain(data)
+            .chain(intl.cloned())
             .collect()
     }
 
@@ -110,10 +140,7 @@ impl Supervisor {
 
     /// Lets every prefork pool shrink back to what recent demand needs (called now and then).
     pub fn trim_pools(&self) {
-        for zygote in &self.zygotes {
-            zygote.trim();
-        }
-        if let Some(zygote) = self.python_data.as_ref().and_then(|d| d.zygote().ok()) {
+        for zygote in self.all_zygotes() {
             zygote.trim();
         }
     }
@@ -159,41 +186,59 @@ impl Supervisor {
         if let Some(follower) = follower {
             let _ = follower.send(RunEvent::Admitted).await;
         }
-        // Held for the run: a python-data zygote replaced meanwhile is retired once unheld.
-        let zygote = match (kind, &self.python_data) {
-            (ZygoteKind::PythonData, Some(data)) => match data.zygote() {
-                Ok(zygote) => zygote,
-                Err(why) => {
-                    return Ok(RunResponse::failed(
-                        RunError::new(ErrorKind::ModuleNotAllowed, why),
-                        1,
-                        0.0,
-                    ))
-                }
-            },
-            _ => match self.zygote(kind) {
-                Some(zygote) => zygote.clone(),
-                None => {
-                    return Ok(execute::internal(format!(
-                        "no {} zygote is running in this server",
-                        kind.name()
-                    )))
-                }
-            },
-        };
         for attempt in 1.. {
+            // Held for the run: a python-data zygote replaced meanwhile is retired once unheld.
+            let zygote = match self.pick(kind, job) {
+                Ok(zygote) => zygote,
+                Err(response) => return Ok(*response),
+            };
+            let served = zygote.kind();
             match execute::execute(&zygote, job, &self.broker, follower).await {
-                execute::Attempt::Ran(response) => return Ok(response),
+                execute::Attempt::Ran(response) => {
+                    self.runs.count(served);
+                    return Ok(response);
+                }
                 execute::Attempt::NotStarted(response) if attempt >= MAX_ATTEMPTS => {
                     return Ok(response)
                 }
                 execute::Attempt::NotStarted(response) => {
                     let why = response.error.map(|e| e.message).unwrap_or_default();
-                    tracing::info!(zygote = kind.name(), attempt, %why, "trying a run again");
+                    tracing::info!(zygote = served.name(), attempt, %why, "trying a run again");
                 }
             }
         }
         unreachable!("the loop returns by its last attempt")
+    }
+
+    /// The zygote that takes a run planned for `kind` now, or the answer the run gets without
+    /// one. A run for javascript-intl goes to the lean javascript zygote while that one is not
+    /// ready ([`JavascriptIntl::serving`]) or not part of this server: Intl then loads in the
+    /// child.
+    fn pick(&self, kind: ZygoteKind, job: &Job) -> Result<Arc<ZygoteProcess>, Box<RunResponse>> {
+        let fixed = |kind: ZygoteKind| {
+            self.zygote(kind).cloned().ok_or_else(|| {
+                Box::new(execute::internal(format!(
+                    "no {} zygote is running in this server",
+                    kind.name()
+                )))
+            })
+        };
+        match (kind, &self.python_data, &self.javascript_intl) {
+            (ZygoteKind::PythonData, Some(data), _) => data.zygote().map_err(|why| {
+                let error = RunError::new(ErrorKind::ModuleNotAllowed, why);
+                Box::new(RunResponse::failed(error, 1, 0.0))
+            }),
+            (ZygoteKind::JavascriptIntl, _, Some(intl)) => {
+                match intl.serving(job.limits.memory_mb) {
+                    Some(zygote) => Ok(zygote),
+                    None => fixed(ZygoteKind::Javascript),
+                }
+            }
+            (ZygoteKind::JavascriptIntl, _, None) if self.zygote(kind).is_none() => {
+                fixed(ZygoteKind::Javascript)
+            }
+            _ => fixed(kind),
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod brokered_connection;
 pub mod child;
-mod huge_pages;
+pub mod huge_pages;
 mod javascript;
 mod native_libraries;
 pub mod out_of_memory;
@@ -63,8 +63,9 @@ pub enum ZygoteError {
 
 /// An interpreter as a zygote holds it.
 pub trait Engine: Sized {
-    /// Builds the interpreter and imports the whitelist; runs once, before any fork.
-    fn prepare() -> Result<Self, ZygoteError>;
+    /// Builds the interpreter of this `kind` of zygote and imports the whitelist; runs once,
+    /// before any fork.
+    fn prepare(kind: ZygoteKind) -> Result<Self, ZygoteError>;
     /// Directories and files a child may read (Landlock): where the interpreter loads its
     /// files from.
     fn readable_paths(&self) -> Vec<std::path::PathBuf> {
@@ -96,7 +97,9 @@ pub enum Confinement {
 pub fn main(kind: ZygoteKind) -> i32 {
     match kind {
         ZygoteKind::Python | ZygoteKind::PythonData => serve::<python::PythonEngine>(kind),
-        ZygoteKind::Javascript => serve::<javascript::JavascriptEngine>(kind),
+        ZygoteKind::Javascript | ZygoteKind::JavascriptIntl => {
+            serve::<javascript::JavascriptEngine>(kind)
+        }
         ZygoteKind::Shell => serve::<shell::ShellEngine>(kind),
     }
 }
@@ -137,7 +140,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     }
     // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
     // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
-    let mut engine = std::mem::ManuallyDrop::new(E::prepare()?);
+    let mut engine = std::mem::ManuallyDrop::new(E::prepare(kind)?);
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.
     let mut sigchld = SigSet::empty();

@@ -17,7 +17,8 @@ use serde_json::value::RawValue;
 use super::{child, run_output, Engine, ZygoteError};
 use crate::output_region::{Stream, Written};
 use crate::protocol::{
-    ChildReport, Convention, ImportPolicy, Job, MATPLOTLIB_CONFIG_ENV, PYTHON_PACKAGES_ENV,
+    ChildReport, Convention, ImportPolicy, Job, ZygoteKind, MATPLOTLIB_CONFIG_ENV,
+    PYTHON_PACKAGES_ENV,
 };
 use crate::python_packages::operator::{self, OPERATOR_PACKAGES_ENV};
 use crate::run::Mode;
@@ -80,7 +81,7 @@ pub struct PythonEngine {
 }
 
 impl Engine for PythonEngine {
-    fn prepare() -> Result<Self, ZygoteError> {
+    fn prepare(_kind: ZygoteKind) -> Result<Self, ZygoteError> {
         super::python_arenas::install();
         Python::initialize();
         let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {
@@ -224,6 +225,8 @@ fn load_package(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 /// The job as the one dict `_sandlot.run.run` takes.
 fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
     let dict = PyDict::new(py);
+    let uses_files =
+        job.has_files && (!job.files.is_empty() || crate::output_files::named_by(&job.code));
     dict.set_item("code", job.code)?;
     dict.set_item("inputs", job.inputs.get())?;
     let mode = match job.mode {
@@ -239,12 +242,15 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
     dict.set_item("convention", convention)?;
     dict.set_item("max_output_bytes", job.limits.max_output_bytes)?;
     dict.set_item("memory_mb", job.limits.memory_mb)?;
-    let files = PyList::empty(py);
-    for file in &job.files {
-        files.append((file.name.as_str(), PyBytes::new(py, &file.bytes())))?;
+    // Only a run that may use files gets them (`_sandlot.files`); the others keep the plain
+    // functions.
+    if uses_files {
+        let files = PyList::empty(py);
+        for file in &job.files {
+            files.append((file.name.as_str(), PyBytes::new(py, &file.bytes())))?;
+        }
+        dict.set_item("files", files)?;
     }
-    dict.set_item("files", files)?;
-    dict.set_item("has_files", job.has_files)?;
     Ok(dict)
 }
 

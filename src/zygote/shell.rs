@@ -29,7 +29,7 @@ use crate::jail::settings::{JailSettings, Layer};
 use crate::jail::shell_ids::ShellIds;
 use crate::jail::{JailError, ShellJail, ShellRun};
 use crate::output_region::{Stream, Written};
-use crate::protocol::{ChildReport, Job};
+use crate::protocol::{ChildReport, Job, ZygoteKind};
 use crate::run::{ErrorKind, RunError, TIMEOUT_EXIT_CODE};
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,7 +41,7 @@ pub struct ShellEngine {
 }
 
 impl Engine for ShellEngine {
-    fn prepare() -> Result<Self, ZygoteError> {
+    fn prepare(_kind: ZygoteKind) -> Result<Self, ZygoteError> {
         let settings = JailSettings::from_env()?;
         // Read now: a run's supervisor no longer sees this namespace's /proc.
         let ids = if geteuid().is_root() && settings.applies(Layer::UidDrop) {

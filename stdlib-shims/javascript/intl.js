@@ -1,8 +1,9 @@
 // Intl for QuickJS, which has none: FormatJS's spec-compliant polyfills (Intl.getCanonicalLocales,
 // Locale, PluralRules, NumberFormat, DateTimeFormat, and the locale-aware toLocaleString of
 // Number, BigInt and Date), with the locale data of English and Chinese and the time zones in
-// common use. Bundled by build.rs like the modules and evaluated once in the zygote.
-// Intl.Collator, which FormatJS does not provide, is the prelude's.
+// common use. Bundled by build.rs like the modules; evaluated once in the javascript-intl zygote,
+// and in a child of the lean javascript zygote when its run first reaches Intl (locale.js).
+// Intl.Collator, which FormatJS does not provide, is locale.js's.
 globalThis.Intl = globalThis.Intl || {};
 require('@formatjs/intl-getcanonicallocales/polyfill-force.js');
 require('@formatjs/intl-locale/polyfill-force.js');
@@ -42,16 +43,19 @@ Intl.DateTimeFormat.__addTZData = (data) => addTZData({
 require('@formatjs/intl-datetimeformat/add-golden-tz.js');
 Intl.DateTimeFormat.__addTZData = addTZData;
 
-// The first formatter of each kind unpacks its data (the time zones' most of all: ~200 ms):
-// done here, in the zygote, once for every child.
-for (const locale of ['en-US', 'zh-CN']) {
-  new Intl.NumberFormat(locale, { style: 'currency', currency: 'USD' }).format(1234.5);
-  new Intl.NumberFormat(locale, { style: 'percent' }).format(0.5);
-  new Intl.DateTimeFormat(locale, {
-    dateStyle: 'full', timeStyle: 'long', timeZone: 'Asia/Shanghai',
-  }).format(0);
-  new Intl.DateTimeFormat(locale).format(0);
-  new Intl.PluralRules(locale).select(1);
-  (1234.5).toLocaleString(locale);
-  new Date(0).toLocaleString(locale, { timeZone: 'UTC' });
-}
+// The first formatter of each kind unpacks its data (the time zones' most of all: ~200 ms). The
+// javascript-intl zygote calls this once, for every child; a run of the lean zygote that loads
+// this bundle on first use (locale.js) unpacks only what it formats.
+module.exports.warmUp = function warmUp() {
+  for (const locale of ['en-US', 'zh-CN']) {
+    new Intl.NumberFormat(locale, { style: 'currency', currency: 'USD' }).format(1234.5);
+    new Intl.NumberFormat(locale, { style: 'percent' }).format(0.5);
+    new Intl.DateTimeFormat(locale, {
+      dateStyle: 'full', timeStyle: 'long', timeZone: 'Asia/Shanghai',
+    }).format(0);
+    new Intl.DateTimeFormat(locale).format(0);
+    new Intl.PluralRules(locale).select(1);
+    (1234.5).toLocaleString(locale);
+    new Date(0).toLocaleString(locale, { timeZone: 'UTC' });
+  }
+};

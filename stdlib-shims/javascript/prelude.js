@@ -66,21 +66,23 @@
   function load(name, byImport) {
     if (typeof name !== 'string') throw new TypeError('require() expects a module name');
     const bare = name.startsWith('node:') ? name.slice(5) : name;
+    // `fs` is the run's own files, on the APIs that have them (fs.js).
+    if (bare === 'fs' && run.hasFiles) return fsModule();
     if (!allowed.has(bare)) throw notAllowed(name, byImport);
-    if (bare === 'fs' && hasFiles) return fsModule();
     if (!(bare in bundled)) {
       throw new Error(`Module '${bare}' is on the allowlist but not bundled into this build`);
     }
     return bundled[bare];
   }
+  // What beginRun says of the run, in one object the child makes: assigning it writes one
+  // variable of the zygote's (a page copied), however much the run has to say.
+  let run = { script: false, hasFiles: false, inputs: undefined };
   // The run's files (fs.js), for a run that may have them: compiled on the first require.
-  let hasFiles = false;
-  let runInputs;
   let fsApi = null;
   function fsModule() {
     if (fsApi === null) {
       fsApi = filesNatives.load()({
-        inputs: runInputs ?? {}, files: filesNatives.files, Buffer: polyfills.Buffer,
+        inputs: run.inputs ?? {}, files: filesNatives.files, Buffer: polyfills.Buffer,
         URL: polyfills.URL,
         decodeUtf8: fetchNatives.decodeUtf8, encodeUtf8: fetchNatives.encodeUtf8,
       });
@@ -259,14 +261,13 @@
     stderr: stream(2),
   };
   // A script may end itself; main() may not, as in FastGPT (it has no process.exit there).
-  let scriptMode = false;
   const exit = (code = 0) => { throw new ProcessExit(Number(code) | 0); };
   // A run that may have files (fs.js) is told where its output directory is.
   const noEnv = Object.freeze({});
   const filesEnv = Object.freeze({ SANDLOT_OUTPUT_DIR: '/sandbox/output' });
   const processObject = Object.freeze(Object.defineProperties({ ...processCommon }, {
-    exit: { get: () => (scriptMode ? exit : undefined), enumerable: true },
-    env: { get: () => (hasFiles ? filesEnv : noEnv), enumerable: true },
+    exit: { get: () => (run.script ? exit : undefined), enumerable: true },
+    env: { get: () => (run.hasFiles ? filesEnv : noEnv), enumerable: true },
   }));
   // Not replaceable: a run sees this `process` whatever it assigns.
   Object.defineProperty(globalThis, 'process', {
@@ -277,66 +278,6 @@
   for (const hook of ['captureStackTrace', 'prepareStackTrace']) {
     if (Object.getOwnPropertyDescriptor(Error, hook)?.configurable) delete Error[hook];
   }
-
-  // ---- Intl.Collator, which FormatJS does not polyfill: Unicode order, with the options ----
-  // numeric (natural order of digit runs), sensitivity and ignorePunctuation. Locale-specific
-  // tailorings (pinyin order for zh) are not known: strings compare by their code points.
-  const compareText = (x, y) => {
-    const [lx, ly] = [x.toLowerCase(), y.toLowerCase()];
-    return lx === ly ? 0 : lx < ly ? -1 : 1;
-  };
-  const compareNumeric = (x, y) => {
-    const [xs, ys] = [x.split(/(\d+)/), y.split(/(\d+)/)];
-    for (let i = 0; i < Math.min(xs.length, ys.length); i++) {
-      const order = i % 2 === 1 ? Math.sign(Number(xs[i]) - Number(ys[i]))
-        : compareText(xs[i], ys[i]);
-      if (order !== 0) return order;
-    }
-    return Math.sign(xs.length - ys.length);
-  };
-  class Collator {
-    constructor(locales, options = {}) {
-      const [locale] = Intl.getCanonicalLocales(locales ?? []);
-      const usage = options.usage ?? 'sort';
-      const sensitivity = options.sensitivity ?? 'variant';
-      if (!['base', 'accent', 'case', 'variant'].includes(sensitivity)) {
-        throw new RangeError(`Value ${sensitivity} out of range for Intl.Collator options property sensitivity`);
-      }
-      this._options = {
-        locale: locale ?? 'en-US', usage, sensitivity,
-        ignorePunctuation: Boolean(options.ignorePunctuation), collation: 'default',
-        numeric: Boolean(options.numeric), caseFirst: options.caseFirst ?? 'false',
-      };
-      Object.defineProperty(this, 'compare', { value: (a, b) => this._compare(String(a), String(b)) });
-    }
-    _key(s) {
-      const { sensitivity, ignorePunctuation } = this._options;
-      let key = s.normalize('NFD');
-      if (ignorePunctuation) key = key.replace(/[\p{P}\s]/gu, '');
-      if (sensitivity === 'base' || sensitivity === 'case') key = key.replace(/\p{M}/gu, '');
-      if (sensitivity === 'base' || sensitivity === 'accent') key = key.toLowerCase();
-      return key;
-    }
-    _compare(a, b) {
-      const [x, y] = [this._key(a), this._key(b)];
-      if (x === y) return 0;
-      const primary = this._options.numeric ? compareNumeric(x, y) : compareText(x, y);
-      if (primary !== 0 || this._options.sensitivity === 'base') return primary;
-      // Same but for case: lower case first, as ICU's default.
-      return x < y ? 1 : -1;
-    }
-    resolvedOptions() { return { ...this._options }; }
-    static supportedLocalesOf(locales) { return Intl.getCanonicalLocales(locales ?? []); }
-  }
-  Object.defineProperty(Intl, 'Collator', { value: Collator, writable: true, configurable: true });
-  const localeCompare = String.prototype.localeCompare;
-  Object.defineProperty(String.prototype, 'localeCompare', {
-    value: function (that, locales, options) {
-      if (locales === undefined && options === undefined) return localeCompare.call(this, that);
-      return new Collator(locales, options).compare(this, that);
-    },
-    writable: true, configurable: true,
-  });
 
   // ---- the helpers old FastGPT code nodes call, on FastGPT's route only ----
   function installFastgptHelpers() {
@@ -412,14 +353,9 @@
     prepareRun() {
       reseed();
     },
-    beginRun(script, fastgpt, runAllowed, withFiles, inputs) {
-      scriptMode = script;
+    beginRun(script, fastgpt, runAllowed, hasFiles, inputs) {
+      run = { script, hasFiles, inputs };
       allowed = new Set(runAllowed.filter((name) => allowed.has(name)));
-      if (withFiles) {
-        hasFiles = true;
-        runInputs = inputs;
-        allowed.add('fs');
-      }
       if (fastgpt) installFastgptHelpers();
     },
     nextTimer,

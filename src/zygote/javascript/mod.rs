@@ -1,11 +1,14 @@
-//! The JavaScript zygote: one QuickJS runtime and context (rquickjs) with, evaluated once, the
+//! The JavaScript zygotes: one QuickJS runtime and context (rquickjs) with, evaluated once, the
 //! Node-like globals of `stdlib-shims/javascript/prelude.js`, their npm polyfills, and every
-//! whitelisted npm module. A child inherits all of it by fork and uses it once.
+//! whitelisted npm module; the javascript-intl zygote also FormatJS's Intl, which the lean
+//! javascript zygote loads in the run that uses it ([`locale`]). A child inherits all of it by
+//! fork and uses it once.
 
 mod errors;
 mod event_loop;
 mod fetch;
 mod files;
+mod locale;
 mod modules;
 mod outcome;
 mod output;
@@ -20,7 +23,7 @@ use rquickjs::{
 };
 
 use super::{Engine, ZygoteError};
-use crate::protocol::{Convention, ImportPolicy, Job};
+use crate::protocol::{Convention, ImportPolicy, Job, ZygoteKind};
 use crate::run::{ErrorKind, Mode, RunError, TIMEOUT_EXIT_CODE};
 use crate::whitelist;
 use errors::describe;
@@ -52,7 +55,7 @@ pub struct JavascriptEngine {
 }
 
 impl Engine for JavascriptEngine {
-    fn prepare() -> Result<Self, ZygoteError> {
+    fn prepare(kind: ZygoteKind) -> Result<Self, ZygoteError> {
         let failed = |what: &str, e: rquickjs::Error| {
             ZygoteError::Interpreter(format!("QuickJS: {what}: {e}"))
         };
@@ -66,7 +69,6 @@ impl Engine for JavascriptEngine {
                 options.filename = Some(PRELUDE_FILE.into());
                 let install: Function = ctx.eval_with_options(PRELUDE, options)?;
                 let polyfills = modules::polyfills(&ctx)?;
-                modules::install_intl(&ctx)?;
                 let hooks: Object = install.call((
                     Func::from(output::write_output),
                     Func::from(random_bytes),
@@ -76,6 +78,7 @@ impl Engine for JavascriptEngine {
                     fetch::natives(&ctx)?,
                     files::natives(&ctx)?,
                 ))?;
+                locale::install(&ctx, kind)?;
                 modules::register_all(&ctx, &hooks)?;
                 Ok(Persistent::save(&ctx, hooks))
             })

@@ -20,9 +20,10 @@ pub fn polyfills<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
     evaluate(ctx, "globals", bundles::GLOBALS)
 }
 
-/// Evaluates the Intl bundle, which installs `Intl` and the locale-aware `toLocaleString`s.
-pub fn install_intl(ctx: &Ctx<'_>) -> Result<()> {
-    evaluate(ctx, "intl", bundles::INTL).map(drop)
+/// Evaluates the Intl bundle, which installs `Intl` and the locale-aware `toLocaleString`s;
+/// returns its exports (`warmUp`).
+pub fn install_intl<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>> {
+    evaluate(ctx, "intl", bundles::INTL)
 }
 
 /// Evaluates every module bundle and hands its exports to the prelude's `registerModule`.

@@ -32,16 +32,6 @@ def connect(host):
     _host = host
 
 
-def wanted(job):
-    """Whether a run uses files: its API has them, and it was given some or its code names its
-    output directory (a literal path, or SANDLOT_OUTPUT_DIR). Other runs keep the plain
-    functions, untouched."""
-    if not job.get("has_files"):
-        return False
-    code = job["code"]
-    return bool(job.get("files")) or "output" in code or "OUTPUT" in code or "Output" in code
-
-
 def install(files, user_builtins):
     """Serves the run's files from now on (in a child, before the code runs)."""
     for name, data in files:

@@ -141,7 +141,7 @@ def _execute(job, fastgpt_convention, system_helper):
     # with the child (copying it would write to every builtin's page instead).
     user_builtins = _user_builtins
     user_builtins["__import__"] = guarded_import(policy, user_builtins)
-    if files.wanted(job):
+    if "files" in job:
         files.install(job["files"], user_builtins)
     namespace = {"__name__": "__main__", "__builtins__": user_builtins, "__doc__": None,
                  "SystemHelper": system_helper}

@@ -1,0 +1,210 @@
+//! The floor under a JavaScript run: what a fresh process per run costs with QuickJS alone,
+//! without sandlot's server, pool, jail or protocol. `bench/fork_floor --javascript` runs it.
+//!
+//!     cargo bench --bench quickjs_floor -- LEVEL [ITERATIONS]
+//!
+//! It builds one QuickJS runtime holding a zygote's heap up to LEVEL:
+//! - `globals`: sandlot's globals (`prelude.js` with its npm polyfills, and `locale.js` with the
+//!   stand-ins that load Intl on first use);
+//! - `modules`: those and every whitelisted npm module — the lean javascript zygote's heap;
+//! - `intl`: those and FormatJS's Intl bundle, warmed up — the javascript-intl zygote's heap
+//!   (and the one JavaScript zygote's before it).
+//!
+//! Then, like a zygote, it backs its memory with huge pages and forks ITERATIONS children one
+//! after the other; each decodes a JSON job, evaluates `main(a, b)`, calls it, encodes the result,
+//! writes it to a pipe and exits. It prints the CPU time and the minor page faults per run, both
+//! of the parent and its children together (getrusage), and the size of the heap. With
+//! `QUICKJS_FLOOR_SMALL_PAGES` set it leaves the memory in 4 KiB pages: what huge pages buy.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use rquickjs::context::EvalOptions;
+use rquickjs::function::Func;
+use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
+
+mod bundles {
+    include!(concat!(env!("OUT_DIR"), "/bundles.rs"));
+}
+
+const PRELUDE: &str = include_str!("../stdlib-shims/javascript/prelude.js");
+const LOCALE: &str = include_str!("../stdlib-shims/javascript/locale.js");
+const JOB: &str = r#"{"code": "function main({a, b}) { return {sum: a + b}; }",
+                      "inputs": {"a": 1, "b": 2}}"#;
+
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+enum Level {
+    Globals,
+    Modules,
+    Intl,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let level = match args.first().map(String::as_str) {
+        Some("globals") => Level::Globals,
+        Some("modules") => Level::Modules,
+        Some("intl") => Level::Intl,
+        _ => {
+            eprintln!("usage: quickjs_floor globals|modules|intl [ITERATIONS]");
+            std::process::exit(2);
+        }
+    };
+    let iterations: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(400);
+    let runtime = Runtime::new().expect("a QuickJS runtime");
+    let context = Context::full(&runtime).expect("a QuickJS context");
+    context
+        .with(|ctx| build(&ctx, level))
+        .expect("building the heap");
+    runtime.run_gc();
+    let heap = runtime.memory_usage().malloc_size;
+    if std::env::var_os("QUICKJS_FLOOR_SMALL_PAGES").is_none() {
+        let _ = sandlot::zygote::huge_pages::collapse_anonymous_memory();
+        let _ = sandlot::zygote::huge_pages::remap_own_text();
+    }
+
+    let before = usage();
+    for _ in 0..iterations {
+        fork_one_run(&context);
+    }
+    let after = usage();
+    let n = iterations as f64;
+    println!(
+        "{:>8} {:>9.0} us {:>7.1} faults a run   heap {:.1} MB   anonymous {} kB ({} kB in huge pages)",
+        args[0],
+        (after.0 - before.0) * 1e6 / n,
+        (after.1 - before.1) as f64 / n,
+        heap as f64 / 1e6,
+        kilobytes("Anonymous:"),
+        kilobytes("AnonHugePages:"),
+    );
+}
+
+/// Evaluates what a zygote of `level` holds, in the order the zygote does.
+fn build(ctx: &Ctx<'_>, level: Level) -> rquickjs::Result<()> {
+    let install: Function = ctx.eval(PRELUDE)?;
+    let polyfills = evaluate(ctx, "globals", bundles::GLOBALS)?;
+    let allowed: Vec<String> = bundles::MODULES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    let hooks: Object = install.call((
+        Func::from(|_fd: i32, _text: String| {}),
+        Func::from(random_bytes),
+        Func::from(|_request: String| String::new()),
+        allowed,
+        polyfills,
+        Object::new(ctx.clone())?,
+    ))?;
+    let loader: Value = if level == Level::Intl {
+        let exports = evaluate(ctx, "intl", bundles::INTL)?;
+        exports.get::<_, Function>("warmUp")?.call::<_, ()>(())?;
+        Value::new_null(ctx.clone())
+    } else {
+        ctx.eval("(function loadIntl() { throw new Error('not in this model'); })")?
+    };
+    ctx.eval::<Function, _>(LOCALE)?.call::<_, ()>((loader,))?;
+    if level >= Level::Modules {
+        let register: Function = hooks.get("registerModule")?;
+        for (name, source) in bundles::MODULES {
+            register.call::<_, ()>((*name, evaluate(ctx, name, source)?))?;
+        }
+    }
+    Ok(())
+}
+
+/// The prelude's source of random bytes (only a pooled child's `prepareRun` asks for them).
+fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<rquickjs::ArrayBuffer<'js>> {
+    rquickjs::ArrayBuffer::new(ctx, vec![4u8; n])
+}
+
+/// One CommonJS bundle run with its own `module`; its exports.
+fn evaluate<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> rquickjs::Result<Object<'js>> {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = false;
+    options.filename = Some(format!("<npm:{name}>"));
+    let factory: Function = ctx.eval_with_options(
+        format!("(function (module, exports) {{\n{source}\n}})"),
+        options,
+    )?;
+    let module = Object::new(ctx.clone())?;
+    module.set("exports", Object::new(ctx.clone())?)?;
+    factory.call::<_, ()>((module.clone(), module.get::<_, Object>("exports")?))?;
+    module.get("exports")
+}
+
+/// Forks a child that runs the job and writes the result to a pipe; reads it and reaps it.
+fn fork_one_run(context: &Context) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array, which this function then owns.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+    // SAFETY: both descriptors were just created by pipe and are owned by nothing else.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: this process is single-threaded; the child only runs QuickJS and exits with _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork");
+    if pid == 0 {
+        drop(read_end);
+        let result = context.with(|ctx| run(&ctx)).unwrap_or_default();
+        // SAFETY: writes the result's bytes from a live buffer to the pipe this child owns, then
+        // ends the child without unwinding or running the parent's exit handlers.
+        unsafe {
+            libc::write(write_end.as_raw_fd(), result.as_ptr().cast(), result.len());
+            libc::_exit(0);
+        }
+    }
+    drop(write_end);
+    let mut answer = String::new();
+    std::fs::File::from(read_end)
+        .read_to_string(&mut answer)
+        .expect("reading the child's result");
+    assert_eq!(answer, r#"{"sum":3}"#, "the child's result");
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+}
+
+/// What a child does with its job: decode it, evaluate the code, call `main`, encode.
+fn run(ctx: &Ctx<'_>) -> rquickjs::Result<String> {
+    let job: serde_json::Value = serde_json::from_str(JOB).expect("the job is JSON");
+    let inputs = ctx.json_parse(job["inputs"].to_string())?;
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = false;
+    ctx.eval_with_options::<(), _>(job["code"].as_str().unwrap_or_default(), options)?;
+    let main: Function = ctx.globals().get("main")?;
+    let returned: Value = main.call((inputs,))?;
+    Ok(ctx
+        .json_stringify(returned)?
+        .map(|s| s.to_string().unwrap_or_default())
+        .unwrap_or_default())
+}
+
+/// CPU seconds and minor faults of this process and its reaped children so far.
+fn usage() -> (f64, i64) {
+    let of = |who| {
+        // SAFETY: getrusage fills the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; `u` is a valid, writable rusage.
+        unsafe { libc::getrusage(who, &mut u) };
+        let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (seconds(u.ru_utime) + seconds(u.ru_stime), u.ru_minflt)
+    };
+    let (own, children) = (of(libc::RUSAGE_SELF), of(libc::RUSAGE_CHILDREN));
+    (own.0 + children.0, own.1 + children.1)
+}
+
+/// A figure of this process's memory (`/proc/self/smaps_rollup`), in kB.
+fn kilobytes(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
