@@ -214,15 +214,18 @@ fn a_failed_package_install_is_reported_retried_and_leaves_nothing_half_installe
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
-/// Runs sent as a zygote dies find its pool dead or the zygote gone before their job reaches
-/// a child: none of their code has run, so each is tried again on the restarted zygote and
-/// succeeds (once, 5 of 80 such runs failed with `internal`).
+/// Runs sent once a zygote has died, before the server has noticed, find its pool dead or
+/// the zygote gone before their job reaches a child: none of their code has run, so each is
+/// tried again on the restarted zygote and succeeds (once, 5 of 80 such runs failed with
+/// `internal`). The runs wait for the zygote's exit: a child given its job while its zygote
+/// was still dying may have started its code, and rightly fails.
 #[test]
 fn runs_that_never_reached_a_live_child_are_tried_again() {
     let server = common::start(&["--workers", "8"], &[]);
     for _round in 0..2 {
         let python = zygote_pid(&server, "python");
         processes::kill(python);
+        processes::wait_for_exit(python, Duration::from_secs(10));
         let outcomes: Vec<Value> = std::thread::scope(|s| {
             let runs: Vec<_> = (0..80)
                 .map(|n| {
