@@ -123,11 +123,25 @@ impl Collector for ServerFigures {
                 "Requests waiting for a worker",
                 load.waiting,
             ),
-            ("workers_busy", "Runs executing now", load.busy),
+            (
+                "workers_busy",
+                "Runs computing now (holding a core)",
+                load.busy,
+            ),
             (
                 "workers",
-                "Runs that may execute at once (--workers)",
+                "Runs that may compute at once (--workers)",
                 load.workers,
+            ),
+            (
+                "runs_alive",
+                "Runs admitted, those waiting in a sleep or on the broker included",
+                load.alive,
+            ),
+            (
+                "max_children",
+                "Runs that may be alive at once (--max-children)",
+                load.max_children,
             ),
         ] {
             one(&mut encoder, name, help, &ConstGauge::new(value as i64))?;

@@ -197,6 +197,7 @@ fn run(request: RunRequest, jail: &JailSettings, stream: bool) -> Result<RunResp
             }),
             false,
             1,
+            1,
             0,
         );
         let ready = match supervisor.python_data() {

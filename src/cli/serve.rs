@@ -83,9 +83,15 @@ pub struct ServeArgs {
     /// the write fails in the code (ENOSPC) and the run ends `output_limit` [default: 10485760].
     #[arg(long, env = "SANDLOT_MAX_OUTPUT_FILES_BYTES")]
     pub max_output_files_bytes: Option<u64>,
-    /// Runs executing at once; further requests wait in the queue [default: 4 per core].
+    /// Runs computing at once; further requests wait in the queue. A run waiting in a sleep or
+    /// on a brokered request gives its place to another meanwhile [default: 4 per core].
     #[arg(long, env = "SANDLOT_WORKERS")]
     pub workers: Option<usize>,
+    /// Runs alive at once, those waiting in a sleep or on a brokered request included (a
+    /// waiting Python child keeps about 5 MiB) [default: one per 64 MiB of half the memory,
+    /// at most 1024].
+    #[arg(long, env = "SANDLOT_MAX_CHILDREN")]
+    pub max_children: Option<usize>,
     /// Requests that may wait for a worker; past this, 503 with Retry-After [default: 512].
     #[arg(long, env = "SANDLOT_QUEUE")]
     pub queue: Option<usize>,
@@ -157,6 +163,7 @@ impl ServeArgs {
             max_output_files_bytes: self.max_output_files_bytes,
             workers: self.workers,
             queue: self.queue,
+            max_children: self.max_children,
             data_dir: self.packages.data_dir.clone(),
             python_requirements: self.packages.python_requirements.clone().map(PathBuf::from),
             pip_index_url: self.packages.pip_index_url.clone(),

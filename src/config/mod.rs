@@ -29,8 +29,10 @@ pub struct Config {
     /// Allows a non-loopback `listen` with no key.
     pub insecure_no_auth: bool,
     pub limits: LimitPolicy,
-    /// Children running at once.
+    /// Runs computing at once.
     pub workers: usize,
+    /// Runs alive at once, those waiting in a sleep or on the broker included.
+    pub max_children: usize,
     /// Requests waiting for a worker before new ones get 503.
     pub queue: usize,
     pub max_body_bytes: usize,
@@ -202,6 +204,7 @@ impl Config {
         }
         let ms =
             |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+        let workers = s.workers.unwrap_or(defaults.workers);
         Ok(Self {
             listen: s.listen.unwrap_or(defaults.listen),
             api_keys: s
@@ -213,8 +216,12 @@ impl Config {
                 .collect(),
             insecure_no_auth: s.insecure_no_auth.unwrap_or(false),
             limits,
-            workers: s.workers.unwrap_or(defaults.workers),
+            workers,
             queue: s.queue.unwrap_or(defaults.queue),
+            max_children: s.max_children.map_or_else(
+                || crate::supervisor::default_max_children(workers),
+                |n| n.max(workers),
+            ),
             max_body_bytes: s.max_body_bytes.unwrap_or(defaults.max_body_bytes),
             max_connections: s.max_connections.unwrap_or(defaults.max_connections),
             header_timeout: ms(s.header_timeout_ms, defaults.header_timeout),
@@ -269,6 +276,7 @@ impl Config {
             max_output_files_bytes: Some(self.limits.max.max_output_files_bytes),
             workers: Some(self.workers),
             queue: Some(self.queue),
+            max_children: Some(self.max_children),
             data_dir: Some(self.data_dir.clone()),
             python_requirements: self.python_requirements.clone(),
             pip_index_url: self.pip.index_url.clone(),
@@ -303,6 +311,7 @@ impl Default for Config {
             limits: LimitPolicy::default(),
             workers: default_workers(),
             queue: 512,
+            max_children: crate::supervisor::default_max_children(default_workers()),
             max_body_bytes: 16 * 1024 * 1024,
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),

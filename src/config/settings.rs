@@ -25,6 +25,7 @@ pub struct Settings {
     pub max_output_files_bytes: Option<u64>,
     pub workers: Option<usize>,
     pub queue: Option<usize>,
+    pub max_children: Option<usize>,
     pub data_dir: Option<PathBuf>,
     /// The operator's pip requirements file; `""` for none.
     pub python_requirements: Option<PathBuf>,
@@ -87,6 +88,7 @@ impl Settings {
             max_output_files_bytes: self.max_output_files_bytes.or(below.max_output_files_bytes),
             workers: self.workers.or(below.workers),
             queue: self.queue.or(below.queue),
+            max_children: self.max_children.or(below.max_children),
             data_dir: self.data_dir.or(below.data_dir),
             python_requirements: self.python_requirements.or(below.python_requirements),
             pip_index_url: self.pip_index_url.or(below.pip_index_url),

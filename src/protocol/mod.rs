@@ -154,6 +154,12 @@ pub enum FrameTag {
     /// Server to child: `{"ok": {"address"}}` with the connected socket attached (SCM_RIGHTS),
     /// or `{"error": {"message", "denied"}}` without.
     ConnectAnswer = b'K',
+    /// Child to server: the child is about to wait this many milliseconds (ASCII digits) —
+    /// `time.sleep`, a JavaScript timer — and blocks until [`FrameTag::Resume`]; the server
+    /// waits for it and gives its core to another run meanwhile.
+    Pause = b'P',
+    /// Server to child: the wait is over and the run has a core again; empty.
+    Resume = b'U',
     /// Child to server: the [`ChildReport`], as JSON; the child's last word.
     Report = b'D',
 }
@@ -166,12 +172,20 @@ impl FrameTag {
             Self::BrokerAnswer,
             Self::ConnectRequest,
             Self::ConnectAnswer,
+            Self::Pause,
+            Self::Resume,
             Self::Report,
         ]
         .into_iter()
         .find(|tag| *tag as u8 == byte)
     }
 }
+
+/// A pause's length: a few ASCII digits.
+pub const MAX_PAUSE_FRAME: usize = 20;
+/// A child pauses through the server only for a wait at least this long; a shorter one it
+/// sleeps itself (two frames cost about what a millisecond of waiting saves).
+pub const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A connection request or its answer: a host, a port and a few words.
 pub const MAX_CONNECT_FRAME: usize = 4096;

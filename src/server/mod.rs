@@ -149,6 +149,7 @@ pub async fn serve(
         }),
         true,
         config.workers,
+        config.max_children,
         config.queue,
     );
     let grace = config.shutdown_grace;

@@ -4,6 +4,7 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use super::admission::Admitted;
 use super::follow::{Follower, Following};
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
@@ -11,7 +12,7 @@ use crate::protocol::{
     base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
     ChildReport, ExitStatus, FrameTag, Job, ZygoteKind, CHILD_UNJAILED_EXIT,
     MAX_BROKER_REQUEST_FRAME, MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
-    MAX_IMAGES_TOTAL_BYTES,
+    MAX_IMAGES_TOTAL_BYTES, MAX_PAUSE_FRAME,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 use crate::{output_files, output_region};
@@ -33,12 +34,14 @@ pub enum Attempt {
     NotStarted(RunResponse),
 }
 
-/// Runs `job` once; a `follower` gets the output as it is printed.
+/// Runs `job` once; a `follower` gets the output as it is printed. The run gives `admitted`'s
+/// core back while it waits on a pause or the broker.
 pub async fn execute(
     zygote: &ZygoteProcess,
     job: &Job,
     broker: &Broker,
     follower: Option<&Follower>,
+    admitted: &mut Admitted,
 ) -> Attempt {
     let payload = match serde_json::to_vec(job) {
         Ok(bytes) => bytes,
@@ -70,7 +73,8 @@ pub async fn execute(
         FrameTag::Report => report_cap,
         FrameTag::BrokerRequest => MAX_BROKER_REQUEST_FRAME,
         FrameTag::ConnectRequest => MAX_CONNECT_FRAME,
-        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer => 0,
+        FrameTag::Pause => MAX_PAUSE_FRAME,
+        FrameTag::Job | FrameTag::BrokerAnswer | FrameTag::ConnectAnswer | FrameTag::Resume => 0,
     };
     let deadline = Duration::from_millis(job.limits.timeout_ms);
     // A shell run's supervisor (sandlot's own code; the command runs under it) ends the command
@@ -89,6 +93,22 @@ pub async fn execute(
             let request = match read_frame_async(&mut stream, cap_of).await? {
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
                 (FrameTag::BrokerRequest, request) => request,
+                (FrameTag::Pause, length) => {
+                    let millis = std::str::from_utf8(&length)
+                        .ok()
+                        .and_then(|text| text.parse::<u64>().ok())
+                        .ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                "a pause's length is not a number of milliseconds",
+                            )
+                        })?;
+                    // The run's deadline ends a longer pause (this future is dropped then).
+                    let pause = tokio::time::sleep(Duration::from_millis(millis));
+                    without_core(&child, admitted, pause).await;
+                    write_frame_async(&mut stream, FrameTag::Resume, b"").await?;
+                    continue;
+                }
                 (FrameTag::ConnectRequest, request) => {
                     // A socket the child has not taken yet stays in flight, counted against
                     // its uid by the kernel; a child that asks again before reading the last
@@ -100,9 +120,8 @@ pub async fn execute(
                         ));
                     }
                     calls += 1;
-                    let (answer, socket) = broker
-                        .connect(&request, calls, job.network, run_deadline)
-                        .await;
+                    let connecting = broker.connect(&request, calls, job.network, run_deadline);
+                    let (answer, socket) = without_core(&child, admitted, connecting).await;
                     match socket {
                         Some(socket) => {
                             write_frame_with_descriptor_async(
@@ -127,9 +146,8 @@ pub async fn execute(
                 }
             };
             calls += 1;
-            let answer = broker
-                .answer(&request, calls, job.network, run_deadline)
-                .await;
+            let answering = broker.answer(&request, calls, job.network, run_deadline);
+            let answer = without_core(&child, admitted, answering).await;
             write_frame_async(&mut stream, FrameTag::BrokerAnswer, &answer).await?;
         }
     };
@@ -418,17 +436,37 @@ struct KillOnDrop(OwnedFd);
 
 impl KillOnDrop {
     fn kill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         // SAFETY: pidfd_send_signal takes a pidfd we own, a signal, no siginfo and no flags.
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.0.as_raw_fd(),
-                libc::SIGKILL,
+                signal,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
             )
         };
     }
+}
+
+/// Waits for `wait` — a pause, a brokered request — with the run's core given to another run.
+/// The child is stopped meanwhile: it should be blocked reading its channel, but a child that
+/// asked and went on computing would compute without a core.
+async fn without_core<T>(
+    child: &KillOnDrop,
+    admitted: &mut Admitted,
+    wait: impl std::future::Future<Output = T>,
+) -> T {
+    child.signal(libc::SIGSTOP);
+    admitted.give_back_core();
+    let answer = wait.await;
+    admitted.take_core().await;
+    child.signal(libc::SIGCONT);
+    answer
 }
 
 impl Drop for KillOnDrop {

@@ -1,6 +1,7 @@
 //! The server's side of the zygotes: it starts them, restarts them when they die, bounds how
 //! many children run at once, and drives each run to its report or its deadline.
 
+mod admission;
 mod execute;
 mod follow;
 pub mod javascript_intl;
@@ -10,12 +11,10 @@ mod zygote_process;
 mod zygote_runs;
 mod zygote_spawn;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
+pub use admission::{default_max_children, Busy};
 pub use follow::{Follower, RunEvent, FOLLOW_EVERY};
 pub use javascript_intl::JavascriptIntl;
 pub use python_data::{Packages, PythonData};
@@ -26,22 +25,24 @@ use crate::broker::Broker;
 use crate::jail::settings::JailSettings;
 use crate::protocol::{Job, ZygoteKind};
 use crate::run::{ErrorKind, RunError, RunResponse};
+use admission::Admission;
 
 /// How busy the server is, for `/metrics`.
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
+    /// Runs waiting to be admitted.
     pub waiting: usize,
+    /// Runs holding a core.
     pub busy: usize,
     pub workers: usize,
+    /// Admitted runs, those waiting in a sleep or on the broker included.
+    pub alive: usize,
+    pub max_children: usize,
 }
 
 /// Tries at a run whose child is lost before its job reaches it (a zygote that dies takes its
 /// pool with it): the run is tried again on the restarted zygote, since none of its code ran.
 const MAX_ATTEMPTS: u32 = 3;
-
-/// Too many requests are already waiting; the caller answers 503.
-#[derive(Debug)]
-pub struct Busy;
 
 pub struct Supervisor {
     zygotes: Vec<Arc<ZygoteProcess>>,
@@ -53,16 +54,15 @@ pub struct Supervisor {
     /// Runs served by each kind of zygote.
     runs: ZygoteRuns,
     broker: Broker,
-    workers: Arc<Semaphore>,
-    worker_count: usize,
-    waiting: AtomicUsize,
-    max_waiting: usize,
+    admission: Admission,
 }
 
 impl Supervisor {
     /// Starts one zygote per kind; each comes up in the background. With `packages` the
     /// python-data zygote comes up once they are installed; with `javascript_intl` the
-    /// javascript-intl zygote comes up when a run first needs it.
+    /// javascript-intl zygote comes up when a run first needs it. `workers` runs compute at
+    /// once, `max_children` are alive at once (waiting ones included), `max_waiting` more wait.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         kinds: &[ZygoteKind],
         jail: &JailSettings,
@@ -70,6 +70,7 @@ impl Supervisor {
         packages: Option<Packages>,
         javascript_intl: bool,
         workers: usize,
+        max_children: usize,
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -81,10 +82,7 @@ impl Supervisor {
                 .iter()
                 .map(|&k| ZygoteProcess::start(k, jail.clone(), workers))
                 .collect(),
-            workers: Arc::new(Semaphore::new(workers.max(1))),
-            worker_count: workers.max(1),
-            waiting: AtomicUsize::new(0),
-            max_waiting,
+            admission: Admission::new(workers, max_children, max_waiting),
         })
     }
 
@@ -127,10 +125,13 @@ impl Supervisor {
     }
 
     pub fn load(&self) -> Load {
+        let a = &self.admission;
         Load {
-            waiting: self.waiting.load(Ordering::Relaxed),
-            busy: self.worker_count - self.workers.available_permits(),
-            workers: self.worker_count,
+            waiting: a.waiting(),
+            busy: a.computing(),
+            workers: a.core_count(),
+            alive: a.alive(),
+            max_children: a.child_count(),
         }
     }
 
@@ -172,17 +173,7 @@ impl Supervisor {
         job: &Job,
         follower: Option<&Follower>,
     ) -> Result<RunResponse, Busy> {
-        let _permit = match self.workers.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let _place = QueuePlace::take(&self.waiting, self.max_waiting).ok_or(Busy)?;
-                self.workers
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the worker semaphore is never closed")
-            }
-        };
+        let mut admitted = self.admission.admit().await?;
         if let Some(follower) = follower {
             let _ = follower.send(RunEvent::Admitted).await;
         }
@@ -193,7 +184,7 @@ impl Supervisor {
                 Err(response) => return Ok(*response),
             };
             let served = zygote.kind();
-            match execute::execute(&zygote, job, &self.broker, follower).await {
+            match execute::execute(&zygote, job, &self.broker, follower, &mut admitted).await {
                 execute::Attempt::Ran(response) => {
                     self.runs.count(served);
                     return Ok(response);
@@ -239,25 +230,5 @@ impl Supervisor {
             }
             _ => fixed(kind),
         }
-    }
-}
-
-/// A place in the wait queue, given back when dropped (also when the request is abandoned).
-struct QueuePlace<'a>(&'a AtomicUsize);
-
-impl<'a> QueuePlace<'a> {
-    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<Self> {
-        let taken = waiting.fetch_add(1, Ordering::SeqCst);
-        if taken >= max {
-            waiting.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(Self(waiting))
-    }
-}
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

@@ -17,6 +17,7 @@ use crate::jail::{parent_death, ShellJail};
 use crate::protocol::{
     read_frame, write_frame, ChildReport, FrameTag, Job, CHILD_CHANNEL_FD, CHILD_UNJAILED_EXIT,
     MAX_BROKER_ANSWER_FRAME, MAX_BROKER_BODY_BYTES, MAX_BROKER_REQUEST_FRAME, MAX_JOB_FRAME,
+    MIN_PAUSE,
 };
 use crate::run::Usage;
 
@@ -70,7 +71,10 @@ pub fn run<E: Engine>(
 /// next ([`crate::output_region::job_arrived`]): from there on the run's code may run.
 fn read_job() -> Job {
     let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_FRAME) {
-        Ok((FrameTag::Job, bytes)) => bytes,
+        Ok((FrameTag::Job, bytes)) => {
+            HAS_JOB.store(true, std::sync::atomic::Ordering::Relaxed);
+            bytes
+        }
         Ok((tag, _)) => fail(&format!("expected the job, got a {tag:?} frame")),
         Err(_) => exit(1), // the server dropped the request before sending it
     };
@@ -103,6 +107,31 @@ pub fn broker_call(request: &[u8]) -> std::io::Result<Vec<u8>> {
             std::io::ErrorKind::InvalidData,
             format!("expected the broker's answer, got a {tag:?} frame"),
         )),
+    }
+}
+
+/// Set once this process is a child with its job: it has a server on its job channel.
+static HAS_JOB: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Waits `length`. A wait of [`MIN_PAUSE`] or more goes through the server, which gives the
+/// run's core to another run meanwhile (`supervisor::admission`); a shorter one is slept here.
+pub fn pause(length: std::time::Duration) {
+    // A zygote warming up has no server to ask.
+    if length < MIN_PAUSE || !HAS_JOB.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(length);
+        return;
+    }
+    // Rounded up: a sleep is never shorter than asked.
+    let millis = length.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128) as u64;
+    let resumed = write_frame(
+        &mut *channel_file(),
+        FrameTag::Pause,
+        millis.to_string().as_bytes(),
+    )
+    .and_then(|()| read_frame(&mut *channel_file(), 0));
+    if !matches!(resumed, Ok((FrameTag::Resume, _))) {
+        // No server to ask (it ends this child soon): wait here.
+        std::thread::sleep(length);
     }
 }
 

@@ -95,6 +95,7 @@ impl Engine for PythonEngine {
                     write_function(py)?,
                     connection_function(py)?,
                     files_function(py)?,
+                    pause_function(py)?,
                 ),
             )?;
             let warm_up = package.getattr("warm_up")?;
@@ -339,6 +340,19 @@ fn connection_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
             Ok((PyBytes::new(args.py(), &answer).unbind(), fd))
         },
     )
+}
+
+/// `pause(seconds)`: `time.sleep` for a wait long enough to give the run's core back
+/// (`child::pause`); seconds are a finite, non-negative float.
+fn pause_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(py, Some(c"pause"), None, |args, _kwargs| -> PyResult<()> {
+        let seconds = args.get_item(0)?.extract::<f64>()?;
+        // Past a year is a year: the run's deadline comes first anyway.
+        let length = std::time::Duration::try_from_secs_f64(seconds.min(3.2e7))
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+        child::pause(length);
+        Ok(())
+    })
 }
 
 /// `files(0, name)` creates a file of the output directory and returns its index;

@@ -1,6 +1,7 @@
 //! The child's event loop: promise jobs, then the prelude's timers, until the awaited thing
 //! settles, nothing is left to run, or the deadline passes. It sleeps between timers, so a
-//! `setTimeout(r, 100)` costs 100 ms of wall time and no CPU.
+//! `setTimeout(r, 100)` costs 100 ms of wall time and no CPU; a wait of 2 ms or more goes
+//! through the server, which lends the run's core to another run meanwhile.
 //!
 //! Unhandled promise rejections are tracked so a script can fail the way Node fails it.
 
@@ -38,7 +39,7 @@ pub fn run_until<'js>(
             return Ok(());
         }
         let due = Instant::now() + Duration::from_secs_f64(wait / 1000.0);
-        std::thread::sleep(due.min(deadline).saturating_duration_since(Instant::now()));
+        crate::zygote::child::pause(due.min(deadline).saturating_duration_since(Instant::now()));
         if Instant::now() >= deadline {
             return Err(Stop::Timeout);
         }

@@ -6,6 +6,7 @@ import ast
 import json
 import linecache
 import sys
+import time
 
 from _sandlot import convert, errors, fastgpt, figures, files, network
 from _sandlot.errors import USER_FILE, error
@@ -25,17 +26,34 @@ _host = None
 _user_builtins = {}
 
 
-def connect(finish, broker, write, connection, files_host):
+def connect(finish, broker, write, connection, files_host, pause):
     """The host's functions: finish(result_json, exit_code, error_json, images_json) sends the
     report and ends the process; broker(request) performs an HTTP request and returns its
     answer (both JSON bytes); write(index, text) appends to stdout (0) or stderr (1) and says
     whether the output limit was crossed; connection(request) asks for a TCP connection and
     returns the answer (JSON bytes) and the socket's descriptor (network.py); files_host keeps
-    the files the run writes (files.py)."""
+    the files the run writes (files.py); pause(seconds) waits through the server, which lends
+    the run's core to another run meanwhile, and becomes time.sleep for longer waits."""
     global _host
     _host = (finish, broker, write)
+    _install_sleep(pause)
     network.install(connection, json.JSONEncoder().encode, _decode)
     files.connect(files_host)
+
+
+def _install_sleep(pause):
+    real_sleep = time.sleep
+
+    def sleep(secs):
+        """Suspend execution for the given number of seconds (a wait of more than 2 ms lets
+        another run compute meanwhile)."""
+        # Exactly Python's own for anything else: short waits, bad types, negative lengths.
+        if type(secs) in (int, float) and 0.002 <= secs < float("inf"):
+            pause(float(secs))
+        else:
+            real_sleep(secs)
+
+    time.sleep = sleep
 
 
 def configure(user_builtins):
