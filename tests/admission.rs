@@ -1,5 +1,5 @@
-//! Admission over real HTTP: a run waiting in `time.sleep`, on a JavaScript timer or on a
-//! brokered request gives its core back (`--workers`), so a trivial run is answered while
+//! Admission over real HTTP: a run waiting in `time.sleep`, on a JavaScript timer, on a
+//! brokered request or on a read of a brokered connection gives its core back (`--workers`), so a trivial run is answered while
 //! it waits; the runs alive stay within `--max-children`; a waiting child is stopped, so it
 //! cannot compute without a core.
 
@@ -184,11 +184,25 @@ fn slow_server(delay: Duration) -> (u16, Arc<AtomicUsize>) {
 #[test]
 fn runs_waiting_on_a_brokered_request_let_a_trivial_run_compute_meanwhile() {
     let server = leak(common::start(
-        &["--workers", "1", "--http-allow", "127.0.0.2/32"],
+        &[
+            "--workers",
+            "1",
+            "--http-allow",
+            "127.0.0.2/32",
+            "--connect-ports",
+            "1024-65535",
+        ],
         &[],
     ));
     let (port, seen) = slow_server(Duration::from_secs(4));
     let waiting = vec![
+        // Python's own client reads its brokered socket: the read waits through the server.
+        in_flight(
+            server,
+            "python",
+            "import urllib.request\ndef main(port):\n    with urllib.request.urlopen(f'http://127.0.0.2:{port}/') as r:\n        return {'body': r.read().decode()}",
+            json!({"port": port}),
+        ),
         in_flight(
             server,
             "python",
@@ -204,8 +218,8 @@ fn runs_waiting_on_a_brokered_request_let_a_trivial_run_compute_meanwhile() {
     ];
     wait_for(
         Duration::from_secs(10),
-        || "both requests at the slow server".into(),
-        || (seen.load(Ordering::SeqCst) == 2).then_some(()),
+        || "the three requests at the slow server".into(),
+        || (seen.load(Ordering::SeqCst) == 3).then_some(()),
     );
     let r = server.python("def main(a):\n    return {'n': a + 1}", json!({"a": 1}));
     assert_eq!(r["result"]["n"], 2, "{r}");

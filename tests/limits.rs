@@ -110,14 +110,17 @@ fn sixty_four_concurrent_requests_are_all_answered_correctly() {
 
 #[test]
 fn a_full_queue_answers_503_with_retry_after() {
-    // The one worker is held by a run that waits on a brokered HTTP request to a listener of
-    // the test's, answered only once the requests under test have had their answers: the load
+    // The one place for a run (--max-children 1; a waiting run gives back its core, not its
+    // place) is held by a run that waits on a brokered HTTP request to a listener of the
+    // test's, answered only once the requests under test have had their answers: the load
     // lasts exactly as long as the test needs it, whatever the machine's speed.
     let held = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = held.local_addr().unwrap().port();
     let server = common::start(
         &[
             "--workers",
+            "1",
+            "--max-children",
             "1",
             "--queue",
             "1",

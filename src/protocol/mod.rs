@@ -154,11 +154,12 @@ pub enum FrameTag {
     /// Server to child: `{"ok": {"address"}}` with the connected socket attached (SCM_RIGHTS),
     /// or `{"error": {"message", "denied"}}` without.
     ConnectAnswer = b'K',
-    /// Child to server: the child is about to wait this many milliseconds (ASCII digits) —
-    /// `time.sleep`, a JavaScript timer — and blocks until [`FrameTag::Resume`]; the server
-    /// waits for it and gives its core to another run meanwhile.
+    /// Child to server: the child is about to wait — `time.sleep`, a JavaScript timer, a read
+    /// of a brokered connection — and blocks until [`FrameTag::Resume`]; the server waits for
+    /// it and gives its core to another run meanwhile (`supervisor::pause` has the format).
     Pause = b'P',
-    /// Server to child: the wait is over and the run has a core again; empty.
+    /// Server to child: the wait is over and the run has a core again; for a connection, `1`
+    /// when it has something to read, `0` when the time passed.
     Resume = b'U',
     /// Child to server: the [`ChildReport`], as JSON; the child's last word.
     Report = b'D',
@@ -181,8 +182,8 @@ impl FrameTag {
     }
 }
 
-/// A pause's length: a few ASCII digits.
-pub const MAX_PAUSE_FRAME: usize = 20;
+/// A pause: two numbers in ASCII digits.
+pub const MAX_PAUSE_FRAME: usize = 48;
 /// A child pauses through the server only for a wait at least this long; a shorter one it
 /// sleeps itself (two frames cost about what a millisecond of waiting saves).
 pub const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);

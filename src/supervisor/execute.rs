@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::admission::Admitted;
 use super::follow::{Follower, Following};
+use super::pause::Pause;
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
 use crate::protocol::{
@@ -89,24 +90,27 @@ pub async fn execute(
     let exchange = async {
         write_frame_async(&mut stream, FrameTag::Job, &payload).await?;
         let mut calls = 0;
+        // The brokered connections handed over, in order: a pause may wait on one.
+        let mut connections: Vec<OwnedFd> = Vec::new();
         loop {
             let request = match read_frame_async(&mut stream, cap_of).await? {
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
                 (FrameTag::BrokerRequest, request) => request,
-                (FrameTag::Pause, length) => {
-                    let millis = std::str::from_utf8(&length)
-                        .ok()
-                        .and_then(|text| text.parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                "a pause's length is not a number of milliseconds",
-                            )
-                        })?;
-                    // The run's deadline ends a longer pause (this future is dropped then).
-                    let pause = tokio::time::sleep(Duration::from_millis(millis));
-                    without_core(&child, admitted, pause).await;
-                    write_frame_async(&mut stream, FrameTag::Resume, b"").await?;
+                (FrameTag::Pause, frame) => {
+                    let handed = &connections;
+                    let wait =
+                        Pause::parse(&frame).map(|pause| async move { pause.wait(handed).await });
+                    let answer = match wait {
+                        Some(wait) => without_core(&child, admitted, wait).await,
+                        None => None,
+                    };
+                    let Some(answer) = answer else {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "a pause names no length or no connection of the run",
+                        ));
+                    };
+                    write_frame_async(&mut stream, FrameTag::Resume, answer).await?;
                     continue;
                 }
                 (FrameTag::ConnectRequest, request) => {
@@ -130,7 +134,9 @@ pub async fn execute(
                                 &answer,
                                 socket.as_fd(),
                             )
-                            .await?
+                            .await?;
+                            // Kept to watch while the child waits on it (a pause).
+                            connections.push(socket);
                         }
                         None => {
                             write_frame_async(&mut stream, FrameTag::ConnectAnswer, &answer).await?

@@ -5,6 +5,7 @@ mod admission;
 mod execute;
 mod follow;
 pub mod javascript_intl;
+mod pause;
 mod pool;
 pub mod python_data;
 mod zygote_process;

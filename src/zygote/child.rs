@@ -123,15 +123,35 @@ pub fn pause(length: std::time::Duration) {
     }
     // Rounded up: a sleep is never shorter than asked.
     let millis = length.as_nanos().div_ceil(1_000_000).min(u64::MAX as u128) as u64;
-    let resumed = write_frame(
-        &mut *channel_file(),
-        FrameTag::Pause,
-        millis.to_string().as_bytes(),
-    )
-    .and_then(|()| read_frame(&mut *channel_file(), 0));
-    if !matches!(resumed, Ok((FrameTag::Resume, _))) {
+    if ask_pause(&millis.to_string()).is_err() {
         // No server to ask (it ends this child soon): wait here.
         std::thread::sleep(length);
+    }
+}
+
+/// Waits until brokered connection `connection` (counted from 0 in the order they were
+/// handed over) has something to read, or `timeout` passes; whether it has. The server gives
+/// the run's core to another run meanwhile.
+pub fn wait_readable(
+    connection: u32,
+    timeout: Option<std::time::Duration>,
+) -> std::io::Result<bool> {
+    // 0 is no limit but the run's deadline; a timeout is at least a millisecond.
+    let millis = timeout.map_or(0, |t| {
+        t.as_nanos().div_ceil(1_000_000).clamp(1, u64::MAX as u128) as u64
+    });
+    Ok(ask_pause(&format!("{millis} {connection}"))? == b"1")
+}
+
+/// Sends a pause and blocks for the server's answer.
+fn ask_pause(pause: &str) -> std::io::Result<Vec<u8>> {
+    write_frame(&mut *channel_file(), FrameTag::Pause, pause.as_bytes())?;
+    match read_frame(&mut *channel_file(), 1)? {
+        (FrameTag::Resume, answer) => Ok(answer),
+        (tag, _) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("expected the end of a pause, got a {tag:?} frame"),
+        )),
     }
 }
 

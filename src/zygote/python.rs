@@ -96,6 +96,7 @@ impl Engine for PythonEngine {
                     connection_function(py)?,
                     files_function(py)?,
                     pause_function(py)?,
+                    wait_readable_function(py)?,
                 ),
             )?;
             let warm_up = package.getattr("warm_up")?;
@@ -353,6 +354,29 @@ fn pause_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
         child::pause(length);
         Ok(())
     })
+}
+
+/// `wait_readable(connection, timeout)`: waits until brokered connection `connection` has
+/// something to read, at most `timeout` seconds (None: no limit but the run's); whether it has.
+fn wait_readable_function(py: Python<'_>) -> PyResult<Bound<'_, PyCFunction>> {
+    PyCFunction::new_closure(
+        py,
+        Some(c"wait_readable"),
+        None,
+        |args, _kwargs| -> PyResult<bool> {
+            let connection = args.get_item(0)?.extract::<u32>()?;
+            let timeout = args.get_item(1)?.extract::<Option<f64>>()?;
+            let timeout = timeout
+                .map(|t| std::time::Duration::try_from_secs_f64(t.clamp(0.0, 3.2e7)))
+                .transpose()
+                .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+            child::wait_readable(connection, timeout).map_err(|e| {
+                pyo3::exceptions::PyConnectionError::new_err(format!(
+                    "the server did not answer a wait on a connection: {e}"
+                ))
+            })
+        },
+    )
 }
 
 /// `files(0, name)` creates a file of the output directory and returns its index;

@@ -26,18 +26,20 @@ _host = None
 _user_builtins = {}
 
 
-def connect(finish, broker, write, connection, files_host, pause):
+def connect(finish, broker, write, connection, files_host, pause, wait_readable):
     """The host's functions: finish(result_json, exit_code, error_json, images_json) sends the
     report and ends the process; broker(request) performs an HTTP request and returns its
     answer (both JSON bytes); write(index, text) appends to stdout (0) or stderr (1) and says
     whether the output limit was crossed; connection(request) asks for a TCP connection and
     returns the answer (JSON bytes) and the socket's descriptor (network.py); files_host keeps
     the files the run writes (files.py); pause(seconds) waits through the server, which lends
-    the run's core to another run meanwhile, and becomes time.sleep for longer waits."""
+    the run's core to another run meanwhile, and becomes time.sleep for longer waits;
+    wait_readable(connection, timeout) does the same until a brokered connection has something
+    to read (network.py)."""
     global _host
     _host = (finish, broker, write)
     _install_sleep(pause)
-    network.install(connection, json.JSONEncoder().encode, _decode)
+    network.install(connection, json.JSONEncoder().encode, _decode, wait_readable)
     files.connect(files_host)
 
 
