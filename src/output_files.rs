@@ -10,7 +10,7 @@
 //! | offset | size | |
 //! |---|---|---|
 //! | 0 | 8 | bytes of records written (little-endian) |
-//! | 8 | 8 | the cap a write was refused by: 0 none, 1 count, 2 bytes ([`CapHit`]) |
+//! | 8 | 8 | the cap a write was refused by: 0 none, 1 count, 2 bytes, 3 one file's bytes ([`CapHit`]) |
 //! | 16 | … | records, each 8-aligned |
 //!
 //! A record is a tag byte, three bytes of zero, a little-endian u32 file index, then:
@@ -63,9 +63,31 @@ pub enum CapHit {
     Count = 1,
     /// More bytes than the run's files may hold.
     Bytes = 2,
+    /// More bytes than one file may hold.
+    FileBytes = 3,
 }
 
-/// Why the child refused a write (the code sees `ENOSPC`, or `EINVAL` for a name).
+/// The bytes a run's files may hold: together (`--max-output-files-bytes`), and each
+/// (`--max-output-file-bytes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub total: u64,
+    pub file: u64,
+}
+
+impl Caps {
+    pub fn of(limits: &crate::run::Limits) -> Self {
+        Self {
+            total: limits.max_output_files_bytes,
+            file: limits
+                .max_output_file_bytes
+                .min(limits.max_output_files_bytes),
+        }
+    }
+}
+
+/// Why the child refused a write (the code sees `ENOSPC`, `EFBIG` for one file's cap, or
+/// `EINVAL` for a name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
     Cap(CapHit),
@@ -108,7 +130,7 @@ pub struct FilesWriter {
     base: NonNull<u8>,
     size: usize,
     used: usize,
-    cap: u64,
+    caps: Caps,
     /// Each file's size (its furthest byte written), by index.
     sizes: Vec<u64>,
     names: Vec<String>,
@@ -119,25 +141,25 @@ unsafe impl Send for FilesWriter {}
 
 impl FilesWriter {
     /// Over `size` bytes at `base`, mapped shared and writable for the rest of the process;
-    /// `cap`, the bytes the run's files may hold.
+    /// `caps`, the bytes the run's files may hold.
     ///
     /// # Safety
     /// `base..base + size` must be a writable mapping that nothing else writes and that is
     /// never unmapped; `size` must be at least [`AREA_HEADER`].
-    pub unsafe fn new(base: NonNull<u8>, size: usize, cap: u64) -> Self {
+    pub unsafe fn new(base: NonNull<u8>, size: usize, caps: Caps) -> Self {
         Self {
             base,
             size,
             used: AREA_HEADER,
-            cap,
+            caps,
             sizes: Vec::new(),
             names: Vec::new(),
         }
     }
 
     /// The bytes the run's files may hold.
-    pub fn cap(&self) -> u64 {
-        self.cap
+    pub fn caps(&self) -> Caps {
+        self.caps
     }
 
     /// A file of that name, empty (again, if it was written before); its index.
@@ -170,9 +192,12 @@ impl FilesWriter {
             return Err(Refused::Name(format!("no file {index}")));
         }
         let end = offset.saturating_add(bytes.len() as u64);
+        if end > self.caps.file {
+            return Err(self.refuse(CapHit::FileBytes));
+        }
         let grows_by = end.saturating_sub(self.sizes[i]);
         let total: u64 = self.sizes.iter().sum();
-        if total.saturating_add(grows_by) > self.cap || u32::try_from(bytes.len()).is_err() {
+        if total.saturating_add(grows_by) > self.caps.total || u32::try_from(bytes.len()).is_err() {
             return Err(self.refuse(CapHit::Bytes));
         }
         let mut record = header(WRITE, index);
@@ -250,13 +275,13 @@ pub struct FilesLog {
 
 impl FilesLog {
     /// Reads the records written since the last call; returns the indices of files closed by
-    /// them. `area` is the area's offset in `file`, `size` its size, `cap` the run's bytes.
+    /// them. `area` is the area's offset in `file`, `size` its size, `caps` the run's bytes.
     pub fn catch_up(
         &mut self,
         file: &std::fs::File,
         area: u64,
         size: usize,
-        cap: u64,
+        caps: Caps,
     ) -> io::Result<Vec<usize>> {
         let mut head = [0u8; AREA_HEADER];
         file.read_exact_at(&mut head, area)?;
@@ -265,6 +290,7 @@ impl FilesLog {
             self.cap_hit = match word(8) {
                 1 => Some(CapHit::Count),
                 2 => Some(CapHit::Bytes),
+                3 => Some(CapHit::FileBytes),
                 _ => None,
             };
         }
@@ -280,7 +306,7 @@ impl FilesLog {
         let mut closed = Vec::new();
         let mut at = 0;
         while at < records.len() {
-            match self.apply(&records[at..], cap) {
+            match self.apply(&records[at..], caps) {
                 Some((len, close)) => {
                     closed.extend(close);
                     at += len;
@@ -297,7 +323,7 @@ impl FilesLog {
 
     /// Applies the record at the start of `bytes`: its length (8-aligned) and the file it
     /// closed, or `None` for a record that is not one or breaks a cap.
-    fn apply(&mut self, bytes: &[u8], cap: u64) -> Option<(usize, Option<usize>)> {
+    fn apply(&mut self, bytes: &[u8], caps: Caps) -> Option<(usize, Option<usize>)> {
         let u32_at = |at: usize| -> Option<u32> {
             Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
         };
@@ -332,9 +358,13 @@ impl FilesLog {
                 let data_len = u32_at(16)? as usize;
                 let data = bytes.get(20..20usize.checked_add(data_len)?)?;
                 let end = offset.checked_add(data_len as u64)?;
+                if end > caps.file {
+                    self.cap_hit = Some(CapHit::FileBytes);
+                    return None;
+                }
                 let current = self.files.get(index)?.bytes.len() as u64;
                 let total: u64 = self.files.iter().map(|f| f.bytes.len() as u64).sum();
-                if total + end.saturating_sub(current) > cap {
+                if total + end.saturating_sub(current) > caps.total {
                     self.cap_hit = Some(CapHit::Bytes);
                     return None;
                 }
@@ -399,7 +429,7 @@ pub fn read(output: &std::os::fd::OwnedFd, limits: &crate::run::Limits) -> io::R
     let file = std::fs::File::from(output.try_clone()?);
     let (area, size) = area_of(limits);
     let mut log = FilesLog::default();
-    log.catch_up(&file, area, size, limits.max_output_files_bytes)?;
+    log.catch_up(&file, area, size, Caps::of(limits))?;
     Ok(log)
 }
 
@@ -413,7 +443,8 @@ pub fn area_of(limits: &crate::run::Limits) -> (u64, usize) {
 }
 
 /// What the code was told, and the run's error says, when a cap refused a write.
-pub fn cap_message(hit: CapHit, max_bytes: u64) -> String {
+pub fn cap_message(hit: CapHit, caps: Caps) -> String {
+    let max_bytes = caps.total;
     match hit {
         CapHit::Count => format!(
             "the run wrote more than {MAX_FILES} files into {OUTPUT_DIR}/ (the most a run may \
@@ -422,6 +453,11 @@ pub fn cap_message(hit: CapHit, max_bytes: u64) -> String {
         CapHit::Bytes => format!(
             "the run's files in {OUTPUT_DIR}/ exceeded {max_bytes} bytes \
              (--max-output-files-bytes)"
+        ),
+        CapHit::FileBytes => format!(
+            "a file in {OUTPUT_DIR}/ exceeded {} bytes, the most one file may hold \
+             (--max-output-file-bytes)",
+            caps.file
         ),
     }
 }

@@ -7,17 +7,66 @@ use crate::output_region::{create, file_size, files_area, Writer};
 const LIMIT: usize = 64;
 
 /// A child's writer over a fresh output file, and the file as the server holds it.
+/// Caps of `cap` bytes together and none of one file's own.
 fn fresh(cap: u64) -> (FilesWriter, std::fs::File) {
-    let file = create(file_size(LIMIT as u64, cap)).unwrap();
-    let (_, files) = Writer::map(file.as_raw_fd(), LIMIT, false, cap).unwrap();
+    fresh_with(Caps {
+        total: cap,
+        file: u64::MAX,
+    })
+}
+
+fn fresh_with(caps: Caps) -> (FilesWriter, std::fs::File) {
+    let file = create(file_size(LIMIT as u64, caps.total)).unwrap();
+    let (_, files) = Writer::map(file.as_raw_fd(), LIMIT, false, caps).unwrap();
     (files, std::fs::File::from(file))
 }
 
 fn replay(file: &std::fs::File, cap: u64) -> FilesLog {
+    replay_with(
+        file,
+        Caps {
+            total: cap,
+            file: u64::MAX,
+        },
+    )
+}
+
+fn replay_with(file: &std::fs::File, caps: Caps) -> FilesLog {
     let mut log = FilesLog::default();
-    log.catch_up(file, files_area(LIMIT) as u64, area_size(cap), cap)
+    log.catch_up(file, files_area(LIMIT) as u64, area_size(caps.total), caps)
         .unwrap();
     log
+}
+
+#[test]
+fn one_file_past_its_own_cap_is_refused_and_the_server_sees_which_cap() {
+    let caps = Caps {
+        total: 1024,
+        file: 10,
+    };
+    let (mut files, file) = fresh_with(caps);
+    let a = files.create("a.txt").unwrap();
+    files.write(a, 0, b"0123456789").unwrap();
+    assert_eq!(
+        files.write(a, 10, b"x"),
+        Err(Refused::Cap(CapHit::FileBytes))
+    );
+    let b = files.create("b.txt").unwrap();
+    files.write(b, 0, b"still fits").unwrap();
+    let log = replay_with(&file, caps);
+    assert_eq!(log.cap_hit, Some(CapHit::FileBytes));
+    assert_eq!(log.file(1).unwrap().bytes, b"still fits");
+    // A forged record past one file's cap is refused by the server too.
+    let wide = Caps {
+        total: 1024,
+        file: 1024,
+    };
+    let (mut files, file) = fresh_with(wide);
+    let a = files.create("a.txt").unwrap();
+    files.write(a, 0, &[7; 20]).unwrap();
+    let log = replay_with(&file, caps);
+    assert_eq!(log.cap_hit, Some(CapHit::FileBytes));
+    assert!(log.file(0).unwrap().bytes.is_empty());
 }
 
 #[test]
@@ -118,9 +167,32 @@ fn a_streamed_run_reads_on_from_where_it_was() {
     let (area, size) = (files_area(LIMIT) as u64, area_size(1024));
     let a = files.create("a.csv").unwrap();
     files.write(a, 0, b"x,y\n").unwrap();
-    assert!(log.catch_up(&file, area, size, 1024).unwrap().is_empty());
+    assert!(log
+        .catch_up(
+            &file,
+            area,
+            size,
+            Caps {
+                total: 1024,
+                file: 1024
+            }
+        )
+        .unwrap()
+        .is_empty());
     files.write(a, 4, b"1,2\n").unwrap();
     files.close(a).unwrap();
-    assert_eq!(log.catch_up(&file, area, size, 1024).unwrap(), vec![0]);
+    assert_eq!(
+        log.catch_up(
+            &file,
+            area,
+            size,
+            Caps {
+                total: 1024,
+                file: 1024
+            }
+        )
+        .unwrap(),
+        vec![0]
+    );
     assert_eq!(log.file(0).unwrap().bytes, b"x,y\n1,2\n".to_vec());
 }

@@ -23,7 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::output_files::{self, FilesWriter};
+use crate::output_files::{self, Caps, FilesWriter};
 
 const HEADER: usize = 24;
 /// Where the child marks that its job arrived.
@@ -112,16 +112,16 @@ unsafe impl Send for Writer {}
 
 impl Writer {
     /// Maps the file at `fd` for a run whose output limit is `limit` and whose files may hold
-    /// `files_cap` bytes, and marks that the job arrived (a child maps its output only once it
+    /// `files_caps` bytes, and marks that the job arrived (a child maps its output only once it
     /// has its job). The mapping is never unmapped: the process ends with its run. Returns
     /// the streams' writer and the files'.
     pub fn map(
         fd: RawFd,
         limit: usize,
         merged: bool,
-        files_cap: u64,
+        files_caps: Caps,
     ) -> io::Result<(Self, FilesWriter)> {
-        let size = mapped_size(limit, files_cap);
+        let size = mapped_size(limit, files_caps.total);
         // SAFETY: a shared read-write mapping of `size` bytes of a file the zygote sized for the
         // server's largest limit; the kernel picks the address.
         let base = unsafe {
@@ -148,7 +148,7 @@ impl Writer {
             FilesWriter::new(
                 NonNull::new_unchecked(base.as_ptr().add(area)),
                 size - area,
-                files_cap,
+                files_caps,
             )
         };
         let streams = Self {
@@ -283,7 +283,8 @@ mod tests {
     #[test]
     fn what_a_writer_writes_is_read_back_cut_at_the_limit() {
         let file = create(file_size(64, 0)).unwrap();
-        let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, 0).unwrap();
+        let (mut writer, _) =
+            Writer::map(file.as_raw_fd(), 10, false, Caps { total: 0, file: 0 }).unwrap();
         assert_eq!(writer.write_str(Stream::Stdout, "héllo"), Written::All);
         assert_eq!(writer.write_str(Stream::Stderr, "ab"), Written::All);
         // 6 + 2 bytes used; "é" would need 2 of the 2 left after "x": cut before it.
@@ -297,7 +298,7 @@ mod tests {
     fn a_mapped_file_says_the_job_arrived_and_a_fresh_one_does_not() {
         let file = create(file_size(64, 0)).unwrap();
         assert!(!job_arrived(&file).unwrap());
-        let _writer = Writer::map(file.as_raw_fd(), 10, false, 0).unwrap();
+        let _writer = Writer::map(file.as_raw_fd(), 10, false, Caps { total: 0, file: 0 }).unwrap();
         assert!(job_arrived(&file).unwrap());
     }
 
@@ -316,7 +317,8 @@ mod tests {
     fn new_bytes_are_read_past_what_was_seen() {
         let file = create(file_size(64, 0)).unwrap();
         let f = std::fs::File::from(file.try_clone().unwrap());
-        let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, 0).unwrap();
+        let (mut writer, _) =
+            Writer::map(file.as_raw_fd(), 10, false, Caps { total: 0, file: 0 }).unwrap();
         writer.write_str(Stream::Stdout, "abc");
         assert_eq!(
             read_new(&f, 10, [0, 0]).unwrap(),

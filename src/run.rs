@@ -71,6 +71,8 @@ pub struct Limits {
     pub max_output_bytes: u64,
     /// The bytes the files a run writes into its output directory may hold together.
     pub max_output_files_bytes: u64,
+    /// The bytes one of those files may hold (at most the total).
+    pub max_output_file_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

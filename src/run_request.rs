@@ -200,6 +200,7 @@ fn resolve_limits(asked: &RequestedLimits, policy: &LimitPolicy) -> Result<Limit
             1,
         )?,
         max_output_files_bytes: m.max_output_files_bytes,
+        max_output_file_bytes: m.max_output_file_bytes,
     })
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 /// Caps small enough to reach in a test.
 const OUTPUT_CAP: u64 = 300_000;
+const FILE_CAP: u64 = 200_000;
 const INPUT_CAP: u64 = 100_000;
 
 fn server() -> &'static Server {
@@ -23,6 +24,8 @@ fn server() -> &'static Server {
             &[
                 "--max-output-files-bytes",
                 &OUTPUT_CAP.to_string(),
+                "--max-output-file-bytes",
+                &FILE_CAP.to_string(),
                 "--max-input-files-bytes",
                 &INPUT_CAP.to_string(),
             ],
@@ -242,8 +245,10 @@ def main():
     with open('output/first.txt', 'w') as f:
         f.write('kept')
     try:
-        with open('output/huge.bin', 'wb') as f:
-            f.write(b'x' * 400_000)
+        with open('output/big.bin', 'wb') as f:
+            f.write(b'x' * 150_000)
+        with open('output/bigger.bin', 'wb') as f:
+            f.write(b'x' * 190_000)
     except OSError as e:
         print('refused', errno.errorcode[e.errno])
     return {'went on': True}
@@ -282,6 +287,53 @@ def main():
     assert!(r["stdout"].as_str().unwrap().contains("refused"), "{r}");
     assert_eq!(r["error"]["kind"], "output_limit", "{r}");
     assert!(returned(&r, "zeros").len() as u64 <= OUTPUT_CAP, "{r}");
+}
+
+#[test]
+fn one_file_past_its_own_cap_fails_with_efbig_in_every_language() {
+    let python = "\
+import errno
+def main():
+    try:
+        with open('output/one.bin', 'wb') as f:
+            f.write(b'x' * 250_000)
+    except OSError as e:
+        print('refused', errno.errorcode[e.errno])
+    return {}
+";
+    let r = server().run(json!({"language": "python", "code": python}));
+    assert!(
+        r["stdout"].as_str().unwrap().contains("refused EFBIG"),
+        "{r}"
+    );
+    assert_eq!(r["error"]["kind"], "output_limit", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&FILE_CAP.to_string()) && message.contains("--max-output-file-bytes"),
+        "the message names the cap: {r}"
+    );
+
+    let js = "const fs = require('fs');\nfunction main() {\n  try { fs.writeFileSync('output/one', 'y'.repeat(250000)); } catch (e) { return {code: e.code}; }\n  return {code: null};\n}\n";
+    let r = server().run(json!({"language": "javascript", "code": js}));
+    assert_eq!(r["error"]["kind"], "output_limit", "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--max-output-file-bytes"),
+        "{r}"
+    );
+
+    // The command's write fails (EFBIG: "File too large"); it is not killed by SIGXFSZ.
+    let shell = "head -c 250000 /dev/zero > output/zeros; echo status $?";
+    let r = server().run(json!({"language": "shell", "code": shell}));
+    assert!(r["stdout"].as_str().unwrap().contains("status 1"), "{r}");
+    assert!(
+        r["stderr"].as_str().unwrap().contains("File too large"),
+        "{r}"
+    );
+    assert_eq!(r["error"]["kind"], "output_limit", "{r}");
+    assert!(returned(&r, "zeros").len() as u64 <= FILE_CAP, "{r}");
 }
 
 #[test]

@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// the write fails in the code (ENOSPC) and the run ends `output_limit` [default: 10485760].
     #[arg(long, env = "SANDLOT_MAX_OUTPUT_FILES_BYTES")]
     pub max_output_files_bytes: Option<u64>,
+    /// Largest file a run may write into its output directory, in bytes; past it the write
+    /// fails in the code (EFBIG) and the run ends `output_limit` [default: the total's cap].
+    #[arg(long, env = "SANDLOT_MAX_OUTPUT_FILE_BYTES")]
+    pub max_output_file_bytes: Option<u64>,
     /// Runs computing at once; further requests wait in the queue. A run waiting in a sleep or
     /// on a brokered request gives its place to another meanwhile [default: 4 per core].
     #[arg(long, env = "SANDLOT_WORKERS")]
@@ -161,6 +165,7 @@ impl ServeArgs {
             max_output_bytes: self.max_output_bytes,
             max_input_files_bytes: self.max_input_files_bytes,
             max_output_files_bytes: self.max_output_files_bytes,
+            max_output_file_bytes: self.max_output_file_bytes,
             workers: self.workers,
             queue: self.queue,
             max_children: self.max_children,

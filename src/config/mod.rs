@@ -85,12 +85,14 @@ impl Default for LimitPolicy {
                 memory_mb: 256,
                 max_output_bytes: 1024 * 1024,
                 max_output_files_bytes: DEFAULT_MAX_OUTPUT_FILES_BYTES,
+                max_output_file_bytes: DEFAULT_MAX_OUTPUT_FILES_BYTES,
             },
             max: Limits {
                 timeout_ms: 60_000,
                 memory_mb: 1024,
                 max_output_bytes: 16 * 1024 * 1024,
                 max_output_files_bytes: DEFAULT_MAX_OUTPUT_FILES_BYTES,
+                max_output_file_bytes: DEFAULT_MAX_OUTPUT_FILES_BYTES,
             },
             max_input_files_bytes: DEFAULT_MAX_INPUT_FILES_BYTES,
         }
@@ -107,6 +109,7 @@ impl LimitPolicy {
                 memory_mb: d.memory_mb.min(max.memory_mb),
                 max_output_bytes: d.max_output_bytes.min(max.max_output_bytes),
                 max_output_files_bytes: max.max_output_files_bytes,
+                max_output_file_bytes: max.max_output_file_bytes,
             },
             max,
             max_input_files_bytes: DEFAULT_MAX_INPUT_FILES_BYTES,
@@ -163,6 +166,9 @@ impl Config {
     fn from_settings(s: Settings) -> Result<Self, ConfigError> {
         let defaults = Self::default();
         let policy_max = LimitPolicy::default().max;
+        let files_bytes = s
+            .max_output_files_bytes
+            .unwrap_or(policy_max.max_output_files_bytes);
         let max = Limits {
             timeout_ms: s
                 .max_timeout_ms
@@ -170,9 +176,11 @@ impl Config {
                 .max(s.default_timeout_ms.unwrap_or(0)),
             memory_mb: s.max_memory_mb.unwrap_or(policy_max.memory_mb),
             max_output_bytes: s.max_output_bytes.unwrap_or(policy_max.max_output_bytes),
-            max_output_files_bytes: s
-                .max_output_files_bytes
-                .unwrap_or(policy_max.max_output_files_bytes),
+            max_output_files_bytes: files_bytes,
+            max_output_file_bytes: s
+                .max_output_file_bytes
+                .unwrap_or(files_bytes)
+                .min(files_bytes),
         };
         let allow = s
             .http_allow
@@ -274,6 +282,7 @@ impl Config {
             max_output_bytes: Some(self.limits.max.max_output_bytes),
             max_input_files_bytes: Some(self.limits.max_input_files_bytes),
             max_output_files_bytes: Some(self.limits.max.max_output_files_bytes),
+            max_output_file_bytes: Some(self.limits.max.max_output_file_bytes),
             workers: Some(self.workers),
             queue: Some(self.queue),
             max_children: Some(self.max_children),

@@ -94,14 +94,17 @@ impl Budget {
 }
 
 /// A shell command's processes: memory per process, CPU as a backstop, processes, open files,
-/// file size (the tmpfs is capped anyway), no core dumps.
+/// file size, no core dumps. A file may grow one byte past the cap on one output file, so
+/// that the run's supervisor sees it was hit; the command's write fails with EFBIG there
+/// (SIGXFSZ is ignored in the command).
 pub fn apply_to_shell(limits: &Limits) -> Result<(), JailError> {
     let memory = megabytes(limits.memory_mb);
     set(Resource::AS, memory, "RLIMIT_AS")?;
     set_cpu(limits.timeout_ms)?;
     set(Resource::NPROC, SHELL_PROCESSES, "RLIMIT_NPROC")?;
     set(Resource::NOFILE, SHELL_OPEN_FILES, "RLIMIT_NOFILE")?;
-    set(Resource::FSIZE, memory, "RLIMIT_FSIZE")?;
+    let file = limits.max_output_file_bytes.saturating_add(1).min(memory);
+    set(Resource::FSIZE, file, "RLIMIT_FSIZE")?;
     set(Resource::CORE, 0, "RLIMIT_CORE")
 }
 

@@ -261,7 +261,7 @@ fn take_files(response: &mut RunResponse, output: &OwnedFd, job: &Job) {
         }
     };
     if let Some(hit) = log.cap_hit {
-        let message = output_files::cap_message(hit, job.limits.max_output_files_bytes);
+        let message = output_files::cap_message(hit, output_files::Caps::of(&job.limits));
         match response.error.as_mut() {
             None => {
                 response.ok = false;

@@ -42,7 +42,7 @@ pub(super) struct Following<'a> {
     pending: [Vec<u8>; 2],
     files: FilesLog,
     /// The files area's offset and size, and the bytes the run's files may hold.
-    files_area: (u64, usize, u64),
+    files_area: (u64, usize, crate::output_files::Caps),
 }
 
 impl<'a> Following<'a> {
@@ -55,7 +55,7 @@ impl<'a> Following<'a> {
             seen: [0, 0],
             pending: [Vec::new(), Vec::new()],
             files: FilesLog::default(),
-            files_area: (area, size, limits.max_output_files_bytes),
+            files_area: (area, size, crate::output_files::Caps::of(limits)),
         })
     }
 
@@ -90,10 +90,10 @@ impl<'a> Following<'a> {
                 let _ = self.events.send(RunEvent::Output { stream, text }).await;
             }
         }
-        let (area, size, cap) = self.files_area;
+        let (area, size, caps) = self.files_area;
         let closed = self
             .files
-            .catch_up(&self.file, area, size, cap)
+            .catch_up(&self.file, area, size, caps)
             .unwrap_or_default();
         for index in closed {
             if let Some(file) = self.files.file(index) {

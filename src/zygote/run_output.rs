@@ -26,7 +26,7 @@ pub fn begin(job: &Job) -> std::io::Result<()> {
         CHILD_OUTPUT_FD,
         limit,
         merged,
-        job.limits.max_output_files_bytes,
+        crate::output_files::Caps::of(&job.limits),
     )?;
     *lock() = Some(writer);
     *FILES.lock().unwrap_or_else(|e| e.into_inner()) = Some(files);
@@ -69,8 +69,13 @@ pub fn with_files<T>(f: impl FnOnce(&mut FilesWriter) -> Result<T, Refused>) -> 
 pub fn refusal(refused: &Refused) -> (i32, String) {
     match refused {
         Refused::Cap(hit) => {
-            let cap = with_files(|files| Ok(files.cap())).unwrap_or(0);
-            (libc::ENOSPC, crate::output_files::cap_message(*hit, cap))
+            let caps = with_files(|files| Ok(files.caps()))
+                .unwrap_or(crate::output_files::Caps { total: 0, file: 0 });
+            let errno = match hit {
+                crate::output_files::CapHit::FileBytes => libc::EFBIG,
+                _ => libc::ENOSPC,
+            };
+            (errno, crate::output_files::cap_message(*hit, caps))
         }
         Refused::Name(why) => (libc::EINVAL, why.clone()),
     }

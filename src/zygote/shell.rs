@@ -132,9 +132,13 @@ impl ShellEngine {
         // SAFETY: single-threaded; the child only execs (or `_exit`s).
         let shell = match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                // SAFETY: every pointer array is NULL-terminated and points at CStrings that
-                // live in `command` until the call (execve only returns on failure).
+                // SAFETY: signal() is async-signal-safe; every pointer array is NULL-terminated
+                // and points at CStrings that live in `command` until the call (execve only
+                // returns on failure).
                 unsafe {
+                    // A write past RLIMIT_FSIZE fails with EFBIG instead of killing the writer;
+                    // an ignored signal stays ignored across execve.
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
                     libc::execve(
                         command.path.as_ptr(),
                         command.argv.as_ptr(),

@@ -15,7 +15,7 @@
     const messages = {
       ENOENT: 'no such file or directory', EACCES: 'permission denied',
       EISDIR: 'illegal operation on a directory', EEXIST: 'file already exists',
-      ENOTDIR: 'not a directory', ENOSPC: 'no space left on device',
+      ENOTDIR: 'not a directory', ENOSPC: 'no space left on device', EFBIG: 'file too large',
       EINVAL: 'invalid argument',
     };
     const error = new Error(`${code}: ${detail || messages[code]}, ${syscall} '${path}'`);
@@ -75,7 +75,7 @@
     return Buffer.from(bytes).toString(encoding);
   }
 
-  // The host refuses with 'ENOSPC: why' or 'EINVAL: why'.
+  // The host refuses with 'ENOSPC: why', 'EFBIG: why' or 'EINVAL: why'.
   function call(syscall, path, op, ...args) {
     const answer = files(op, ...args);
     if (typeof answer === 'string') {

@@ -49,7 +49,7 @@ fn load<'js>(ctx: Ctx<'js>) -> Result<Function<'js>> {
 
 /// `files(0, name)` creates a file of the output directory and returns its index;
 /// `files(1, index, offset, bytes)` writes; `files(2, index)` closes. A refusal comes back as
-/// the string `"ENOSPC: why"` or `"EINVAL: why"`, which fs.js throws as Node would.
+/// the string `"ENOSPC: why"`, `"EFBIG: why"` or `"EINVAL: why"`, which fs.js throws as Node would.
 fn files<'js>(
     ctx: Ctx<'js>,
     op: u32,
@@ -80,10 +80,10 @@ fn files<'js>(
         Ok(index) => index.into_js(&ctx),
         Err(refused) => {
             let (errno, why) = run_output::refusal(&refused);
-            let code = if errno == libc::ENOSPC && matches!(refused, Refused::Cap(_)) {
-                "ENOSPC"
-            } else {
-                "EINVAL"
+            let code = match (&refused, errno) {
+                (Refused::Cap(_), libc::EFBIG) => "EFBIG",
+                (Refused::Cap(_), _) => "ENOSPC",
+                _ => "EINVAL",
             };
             format!("{code}: {why}").into_js(&ctx)
         }
