@@ -4,8 +4,8 @@
 //! — tells the server on its job channel and gives its core back until the wait is over, so
 //! that runs waiting on a slow API do not keep CPU-bound runs queued.
 //!
-//! A child that says it waits cannot compute meanwhile: it blocks reading its job channel for
-//! the server's word, and its jail lets it neither fork nor start a thread. So a core it gave
+//! A child that says it waits cannot compute meanwhile: the server stops it (`SIGSTOP`) until
+//! the wait is over, and its jail lets it neither fork nor start a thread. So a core it gave
 //! back is truly free, and lying gains it nothing.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -97,19 +97,16 @@ pub async fn execute(
                 (FrameTag::Report, report) => return Ok::<_, std::io::Error>(report),
                 (FrameTag::BrokerRequest, request) => request,
                 (FrameTag::Pause, frame) => {
-                    let handed = &connections;
-                    let wait =
-                        Pause::parse(&frame).map(|pause| async move { pause.wait(handed).await });
-                    let answer = match wait {
-                        Some(wait) => without_core(&child, admitted, wait).await,
-                        None => None,
-                    };
-                    let Some(answer) = answer else {
-                        return Err(std::io::Error::new(
+                    let refused = || {
+                        std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             "a pause names no length or no connection of the run",
-                        ));
+                        )
                     };
+                    let pause = Pause::parse(&frame).ok_or_else(refused)?;
+                    let answer = without_core(&child, admitted, pause.wait(&connections))
+                        .await
+                        .ok_or_else(refused)?;
                     write_frame_async(&mut stream, FrameTag::Resume, answer).await?;
                     continue;
                 }

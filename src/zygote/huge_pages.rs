@@ -51,12 +51,13 @@ fn huge_blocks(mapping: &Mapping) -> Option<(usize, usize)> {
     (end > start).then(|| (start, end - start))
 }
 
-/// Moves the program break up to the next 2 MiB boundary, before the interpreter is built, so
-/// that the heap the allocator grows from here on starts on one. Where the heap starts is
-/// random (ASLR), and only the whole 2 MiB blocks inside it can become huge pages: without
-/// this, a zygote's heap got one block more or less from one start to the next, and its forks
-/// and exits were a few percent faster or slower with it.
-pub fn align_heap_start() {
+/// Moves the program break up to the next 2 MiB boundary. Called before the interpreter is
+/// built, the heap the allocator grows from there starts on one; called again before
+/// [`collapse_anonymous_memory`], its last, partly used block becomes whole (the allocator uses
+/// the rest later). Where the heap starts is random (ASLR), and only whole 2 MiB blocks can
+/// become huge pages: without this, a zygote's heap got one block more or less from one start
+/// to the next, and its forks and exits were a few percent faster or slower with it.
+pub fn align_program_break() {
     // SAFETY: sbrk(0) reads the break; sbrk(n > 0) extends it. glibc's allocator takes a break
     // moved by someone else as "foreign" memory and starts its next block past it.
     unsafe {
@@ -66,12 +67,6 @@ pub fn align_heap_start() {
             libc::sbrk(pad as libc::intptr_t);
         }
     }
-}
-
-/// Extends the heap to the next 2 MiB boundary, so that its last, partly used block can be
-/// collapsed too ([`collapse_anonymous_memory`]); the allocator uses the rest later.
-pub fn round_heap_end() {
-    align_heap_start();
 }
 
 /// Asks for huge pages on every private, writable, anonymous mapping of at least one huge

@@ -141,7 +141,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
     // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
     if kind != ZygoteKind::Shell {
-        huge_pages::align_heap_start();
+        huge_pages::align_program_break();
     }
     let mut engine = std::mem::ManuallyDrop::new(E::prepare(kind)?);
 
@@ -159,7 +159,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         Confinement::Shell
     } else {
         // Before the jail, which closes /proc; best effort.
-        huge_pages::round_heap_end();
+        huge_pages::align_program_break();
         let _ = huge_pages::collapse_anonymous_memory();
         let _ = huge_pages::remap_own_text();
         let readable = engine.readable_paths();
