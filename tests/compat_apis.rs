@@ -603,3 +603,39 @@ fn dify_twelve_requests_at_once_all_run() {
         assert_eq!(stdout, Some(format!("{}\n", i * 2)));
     }
 }
+
+/// FastGPT's sandbox answers `codeReturn` with the keys in the order `main` built them (it
+/// stringifies the object); so do sandlot's routes, which pass the child's JSON through.
+#[test]
+fn returned_keys_keep_their_order() {
+    let expected = r#"{"zeta":1,"alpha":{"y":[1,{"k2":2,"k1":1}],"b":null},"mid":"x"}"#;
+    let post = |path: &str, body: Value| {
+        let reply = server().post(
+            path,
+            &body.to_string(),
+            &[("authorization", &format!("Bearer {KEY}"))],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        reply.text
+    };
+    let python = "def main():\n    return {'zeta': 1, 'alpha': {'y': [1, {'k2': 2, 'k1': 1}], 'b': None}, 'mid': 'x'}";
+    let javascript =
+        "function main() { return {zeta: 1, alpha: {y: [1, {k2: 2, k1: 1}], b: null}, mid: 'x'} }";
+    for (path, code) in [("/sandbox/python", python), ("/sandbox/js", javascript)] {
+        let text = post(path, json!({"code": code, "variables": {}}));
+        assert!(
+            text.contains(&format!(r#""codeReturn":{expected}"#)),
+            "{path}: {text}"
+        );
+    }
+    for (language, code) in [("python", python), ("javascript", javascript)] {
+        let text = post(
+            "/v1/run",
+            json!({"language": language, "code": code, "inputs": {}}),
+        );
+        assert!(
+            text.contains(&format!(r#""result":{expected}"#)),
+            "{language}: {text}"
+        );
+    }
+}

@@ -15,6 +15,17 @@ class InvalidReturn(Exception):
     pass
 
 
+def encode(value, encode_json, lenient=False):
+    """`value` as JSON text. A plain JSON value, nearly every return, goes straight to the C
+    encoder; only what it refuses (NaN, numpy and pandas values, dates, a cycle, a key that is
+    not a string) pays for the careful copy, which converts it or names the path at fault. The
+    copy alone costs a 1 MB result ~38 ms."""
+    try:
+        return encode_json(value)
+    except (TypeError, ValueError):
+        return encode_json(to_json(value, "result", set(), lenient))
+
+
 def to_json(value, path, active, lenient=False):
     """A JSON-ready copy of a returned value; NaN and infinities become None. `lenient` turns
     what JSON has no type for into its str() (json.dumps' default=str, as FastGPT does)."""

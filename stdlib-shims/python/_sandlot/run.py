@@ -17,7 +17,8 @@ from _sandlot.system_helper import SystemHelper
 # User code shares these modules and may patch them (`json.dumps = ...`); the run keeps its own
 # references, taken before any user code runs.
 _encode = json.JSONEncoder(ensure_ascii=False).encode
-_encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+_encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False,
+                                  separators=(",", ":")).encode
 _decode = json.JSONDecoder().decode
 _ONLY_AST = ast.PyCF_ONLY_AST
 
@@ -183,13 +184,13 @@ def _execute(job, fastgpt_convention, system_helper):
         if fastgpt_convention:
             value = fastgpt.call_main(main, inputs)
             return {"exit_code": 0,
-                    "result_json": _encode_result(convert.to_json(value, "result", set(), True))}
+                    "result_json": convert.encode(value, _encode_result, True)}
         value = main(**inputs)
         if not isinstance(value, dict):
             return {"exit_code": 1, "error": error(
                 "invalid_return", f"main() must return a dict, not {type(value).__name__}")}
         return {"exit_code": 0,
-                "result_json": _encode_result(convert.to_json(value, "result", set()))}
+                "result_json": convert.encode(value, _encode_result)}
     except SystemExit as e:
         code_ = e.code
         status = code_ if isinstance(code_, int) else (0 if code_ is None else 1)
