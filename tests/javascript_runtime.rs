@@ -426,3 +426,84 @@ fn allowed_modules_narrow_require_and_import_for_one_run() {
     );
     assert_eq!(r["d"], "function");
 }
+
+// ---- the returned value's JSON ----
+
+/// What `main` returns is written as JSON by sandlot's own walk when it is plain data and by
+/// `JSON.stringify` otherwise; either way the bytes must be stringify's. Each case prints
+/// `JSON.stringify({v})` and returns `{v}`; the result's raw JSON must equal what it printed.
+#[test]
+fn returned_json_is_byte_for_byte_what_stringify_writes() {
+    #[derive(serde::Deserialize)]
+    struct Reply {
+        ok: bool,
+        result: Option<Box<serde_json::value::RawValue>>,
+        stdout: String,
+    }
+    let cases = [
+        // plain data, the walk's own path
+        "{s: 'plain', n: [0, -1, 2147483647, -2147483648, 2147483648, 1.5, -0, 0.1 + 0.2, 1e21, \
+         1e-7, 123e-20, 2 ** 53, 2 ** 60, 1.5e300, 5e-324, 3 * 0.5 * 2, NaN, Infinity, -Infinity], \
+         b: [true, false, null], nested: {a: {b: {c: [[], {}, [[1]]]}}}}",
+        "{zh: '中文 字符', emoji: '😀 ok', esc: 'q\"b\\\\s/ \\b\\f\\n\\r\\t \\u0001\\u001f\\u007f \
+         \\u2028\\u2029 \\u00e9', 'key \"quoted\"\\n': 1, '': 2}",
+        "{2: 'two', 1: 'one', b: 'b', a: 'a', '-1': 'minus'}",
+        "{u: undefined, a: [undefined, 1], n: null}",
+        "Object.assign(Object.create(null), {x: 1})",
+        "(() => { const rows = []; for (let i = 0; i < 300; i++) rows.push({id: i, name: 'r' + i, \
+         score: i / 7, ok: i % 2 === 0}); return rows })()",
+        "'x'.repeat(100000)",
+        // what the walk leaves to stringify
+        "{d: new Date(0), f: function () {}, s: Symbol('x'), after: 1}",
+        "{a: [function () {}, Symbol('y')]}",
+        "{x: 1, toJSON() { return {replaced: true} }}",
+        "new (class Point { constructor() { this.x = 1 } })()",
+        "{m: new Map([[1, 2]]), set: new Set([1]), re: /x/g, err: new Error('e')}",
+        "{str: new String('boxed'), num: new Number(5), bool: new Boolean(false)}",
+        "{lone: '\\ud800', pair: '\\ud83d\\ude00', tail: 'a\\udc00'}",
+        "(() => { const a = [1, , 3]; a.extra = 'x'; return {a} })()",
+        "{typed: new Uint8Array([1, 2]), args: (function () { return arguments })(1, 2)}",
+        "(() => { let v = []; for (let i = 0; i < 250; i++) v = [v]; return v })()",
+        "new Proxy({a: 1}, {})",
+    ];
+    for case in cases {
+        let code = format!(
+            "function main() {{ const v = {case}; console.log(JSON.stringify({{v}})); return {{v}} }}"
+        );
+        let reply = common::shared().post(
+            "/v1/run",
+            &json!({"language": "javascript", "code": code}).to_string(),
+            &[],
+        );
+        let reply: Reply = serde_json::from_str(&reply.text).expect(&reply.text);
+        assert!(reply.ok, "{case}: {}", reply.stdout);
+        assert_eq!(
+            reply.result.unwrap().get(),
+            reply.stdout.trim_end(),
+            "{case}"
+        );
+    }
+
+    // A getter runs once: the walk gives up before it, and stringify calls it.
+    let r = js(
+        "let calls = 0;\nfunction main() { return {a: 1, get x() { calls += 1; return calls }, \
+         after: [1, {get y() { calls += 1; return calls }}]} }",
+        json!({}),
+    );
+    assert_eq!(r, json!({"a": 1, "x": 1, "after": [1, {"y": 2}]}));
+    // A toJSON that user code puts on Object.prototype is every object's.
+    let r = js(
+        "Object.prototype.toJSON = function () { return 'keys:' + Object.keys(this) };\n\
+         function main() { return {a: 1, b: 2} }",
+        json!({}),
+    );
+    assert_eq!(r, "keys:a,b");
+    // Neither a cycle nor a BigInt is JSON.
+    for code in [
+        "function main() { const o = {a: [1]}; o.a.push(o); return o }",
+        "function main() { return {big: 10n} }",
+    ] {
+        let r = common::shared().javascript(code, json!({}));
+        assert_eq!(r["error"]["kind"], "invalid_return", "{code}: {r}");
+    }
+}

@@ -12,6 +12,7 @@ mod locale;
 mod modules;
 mod outcome;
 mod output;
+mod plain_json;
 
 use std::time::Instant;
 
@@ -36,9 +37,9 @@ const USER_FILE: &str = "<code>";
 /// A run of a child's own while it waits for its job: its first parse, call and JSON round trip
 /// write to pages it shares with the zygote (each a copy-on-write fault), which the job's run
 /// then finds already copied. An expression: it declares no global.
-const REHEARSAL: &str = "JSON.stringify((function main({a, b}) { \
+const REHEARSAL: &str = "(function main({a, b}) { \
                          return {sum: a + b, list: [a, b, 1.5, 'x', null]}; \
-                         })(JSON.parse('{\"a\": 1, \"b\": 2}')))";
+                         })(JSON.parse('{\"a\": 1, \"b\": 2}'))";
 /// Appended to module-syntax code in main mode, so the module's `main` can be found.
 const MAIN_EXPORT: &str =
     "\n;export const __sandlot_main = typeof main === 'function' ? main : undefined;\n";
@@ -99,7 +100,8 @@ impl Engine for JavascriptEngine {
         let prepared = self.context.with(|ctx| -> rquickjs::Result<()> {
             let hooks = hooks.restore(&ctx)?;
             hooks.get::<_, Function>("prepareRun")?.call::<_, ()>(())?;
-            ctx.eval::<Value, _>(REHEARSAL)?;
+            let returned = ctx.eval::<Value, _>(REHEARSAL)?;
+            to_result(&ctx, returned, false);
             Ok(())
         });
         if let Err(e) = prepared {

@@ -5,6 +5,7 @@ use rquickjs::{CatchResultExt, Ctx, Value};
 use serde_json::value::RawValue;
 
 use super::errors::describe;
+use super::{output, plain_json};
 use crate::run::{ErrorKind, RunError};
 
 pub struct Outcome {
@@ -57,6 +58,11 @@ pub fn to_result<'js>(ctx: &Ctx<'js>, returned: Value<'js>, any_value: bool) -> 
             ErrorKind::InvalidReturn,
             format!("main() must return an object, not {}", type_name(&returned)),
         ));
+    }
+    if let Some(json) = plain_json::to_json(ctx, &returned, output::output_limit()) {
+        if let Ok(json) = RawValue::from_string(json) {
+            return Outcome::ok(Some(json));
+        }
     }
     match ctx.json_stringify(returned).catch(ctx) {
         Ok(Some(text)) => match text.to_string().map(RawValue::from_string) {
