@@ -81,6 +81,7 @@ impl Engine for JavascriptEngine {
                 ))?;
                 locale::install(&ctx, kind)?;
                 modules::register_all(&ctx, &hooks)?;
+                plain_json::learn_realm(&ctx);
                 Ok(Persistent::save(&ctx, hooks))
             })
             .map_err(|e| failed("installing the prelude and modules", e))?;

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_void;
+use std::sync::OnceLock;
 
 use rquickjs::{qjs, Ctx, Value};
 
@@ -22,15 +23,51 @@ const MAX_DEPTH: u32 = 200;
 /// Something plain data does not hold; `JSON.stringify` takes over.
 struct NotPlain;
 
+/// The realm's plain classes and its Object.prototype and Array.prototype, learned once in the
+/// zygote: the intrinsics live as long as the context and never move.
+#[derive(Clone, Copy)]
+pub struct Realm {
+    object_class: qjs::JSClassID,
+    array_class: qjs::JSClassID,
+    object_prototype: usize,
+    array_prototype: usize,
+}
+
+static REALM: OnceLock<Realm> = OnceLock::new();
+
+/// Learns the realm's plain classes and prototypes (in the zygote, before any user code).
+pub fn learn_realm(ctx: &Ctx<'_>) {
+    let raw_ctx = ctx.as_raw().as_ptr();
+    // SAFETY: `raw_ctx` is the live context; every value made here is freed here.
+    let realm = unsafe {
+        let object = qjs::JS_NewObject(raw_ctx);
+        let array = qjs::JS_NewArray(raw_ctx);
+        let object_prototype = qjs::JS_GetPrototype(raw_ctx, object);
+        let array_prototype = qjs::JS_GetPrototype(raw_ctx, array);
+        let realm = Realm {
+            object_class: qjs::JS_GetClassID(object),
+            array_class: qjs::JS_GetClassID(array),
+            object_prototype: qjs::JS_VALUE_GET_PTR(object_prototype) as usize,
+            array_prototype: qjs::JS_VALUE_GET_PTR(array_prototype) as usize,
+        };
+        for v in [object, array, object_prototype, array_prototype] {
+            qjs::JS_FreeValue(raw_ctx, v);
+        }
+        realm
+    };
+    let _ = REALM.set(realm);
+}
+
 /// `value` as JSON if it is a plain object or array and its JSON fits in `limit` bytes.
 pub fn to_json(ctx: &Ctx<'_>, value: &Value<'_>, limit: usize) -> Option<String> {
+    let realm = *REALM.get()?;
     let raw_ctx = ctx.as_raw().as_ptr();
-    // SAFETY: `raw_ctx` is the live context `ctx` borrows, and `value` belongs to it; the walk
-    // frees every reference it takes (see `Walk`), and calls no user code.
+    // SAFETY: `raw_ctx` is the live context `ctx` borrows, and `value` belongs to it; the
+    // realm's prototypes are alive as long as it is. The walk frees every reference it takes
+    // and calls no user code.
     unsafe {
-        let json = Walk::new(raw_ctx, limit).and_then(|mut walk| {
+        let json = Walk::new(raw_ctx, realm, limit).and_then(|mut walk| {
             let written = walk.value(value.as_raw(), 0);
-            walk.release();
             written.ok().map(|()| walk.out)
         });
         if qjs::JS_HasException(raw_ctx) {
@@ -48,51 +85,29 @@ struct Walk {
     limit: usize,
     /// Each key as it is written (quoted, with its colon), by atom: records repeat their keys.
     keys: HashMap<qjs::JSAtom, Box<[u8]>>,
-    object_class: qjs::JSClassID,
-    array_class: qjs::JSClassID,
-    /// The realm's Object.prototype and Array.prototype, held until `release`.
-    object_prototype: qjs::JSValue,
-    array_prototype: qjs::JSValue,
+    realm: Realm,
 }
 
 impl Walk {
-    /// The realm's plain classes and prototypes, or None when user code gave either prototype
-    /// a `toJSON` (or Array.prototype another prototype), which plain data would then inherit.
-    unsafe fn new(ctx: *mut qjs::JSContext, limit: usize) -> Option<Self> {
-        let object = qjs::JS_NewObject(ctx);
-        let array = qjs::JS_NewArray(ctx);
-        let walk = Self {
-            ctx,
-            out: Vec::with_capacity(4096),
-            limit,
-            keys: HashMap::new(),
-            object_class: qjs::JS_GetClassID(object),
-            array_class: qjs::JS_GetClassID(array),
-            object_prototype: qjs::JS_GetPrototype(ctx, object),
-            array_prototype: qjs::JS_GetPrototype(ctx, array),
-        };
-        qjs::JS_FreeValue(ctx, object);
-        qjs::JS_FreeValue(ctx, array);
+    /// None when user code gave Object.prototype or Array.prototype a `toJSON` (or
+    /// Array.prototype another prototype), which plain data would then inherit.
+    unsafe fn new(ctx: *mut qjs::JSContext, realm: Realm, limit: usize) -> Option<Self> {
+        let object_prototype = object_at(realm.object_prototype);
+        let array_prototype = object_at(realm.array_prototype);
         let to_json = qjs::JS_NewAtom(ctx, c"toJSON".as_ptr());
-        let above_array = qjs::JS_GetPrototype(ctx, walk.array_prototype);
-        let plain = qjs::JS_VALUE_GET_TAG(walk.object_prototype) == qjs::JS_TAG_OBJECT
-            && qjs::JS_VALUE_GET_TAG(walk.array_prototype) == qjs::JS_TAG_OBJECT
-            && same_object(above_array, walk.object_prototype)
-            && !has_own(ctx, walk.object_prototype, to_json)
-            && !has_own(ctx, walk.array_prototype, to_json);
+        let above_array = qjs::JS_GetPrototype(ctx, array_prototype);
+        let plain = same_object(above_array, object_prototype)
+            && !has_own(ctx, object_prototype, to_json)
+            && !has_own(ctx, array_prototype, to_json);
         qjs::JS_FreeValue(ctx, above_array);
         qjs::JS_FreeAtom(ctx, to_json);
-        if plain {
-            Some(walk)
-        } else {
-            walk.release();
-            None
-        }
-    }
-
-    unsafe fn release(&self) {
-        qjs::JS_FreeValue(self.ctx, self.object_prototype);
-        qjs::JS_FreeValue(self.ctx, self.array_prototype);
+        plain.then(|| Self {
+            ctx,
+            out: Vec::with_capacity(256),
+            limit,
+            keys: HashMap::new(),
+            realm,
+        })
     }
 
     /// Writes `v` (borrowed, not freed).
@@ -115,9 +130,9 @@ impl Walk {
             }
             qjs::JS_TAG_OBJECT if depth < MAX_DEPTH => {
                 let class = qjs::JS_GetClassID(v);
-                if class == self.array_class {
+                if class == self.realm.array_class {
                     self.array(v, depth)?;
-                } else if class == self.object_class {
+                } else if class == self.realm.object_class {
                     self.object(v, depth)?;
                 } else {
                     return Err(NotPlain);
@@ -158,7 +173,7 @@ impl Walk {
     }
 
     unsafe fn array(&mut self, v: qjs::JSValue, depth: u32) -> Result<(), NotPlain> {
-        if !self.has_prototype(v, self.array_prototype) {
+        if !self.has_prototype(v, object_at(self.realm.array_prototype)) {
             return Err(NotPlain);
         }
         let mut len = 0i64;
@@ -190,7 +205,7 @@ impl Walk {
     unsafe fn object(&mut self, v: qjs::JSValue, depth: u32) -> Result<(), NotPlain> {
         let prototype = qjs::JS_GetPrototype(self.ctx, v);
         let plain = qjs::JS_VALUE_GET_TAG(prototype) == qjs::JS_TAG_NULL
-            || same_object(prototype, self.object_prototype);
+            || same_object(prototype, object_at(self.realm.object_prototype));
         qjs::JS_FreeValue(self.ctx, prototype);
         if !plain {
             return Err(NotPlain);
@@ -325,6 +340,11 @@ impl Drop for Text {
             unsafe { qjs::JS_FreeCString(self.ctx, self.ptr) };
         }
     }
+}
+
+/// The object at `address`, as a borrowed value.
+fn object_at(address: usize) -> qjs::JSValue {
+    qjs::JS_MKPTR(qjs::JS_TAG_OBJECT, address as *mut c_void)
 }
 
 /// Whether `a` and `b` are the same object.
