@@ -35,7 +35,7 @@ pub fn spawn_zygote(
         .arg("__zygote")
         .arg(kind.name())
         .env_clear()
-        .envs(zygote_environment())
+        .envs(zygote_environment(kind))
         .env(JAIL_SETTINGS_ENV, jail.to_env())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir("/")
@@ -69,9 +69,17 @@ pub fn spawn_zygote(
     command.spawn()
 }
 
+/// How glibc's malloc serves the python-data zygote's children: from the heap up to 32 MiB (not
+/// a fresh mapping for each of numpy's arrays), kept until exit, and in transparent huge pages,
+/// so a DataFrame's columns fault in 2 MiB at a time. A 100k-row groupby: 21.0 -> 18.1 ms, 4745
+/// -> 2326 faults a run; the trivial pandas run unchanged. The python zygote is left alone: its
+/// trivial runs touch a few pages of new heap each, and a huge page there cost them ~5%.
+const PYTHON_DATA_MALLOC: &str = "glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=33554432:\
+                                  glibc.malloc.trim_threshold=67108864";
+
 /// Everything a zygote's environment holds: no variable of the server's passes, so no secret
 /// can reach an interpreter.
-fn zygote_environment() -> Vec<(&'static str, String)> {
+fn zygote_environment(kind: ZygoteKind) -> Vec<(&'static str, String)> {
     let mut env = vec![
         ("PATH", "/usr/bin:/bin".to_owned()),
         ("LANG", "C.UTF-8".to_owned()),
@@ -85,6 +93,9 @@ fn zygote_environment() -> Vec<(&'static str, String)> {
     ];
     if let Ok(tz) = std::env::var("TZ") {
         env.push(("TZ", tz));
+    }
+    if kind == ZygoteKind::PythonData {
+        env.push(("GLIBC_TUNABLES", PYTHON_DATA_MALLOC.to_owned()));
     }
     env
 }
