@@ -272,3 +272,56 @@ fn sandlot_run_answers_intl_code() {
     let reply: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     assert!(is_shanghai_time(&reply["result"]["t"]), "{output:?}");
 }
+
+/// The formatters a date's or a number's toLocale*String builds are kept per locales and
+/// options (intl.js). A kept one must answer what FormatJS's own method answers: options
+/// whose members are getters are never kept, so each case is asked both ways, in a run of the
+/// javascript-intl zygote (whose warm-up kept some already) and in one of the lean zygote.
+#[test]
+fn kept_formatters_answer_as_formatjs_does() {
+    const CASES: &str = r#"
+        const d = new Date(1705343400000);
+        const bad = new Date(NaN);
+        const date = ['toLocale' + 'String', 'toLocale' + 'DateString', 'toLocale' + 'TimeString'];
+        const asGetters = (o) => Object.defineProperties({}, Object.fromEntries(
+            Object.entries(o ?? {}).map(([k, v]) => [k, {get: () => v, enumerable: true}])));
+        const answer = (f) => { try { return f() } catch (e) { return 'threw ' + e.name } };
+        const cases = [];
+        for (const locales of [undefined, 'zh-CN', 'en-US', ['zh-CN', 'en']]) {
+            for (const options of [undefined, {timeZone: 'Asia/Shanghai'}, {dateStyle: 'full'},
+                {timeStyle: 'short', timeZone: 'UTC'}, {hour: '2-digit', minute: undefined},
+                {weekday: 'long', timeZone: 'America/New_York'}, {timeZone: 'Nowhere/Zone'},
+                {hour12: false, timeZone: 'Asia/Tokyo'}]) {
+                for (const method of date) for (const when of [d, bad]) {
+                    for (let twice = 0; twice < 2; twice++) cases.push([
+                        answer(() => when[method](locales, options)),
+                        answer(() => when[method](locales, asGetters(options)))]);
+                }
+            }
+            for (const options of [undefined, {style: 'currency', currency: 'CNY'},
+                {style: 'percent', maximumFractionDigits: 1}, {notation: 'compact'},
+                {style: 'currency'}, {minimumFractionDigits: 2, useGrouping: false}]) {
+                for (const x of [1234567.891, -0.5, 12n]) cases.push([
+                    answer(() => x['toLocale' + 'String'](locales, options)),
+                    answer(() => x['toLocale' + 'String'](locales, asGetters(options)))]);
+            }
+        }
+        return {cases};
+    "#;
+    let server = intl_ready_server();
+    for (zygote, code) in [
+        ("javascript-intl", format!("// Intl\nfunction main() {{ {CASES} }}")),
+        ("javascript", format!("function main() {{ {CASES} }}")),
+    ] {
+        let result = ok_result(server.javascript(&code, json!({})));
+        let cases = result["cases"].as_array().unwrap();
+        assert!(cases.len() > 300, "{zygote}: {}", cases.len());
+        for case in cases {
+            assert_eq!(case[0], case[1], "{zygote}: kept vs FormatJS's own");
+        }
+        // The cases do differ from one another (a formatter kept under the wrong key would not).
+        let distinct: std::collections::HashSet<String> =
+            cases.iter().map(|c| c[0].to_string()).collect();
+        assert!(distinct.len() > 40, "{zygote}: {distinct:?}");
+    }
+}
