@@ -310,7 +310,10 @@ fn kept_formatters_answer_as_formatjs_does() {
     "#;
     let server = intl_ready_server();
     for (zygote, code) in [
-        ("javascript-intl", format!("// Intl\nfunction main() {{ {CASES} }}")),
+        (
+            "javascript-intl",
+            format!("// Intl\nfunction main() {{ {CASES} }}"),
+        ),
         ("javascript", format!("function main() {{ {CASES} }}")),
     ] {
         let result = ok_result(server.javascript(&code, json!({})));

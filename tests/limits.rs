@@ -77,6 +77,16 @@ fn a_huge_return_value_is_output_limit() {
         "code": "def main():\n    return {'big': 'x' * 5_000_000}\n",
         "limits": {"max_output_bytes": 1048576}}));
     assert_eq!(r["error"]["kind"], "output_limit", "{r}");
+    // JavaScript: one long string, and many small values (sandlot's own JSON walk stops at the
+    // limit and stringify's answer is checked against it too).
+    for code in [
+        "function main() { return {big: 'x'.repeat(5000000)} }",
+        "function main() { return {rows: Array.from({length: 200000}, (_, i) => ({i, s: 'row'}))} }",
+    ] {
+        let r = common::shared().run(json!({"language": "javascript", "code": code,
+            "limits": {"max_output_bytes": 1048576}}));
+        assert_eq!(r["error"]["kind"], "output_limit", "{code}: {r}");
+    }
 }
 
 #[test]

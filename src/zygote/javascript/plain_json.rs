@@ -126,7 +126,12 @@ impl Walk {
             qjs::JS_TAG_NULL => self.out.extend_from_slice(b"null"),
             qjs::JS_TAG_STRING | qjs::JS_TAG_STRING_ROPE => {
                 let text = Text::of(self.ctx, v)?;
-                self.write(text.as_str()?);
+                let text = text.as_str()?;
+                // Not even copied when it cannot fit.
+                if self.out.len() + text.len() > self.limit {
+                    return Err(NotPlain);
+                }
+                self.write(text);
             }
             qjs::JS_TAG_OBJECT if depth < MAX_DEPTH => {
                 let class = qjs::JS_GetClassID(v);
