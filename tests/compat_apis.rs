@@ -22,13 +22,18 @@ fn dify(body: Value) -> common::Reply {
 
 /// POST with the Bearer key (FastGPT's and the module API's way); asserts HTTP 200.
 fn bearer_post(path: &str, body: Value) -> Value {
+    bearer_reply(path, body).body
+}
+
+/// The same, the whole reply (its text as sent).
+fn bearer_reply(path: &str, body: Value) -> common::Reply {
     let reply = server().post(
         path,
         &body.to_string(),
         &[("authorization", &format!("Bearer {KEY}"))],
     );
     assert_eq!(reply.status, 200, "{}", reply.text);
-    reply.body
+    reply
 }
 
 fn base64(bytes: &[u8]) -> String {
@@ -609,15 +614,7 @@ fn dify_twelve_requests_at_once_all_run() {
 #[test]
 fn returned_keys_keep_their_order() {
     let expected = r#"{"zeta":1,"alpha":{"y":[1,{"k2":2,"k1":1}],"b":null},"mid":"x"}"#;
-    let post = |path: &str, body: Value| {
-        let reply = server().post(
-            path,
-            &body.to_string(),
-            &[("authorization", &format!("Bearer {KEY}"))],
-        );
-        assert_eq!(reply.status, 200, "{}", reply.text);
-        reply.text
-    };
+    let post = |path: &str, body: Value| bearer_reply(path, body).text;
     let python = "def main():\n    return {'zeta': 1, 'alpha': {'y': [1, {'k2': 2, 'k1': 1}], 'b': None}, 'mid': 'x'}";
     let javascript =
         "function main() { return {zeta: 1, alpha: {y: [1, {k2: 2, k1: 1}], b: null}, mid: 'x'} }";
