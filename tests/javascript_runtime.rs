@@ -453,6 +453,13 @@ fn returned_json_is_byte_for_byte_what_stringify_writes() {
         "(() => { const rows = []; for (let i = 0; i < 300; i++) rows.push({id: i, name: 'r' + i, \
          score: i / 7, ok: i % 2 === 0}); return rows })()",
         "'x'.repeat(100000)",
+        // doubles of every magnitude: random bit patterns, and random decimals scaled
+        "(() => { const v = new DataView(new ArrayBuffer(8)); let s = 2463534242; \
+         const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; return s >>>= 0 }; \
+         const xs = []; for (let i = 0; i < 3000; i++) { v.setUint32(0, next()); v.setUint32(4, next()); \
+         const x = v.getFloat64(0); if (Number.isFinite(x)) xs.push(x); \
+         xs.push(next() / 2 ** (next() % 40), (next() - 2 ** 31) * 10 ** (next() % 60 - 30), \
+         Math.round(next() / 7) / 100) } return xs })()",
         // what the walk leaves to stringify
         "{d: new Date(0), f: function () {}, s: Symbol('x'), after: 1}",
         "{a: [function () {}, Symbol('y')]}",

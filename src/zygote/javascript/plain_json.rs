@@ -151,8 +151,7 @@ impl Walk {
         Ok(())
     }
 
-    /// A number as JavaScript prints it: integers directly, others by QuickJS's own
-    /// shortest-round-trip conversion; NaN and the infinities as null, like stringify.
+    /// A number as JavaScript prints it; NaN and the infinities as null, like stringify.
     unsafe fn number(&mut self, v: qjs::JSValue) -> Result<(), NotPlain> {
         let f = qjs::JS_VALUE_GET_FLOAT64(v);
         if !f.is_finite() {
@@ -161,11 +160,7 @@ impl Walk {
             // Exact in an i64; -0 prints as 0, as in JavaScript.
             self.write(&(f as i64));
         } else {
-            // A number converts to a string without user code, and without a lone surrogate.
-            let string = qjs::JS_ToString(self.ctx, v);
-            let text = Text::of(self.ctx, string);
-            qjs::JS_FreeValue(self.ctx, string);
-            self.out.extend_from_slice(text?.as_str()?.as_bytes());
+            js_number(f, &mut self.out);
         }
         Ok(())
     }
@@ -305,6 +300,63 @@ impl Walk {
         let same = same_object(prototype, expected);
         qjs::JS_FreeValue(self.ctx, prototype);
         same
+    }
+}
+
+/// A finite `f` as JavaScript's Number::toString writes it. Its digits are the shortest that
+/// read back as `f` (serde_json's, which are ryu's); only the layout differs from ryu's: no
+/// `.0`, plain digits up to 21 places, and `1e+21`, `1.5e-7` beyond.
+fn js_number(f: f64, out: &mut Vec<u8>) {
+    let mut text = Vec::with_capacity(32);
+    // Writing a finite f64 into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut text, &f);
+    let (sign, text) = match text.split_first() {
+        Some((b'-', rest)) => ("-", rest),
+        _ => ("", &text[..]),
+    };
+    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
+        Some(e) => (
+            &text[..e],
+            std::str::from_utf8(&text[e + 1..])
+                .ok()
+                .and_then(|x| x.parse::<i32>().ok())
+                .unwrap_or(0),
+        ),
+        None => (text, 0),
+    };
+    let point = mantissa
+        .iter()
+        .position(|&b| b == b'.')
+        .unwrap_or(mantissa.len());
+    let mut digits: Vec<u8> = mantissa.iter().copied().filter(|&b| b != b'.').collect();
+    let leading = digits.iter().take_while(|&&b| b == b'0').count();
+    digits.drain(..leading);
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    // The value is 0.DIGITS × 10^n, DIGITS without leading or trailing zeros.
+    let n = point as i32 - leading as i32 + exponent;
+    let k = digits.len() as i32;
+    out.extend_from_slice(sign.as_bytes());
+    if k <= n && n <= 21 {
+        out.extend_from_slice(&digits);
+        out.resize(out.len() + (n - k) as usize, b'0');
+    } else if 0 < n && n <= 21 {
+        out.extend_from_slice(&digits[..n as usize]);
+        out.push(b'.');
+        out.extend_from_slice(&digits[n as usize..]);
+    } else if -6 < n && n <= 0 {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + (-n) as usize, b'0');
+        out.extend_from_slice(&digits);
+    } else {
+        out.push(digits[0]);
+        if k > 1 {
+            out.push(b'.');
+            out.extend_from_slice(&digits[1..]);
+        }
+        let e = n - 1;
+        out.extend_from_slice(format!("e{}{}", if e < 0 { '-' } else { '+' }, e.abs()).as_bytes());
     }
 }
 
