@@ -69,7 +69,7 @@ pub enum CapHit {
 
 /// The bytes a run's files may hold: together (`--max-output-files-bytes`), and each
 /// (`--max-output-file-bytes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Caps {
     pub total: u64,
     pub file: u64,

@@ -165,34 +165,15 @@ fn a_streamed_run_reads_on_from_where_it_was() {
     let (mut files, file) = fresh(1024);
     let mut log = FilesLog::default();
     let (area, size) = (files_area(LIMIT) as u64, area_size(1024));
+    let caps = Caps {
+        total: 1024,
+        file: 1024,
+    };
     let a = files.create("a.csv").unwrap();
     files.write(a, 0, b"x,y\n").unwrap();
-    assert!(log
-        .catch_up(
-            &file,
-            area,
-            size,
-            Caps {
-                total: 1024,
-                file: 1024
-            }
-        )
-        .unwrap()
-        .is_empty());
+    assert!(log.catch_up(&file, area, size, caps).unwrap().is_empty());
     files.write(a, 4, b"1,2\n").unwrap();
     files.close(a).unwrap();
-    assert_eq!(
-        log.catch_up(
-            &file,
-            area,
-            size,
-            Caps {
-                total: 1024,
-                file: 1024
-            }
-        )
-        .unwrap(),
-        vec![0]
-    );
+    assert_eq!(log.catch_up(&file, area, size, caps).unwrap(), vec![0]);
     assert_eq!(log.file(0).unwrap().bytes, b"x,y\n1,2\n".to_vec());
 }

@@ -283,8 +283,7 @@ mod tests {
     #[test]
     fn what_a_writer_writes_is_read_back_cut_at_the_limit() {
         let file = create(file_size(64, 0)).unwrap();
-        let (mut writer, _) =
-            Writer::map(file.as_raw_fd(), 10, false, Caps { total: 0, file: 0 }).unwrap();
+        let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, Caps::default()).unwrap();
         assert_eq!(writer.write_str(Stream::Stdout, "héllo"), Written::All);
         assert_eq!(writer.write_str(Stream::Stderr, "ab"), Written::All);
         // 6 + 2 bytes used; "é" would need 2 of the 2 left after "x": cut before it.
@@ -298,7 +297,7 @@ mod tests {
     fn a_mapped_file_says_the_job_arrived_and_a_fresh_one_does_not() {
         let file = create(file_size(64, 0)).unwrap();
         assert!(!job_arrived(&file).unwrap());
-        let _writer = Writer::map(file.as_raw_fd(), 10, false, Caps { total: 0, file: 0 }).unwrap();
+        let _writer = Writer::map(file.as_raw_fd(), 10, false, Caps::default()).unwrap();
         assert!(job_arrived(&file).unwrap());
     }
 
@@ -317,8 +316,7 @@ mod tests {
     fn new_bytes_are_read_past_what_was_seen() {
         let file = create(file_size(64, 0)).unwrap();
         let f = std::fs::File::from(file.try_clone().unwrap());
-        let (mut writer, _) =
-            Writer::map(file.as_raw_fd(), 10, false, Caps { total: 0, file: 0 }).unwrap();
+        let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, Caps::default()).unwrap();
         writer.write_str(Stream::Stdout, "abc");
         assert_eq!(
             read_new(&f, 10, [0, 0]).unwrap(),

@@ -138,11 +138,11 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     if settings.applies(Layer::Namespaces) {
         namespaces::enter_zygote()?;
     }
-    // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
-    // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
     if kind != ZygoteKind::Shell {
         huge_pages::align_program_break();
     }
+    // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
+    // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
     let mut engine = std::mem::ManuallyDrop::new(E::prepare(kind)?);
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.

@@ -69,8 +69,7 @@ pub fn with_files<T>(f: impl FnOnce(&mut FilesWriter) -> Result<T, Refused>) -> 
 pub fn refusal(refused: &Refused) -> (i32, String) {
     match refused {
         Refused::Cap(hit) => {
-            let caps = with_files(|files| Ok(files.caps()))
-                .unwrap_or(crate::output_files::Caps { total: 0, file: 0 });
+            let caps = with_files(|files| Ok(files.caps())).unwrap_or_default();
             let errno = match hit {
                 crate::output_files::CapHit::FileBytes => libc::EFBIG,
                 _ => libc::ENOSPC,

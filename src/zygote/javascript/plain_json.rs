@@ -95,11 +95,9 @@ impl Walk {
         let object_prototype = object_at(realm.object_prototype);
         let array_prototype = object_at(realm.array_prototype);
         let to_json = qjs::JS_NewAtom(ctx, c"toJSON".as_ptr());
-        let above_array = qjs::JS_GetPrototype(ctx, array_prototype);
-        let plain = same_object(above_array, object_prototype)
+        let plain = prototype_of(ctx, array_prototype) == realm.object_prototype
             && !has_own(ctx, object_prototype, to_json)
             && !has_own(ctx, array_prototype, to_json);
-        qjs::JS_FreeValue(ctx, above_array);
         qjs::JS_FreeAtom(ctx, to_json);
         plain.then(|| Self {
             ctx,
@@ -125,7 +123,7 @@ impl Walk {
             }
             qjs::JS_TAG_NULL => self.out.extend_from_slice(b"null"),
             qjs::JS_TAG_STRING | qjs::JS_TAG_STRING_ROPE => {
-                let text = Text::of(self.ctx, v)?;
+                let text = Text::of(self.ctx, v);
                 let text = text.as_str()?;
                 // Not even copied when it cannot fit.
                 if self.out.len() + text.len() > self.limit {
@@ -173,7 +171,7 @@ impl Walk {
     }
 
     unsafe fn array(&mut self, v: qjs::JSValue, depth: u32) -> Result<(), NotPlain> {
-        if !self.has_prototype(v, object_at(self.realm.array_prototype)) {
+        if prototype_of(self.ctx, v) != self.realm.array_prototype {
             return Err(NotPlain);
         }
         let mut len = 0i64;
@@ -203,11 +201,8 @@ impl Walk {
     }
 
     unsafe fn object(&mut self, v: qjs::JSValue, depth: u32) -> Result<(), NotPlain> {
-        let prototype = qjs::JS_GetPrototype(self.ctx, v);
-        let plain = qjs::JS_VALUE_GET_TAG(prototype) == qjs::JS_TAG_NULL
-            || same_object(prototype, object_at(self.realm.object_prototype));
-        qjs::JS_FreeValue(self.ctx, prototype);
-        if !plain {
+        let prototype = prototype_of(self.ctx, v);
+        if prototype != 0 && prototype != self.realm.object_prototype {
             return Err(NotPlain);
         }
         let mut tab: *mut qjs::JSPropertyEnum = std::ptr::null_mut();
@@ -294,13 +289,6 @@ impl Walk {
         }
         Ok(desc.value)
     }
-
-    unsafe fn has_prototype(&self, v: qjs::JSValue, expected: qjs::JSValue) -> bool {
-        let prototype = qjs::JS_GetPrototype(self.ctx, v);
-        let same = same_object(prototype, expected);
-        qjs::JS_FreeValue(self.ctx, prototype);
-        same
-    }
 }
 
 /// A finite `f` as JavaScript's Number::toString writes it. Its digits are the shortest that
@@ -368,14 +356,14 @@ struct Text {
 }
 
 impl Text {
-    unsafe fn of(ctx: *mut qjs::JSContext, v: qjs::JSValue) -> Result<Self, NotPlain> {
+    unsafe fn of(ctx: *mut qjs::JSContext, v: qjs::JSValue) -> Self {
         let mut len = 0;
         let ptr = qjs::JS_ToCStringLen2(ctx, &mut len, v, false);
-        Ok(Self {
+        Self {
             ctx,
             ptr,
             len: len as usize,
-        })
+        }
     }
 
     /// A lone surrogate is kept as its 3 bytes, which are not UTF-8 (stringify escapes it as
@@ -404,11 +392,17 @@ fn object_at(address: usize) -> qjs::JSValue {
     qjs::JS_MKPTR(qjs::JS_TAG_OBJECT, address as *mut c_void)
 }
 
-/// Whether `a` and `b` are the same object.
-unsafe fn same_object(a: qjs::JSValue, b: qjs::JSValue) -> bool {
-    qjs::JS_VALUE_GET_TAG(a) == qjs::JS_TAG_OBJECT
-        && qjs::JS_VALUE_GET_TAG(b) == qjs::JS_TAG_OBJECT
-        && std::ptr::eq::<c_void>(qjs::JS_VALUE_GET_PTR(a), qjs::JS_VALUE_GET_PTR(b))
+/// The address of the prototype of `v`, an ordinary object or array (reading it runs no code);
+/// 0 for a null prototype.
+unsafe fn prototype_of(ctx: *mut qjs::JSContext, v: qjs::JSValue) -> usize {
+    let prototype = qjs::JS_GetPrototype(ctx, v);
+    let address = if qjs::JS_VALUE_GET_TAG(prototype) == qjs::JS_TAG_OBJECT {
+        qjs::JS_VALUE_GET_PTR(prototype) as usize
+    } else {
+        0
+    };
+    qjs::JS_FreeValue(ctx, prototype);
+    address
 }
 
 /// Whether the ordinary object `v` has an own property `atom`.
