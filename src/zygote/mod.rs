@@ -16,6 +16,7 @@ mod python_arenas;
 mod run_output;
 mod shell;
 mod shell_files;
+mod unused_library_data;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -144,6 +145,9 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
     // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
     let mut engine = std::mem::ManuallyDrop::new(E::prepare(kind)?);
+    if !matches!(kind, ZygoteKind::Python | ZygoteKind::PythonData) {
+        unused_library_data::keep_libpython_out_of_children();
+    }
 
     // SIGCHLD arrives on a signalfd so the loop can poll it beside the control socket.
     let mut sigchld = SigSet::empty();
