@@ -7,6 +7,7 @@
 
 mod brokered_connection;
 pub mod child;
+pub mod fresh_memory;
 pub mod huge_pages;
 mod javascript;
 mod native_libraries;
@@ -260,6 +261,7 @@ fn fork_child<E: Engine>(
     // thread; the child only runs `child::run`, which never returns.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
+            fresh_memory::use_region_in_child();
             engine.after_fork_child();
             let _ = blocked.thread_unblock();
             drop(server_end);

@@ -10,6 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use crate::protocol::{write_frame, ChildReport, FrameTag, CHILD_CHANNEL_FD};
+use crate::zygote::fresh_memory;
 
 pub struct ReportingAllocator;
 
@@ -51,9 +52,14 @@ fn refused() {
     unsafe { libc::_exit(0) }
 }
 
-// SAFETY: every method forwards to the system allocator; `refused` only writes and exits.
+// SAFETY: every method forwards to the system allocator, or in a child with a fresh-memory
+// region takes blocks of it (aligned to fresh_memory::ALIGN, at least the size asked for,
+// handed out once until freed); `refused` only writes and exits.
 unsafe impl GlobalAlloc for ReportingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if let Some(block) = fresh(layout) {
+            return block;
+        }
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc(layout) };
         if p.is_null() {
@@ -63,6 +69,11 @@ unsafe impl GlobalAlloc for ReportingAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if let Some(block) = fresh(layout) {
+            // SAFETY: the block holds layout.size() bytes (a reused one, old ones).
+            unsafe { block.write_bytes(0, layout.size()) };
+            return block;
+        }
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc_zeroed(layout) };
         if p.is_null() {
@@ -72,16 +83,46 @@ unsafe impl GlobalAlloc for ReportingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: forwarded with the caller's pointer, layout and size.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if p.is_null() {
-            refused();
+        if !fresh_memory::holds(ptr) {
+            // SAFETY: forwarded with the caller's pointer, layout and size.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if p.is_null() {
+                refused();
+            }
+            return p;
         }
-        p
+        // SAFETY: a block of the region (it holds `ptr`).
+        let old_size = unsafe { fresh_memory::size_of(ptr) };
+        if new_size <= old_size {
+            return ptr;
+        }
+        // SAFETY: the layout's alignment is the block's, and new_size is not zero.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: a valid layout.
+        let block = unsafe { self.alloc(new_layout) };
+        // SAFETY: both blocks hold the bytes copied and do not overlap; the old one is unused.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ptr, block, layout.size());
+            fresh_memory::give_back(ptr);
+        }
+        block
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
+        if fresh_memory::holds(ptr) {
+            // SAFETY: a block of the region that the caller no longer uses.
+            unsafe { fresh_memory::give_back(ptr) }
+        } else {
+            // SAFETY: forwarded with the caller's pointer and layout.
+            unsafe { System.dealloc(ptr, layout) }
+        }
     }
+}
+
+/// A block of the child's fresh-memory region for `layout`, if there is one.
+fn fresh(layout: Layout) -> Option<*mut u8> {
+    if layout.align() > fresh_memory::ALIGN {
+        return None;
+    }
+    fresh_memory::take(layout.size())
 }

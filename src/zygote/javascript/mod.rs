@@ -13,6 +13,7 @@ mod modules;
 mod outcome;
 mod output;
 mod plain_json;
+mod quickjs_memory;
 
 use std::time::Instant;
 
@@ -60,7 +61,9 @@ impl Engine for JavascriptEngine {
         let failed = |what: &str, e: rquickjs::Error| {
             ZygoteError::Interpreter(format!("QuickJS: {what}: {e}"))
         };
-        let runtime = Runtime::new().map_err(|e| failed("creating the runtime", e))?;
+        super::fresh_memory::map_region();
+        let runtime = Runtime::new_with_alloc(quickjs_memory::FreshInChild)
+            .map_err(|e| failed("creating the runtime", e))?;
         runtime.set_loader(modules::AnyName, modules::FromRequire);
         event_loop::track_rejections(&runtime);
         let context = Context::full(&runtime).map_err(|e| failed("creating the context", e))?;
@@ -86,6 +89,7 @@ impl Engine for JavascriptEngine {
             })
             .map_err(|e| failed("installing the prelude and modules", e))?;
         runtime.run_gc();
+        context.with(|ctx| quickjs_memory::fill_arenas(&ctx));
         let heap_in_use = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
         Ok(Self {
             runtime,

@@ -1,0 +1,137 @@
+//! QuickJS's memory: its small blocks kept out of the zygote's holes, its new memory in a child
+//! from the child's own region ([`crate::zygote::fresh_memory`]).
+//!
+//! QuickJS keeps blocks of up to 504 bytes in 4 KiB arenas, a list of them per size class, and
+//! takes a new block from the first arena that has a free one. After the zygote's set-up (and
+//! its garbage collection) the free blocks are scattered over hundreds of partly used arenas,
+//! and each object a child made landed on another page it shares with the zygote. So the
+//! zygote takes every free block before it forks ([`fill_arenas`]), but for one new arena per
+//! size class, where a child's first objects of that size go; further arenas come from
+//! [`FreshInChild`], in a child from its region.
+
+use std::cell::Cell;
+
+use rquickjs::allocator::Allocator;
+use rquickjs::{qjs, Ctx};
+
+use crate::zygote::fresh_memory;
+
+thread_local! {
+    /// Calls for new memory that reached [`FreshInChild`] (a new arena, a large block).
+    static REQUESTS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Takes every free block of QuickJS's arenas, size class by size class, until one comes from
+/// a new arena: that arena, the first of its class, is where a child's next block of that size
+/// goes. The blocks taken stay with the zygote (they were free memory of its heap already).
+pub fn fill_arenas(ctx: &Ctx<'_>) {
+    /// Block sizes of QuickJS's arenas (quickjs.c's `arena_block_sizes`), header included.
+    const BLOCK_SIZES: [usize; 31] = [
+        16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 144, 160, 176, 192, 208,
+        224, 240, 256, 288, 320, 352, 384, 416, 448, 480, 512,
+    ];
+    /// QuickJS's header before every block.
+    const BLOCK_HEADER: usize = 8;
+    // SAFETY: the context's own runtime; the blocks are QuickJS's to hand out, and are kept.
+    unsafe {
+        let rt = qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        for block in BLOCK_SIZES {
+            loop {
+                let before = REQUESTS.get();
+                let taken = qjs::js_malloc_rt(rt, (block - BLOCK_HEADER) as qjs::size_t);
+                if taken.is_null() || REQUESTS.get() != before {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// QuickJS's allocator: glibc, but in a child new memory from its region while it lasts.
+pub struct FreshInChild;
+
+// SAFETY: blocks are fresh_memory's (16-byte aligned, at least the size asked for, handed out
+// once until freed) or glibc's, each freed, resized and measured by its own.
+unsafe impl Allocator for FreshInChild {
+    fn alloc(&mut self, size: usize) -> *mut u8 {
+        REQUESTS.set(REQUESTS.get() + 1);
+        match fresh_memory::take(size) {
+            Some(block) => block,
+            // SAFETY: plain malloc.
+            None => unsafe { libc::malloc(size).cast() },
+        }
+    }
+
+    fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
+        REQUESTS.set(REQUESTS.get() + 1);
+        let total = count.checked_mul(size);
+        match total.and_then(fresh_memory::take) {
+            Some(block) => {
+                // SAFETY: the block holds `total` bytes (a reused one, old ones).
+                unsafe { block.write_bytes(0, total.unwrap_or(0)) };
+                block
+            }
+            // SAFETY: plain calloc.
+            None => unsafe { libc::calloc(count, size).cast() },
+        }
+    }
+
+    unsafe fn dealloc(&mut self, ptr: *mut u8) {
+        // SAFETY: a block of this allocator's, no longer used (the caller's promise).
+        unsafe { free(ptr) }
+    }
+
+    unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
+        if ptr.is_null() {
+            return self.alloc(new_size);
+        }
+        // SAFETY: a block of this allocator's (the caller's promise).
+        let old_size = unsafe { Self::usable_size(ptr) };
+        if fresh_memory::holds(ptr) && new_size <= old_size {
+            return ptr;
+        }
+        let block = match fresh_memory::take(new_size) {
+            Some(block) => block,
+            // A glibc block stays glibc's, resized in place where it can be.
+            None if !fresh_memory::holds(ptr) => {
+                // SAFETY: a block of glibc's.
+                return unsafe { libc::realloc(ptr.cast(), new_size).cast() };
+            }
+            // SAFETY: plain malloc.
+            None => unsafe { libc::malloc(new_size).cast() },
+        };
+        if !block.is_null() {
+            // SAFETY: both blocks hold at least the bytes copied and do not overlap; the old
+            // one is then freed.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, block, old_size.min(new_size));
+                free(ptr);
+            }
+        }
+        block
+    }
+
+    unsafe fn usable_size(ptr: *mut u8) -> usize {
+        if fresh_memory::holds(ptr) {
+            // SAFETY: a block of the region.
+            unsafe { fresh_memory::size_of(ptr) }
+        } else {
+            // SAFETY: a block of glibc's.
+            unsafe { libc::malloc_usable_size(ptr.cast()) }
+        }
+    }
+}
+
+/// Frees a block of the region or of glibc.
+///
+/// # Safety
+/// `ptr` must be a block of either that nothing uses any more.
+unsafe fn free(ptr: *mut u8) {
+    if fresh_memory::holds(ptr) {
+        // SAFETY: the caller's promise.
+        unsafe { fresh_memory::give_back(ptr) }
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { libc::free(ptr.cast()) }
+    }
+}
