@@ -83,7 +83,9 @@ pub struct PythonEngine {
 impl Engine for PythonEngine {
     fn prepare(_kind: ZygoteKind) -> Result<Self, ZygoteError> {
         super::python_arenas::install();
+        super::fresh_memory::map_region();
         Python::initialize();
+        super::python_raw_memory::install();
         let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {
             let package = load_package(py)?;
             let run = package.getattr("run")?;

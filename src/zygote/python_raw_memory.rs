@@ -1,0 +1,110 @@
+//! CPython's raw memory (`PyMem_RawMalloc`: every block pymalloc does not keep, the objects of
+//! more than 512 bytes among them) from glibc, but in a child from its fresh-memory region
+//! first ([`super::fresh_memory`]). In a child, glibc's free lists scattered its blocks over
+//! the zygote's heap, and tidying them (`malloc_consolidate`, `unlink_chunk`) wrote to dozens
+//! of pages shared with the zygote in every run.
+//!
+//! Installed once the interpreter is up, as a hook: any block it did not hand out itself goes
+//! to the allocator it replaced (glibc's, or CPython's debug hooks), so blocks allocated before
+//! stay valid either way.
+
+use std::ffi::c_void;
+use std::ptr;
+
+use pyo3::ffi;
+
+use super::fresh_memory;
+
+/// Routes `PYMEM_DOMAIN_RAW` through this module.
+pub fn install() {
+    let mut previous = ffi::PyMemAllocatorEx {
+        ctx: ptr::null_mut(),
+        malloc: None,
+        calloc: None,
+        realloc: None,
+        free: None,
+    };
+    // SAFETY: CPython fills the struct in.
+    unsafe { ffi::PyMem_GetAllocator(ffi::PyMemAllocatorDomain::PYMEM_DOMAIN_RAW, &mut previous) };
+    let mut allocator = ffi::PyMemAllocatorEx {
+        // Never freed: the allocator is used until the process ends.
+        ctx: Box::into_raw(Box::new(previous)).cast(),
+        malloc: Some(malloc),
+        calloc: Some(calloc),
+        realloc: Some(realloc),
+        free: Some(free),
+    };
+    // SAFETY: the struct is valid for the call; CPython copies it. The allocator is as
+    // thread-safe as the raw domain requires: outside a child it is the previous one.
+    unsafe { ffi::PyMem_SetAllocator(ffi::PyMemAllocatorDomain::PYMEM_DOMAIN_RAW, &mut allocator) };
+}
+
+/// The allocator [`install`] replaced, from a `ctx`.
+fn previous(ctx: *mut c_void) -> &'static ffi::PyMemAllocatorEx {
+    // SAFETY: `ctx` is the leaked copy `install` made, never changed or freed.
+    unsafe { &*ctx.cast::<ffi::PyMemAllocatorEx>() }
+}
+
+extern "C" fn malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
+    match fresh_memory::take(size) {
+        Some(block) => block.cast(),
+        None => {
+            let previous = previous(ctx);
+            let malloc = previous.malloc.expect("CPython's raw malloc");
+            malloc(previous.ctx, size)
+        }
+    }
+}
+
+extern "C" fn calloc(ctx: *mut c_void, count: usize, size: usize) -> *mut c_void {
+    let total = count.checked_mul(size);
+    match total.and_then(fresh_memory::take) {
+        Some(block) => {
+            // SAFETY: the block holds `total` bytes (a reused one, old ones).
+            unsafe { block.write_bytes(0, total.unwrap_or(0)) };
+            block.cast()
+        }
+        None => {
+            let previous = previous(ctx);
+            let calloc = previous.calloc.expect("CPython's raw calloc");
+            calloc(previous.ctx, count, size)
+        }
+    }
+}
+
+extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
+    let old = ptr.cast::<u8>();
+    if !fresh_memory::holds(old) {
+        // The previous allocator's block (or none) stays its, resized in place where it can be.
+        let previous = previous(ctx);
+        let realloc = previous.realloc.expect("CPython's raw realloc");
+        return realloc(previous.ctx, ptr, size);
+    }
+    // SAFETY: a block of the region (it holds `ptr`).
+    let old_size = unsafe { fresh_memory::size_of(old) };
+    if size <= old_size {
+        return ptr;
+    }
+    let block: *mut u8 = malloc(ctx, size).cast();
+    if !block.is_null() {
+        // SAFETY: both blocks hold the bytes copied and do not overlap; the old one is
+        // CPython's to give up on a successful realloc.
+        unsafe {
+            ptr::copy_nonoverlapping(old, block, old_size);
+            fresh_memory::give_back(old);
+        }
+    }
+    block.cast()
+}
+
+extern "C" fn free(ctx: *mut c_void, ptr: *mut c_void) {
+    let block = ptr.cast::<u8>();
+    if fresh_memory::holds(block) {
+        // SAFETY: a block of the region that CPython gave up.
+        unsafe { fresh_memory::give_back(block) }
+    } else {
+        let previous = previous(ctx);
+        let free = previous.free.expect("CPython's raw free");
+        free(previous.ctx, ptr)
+    }
+}
