@@ -6,9 +6,9 @@
 //! splits only its own copy of the entry.
 //!
 //! Code is the other way round: a fork copies no entry of a file mapping, so every child
-//! faults sandlot's own machine code back in, page by page, and drops it again at exit. The
-//! 2 MiB blocks of it are copied into anonymous huge pages in place ([`remap_own_text`]), which
-//! a child then inherits whole.
+//! faults sandlot's own machine code and constants back in, page by page, and drops them again
+//! at exit. The 2 MiB blocks of them are copied into anonymous huge pages in place
+//! ([`remap_own_text`]), which a child then inherits whole.
 
 use std::io;
 
@@ -95,8 +95,9 @@ pub fn collapse_anonymous_memory() -> io::Result<usize> {
     Ok(collapsed)
 }
 
-/// Replaces each whole 2 MiB block of this executable's own machine code with an anonymous,
-/// huge-page copy of the same bytes, at the same address. Best effort; returns the bytes moved.
+/// Replaces each whole 2 MiB block of this executable's own machine code and read-only data
+/// (its constants, symbol tables and unwind tables) with an anonymous, huge-page copy of the
+/// same bytes, at the same address. Best effort; returns the bytes moved.
 ///
 /// Must run before seccomp (it maps, writes and mprotects) and while single-threaded.
 pub fn remap_own_text() -> io::Result<usize> {
@@ -105,14 +106,19 @@ pub fn remap_own_text() -> io::Result<usize> {
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     let mut moved = 0;
     for mapping in mappings(&maps) {
-        if mapping.perms != "r-xp" || mapping.path != exe {
+        let protection = match mapping.perms {
+            "r-xp" => libc::PROT_READ | libc::PROT_EXEC,
+            "r--p" => libc::PROT_READ,
+            _ => continue,
+        };
+        if mapping.path != exe {
             continue;
         }
         let Some((start, len)) = huge_blocks(&mapping) else {
             continue;
         };
         for block in (start..start + len).step_by(HUGE_PAGE) {
-            if remap_block(block) {
+            if remap_block(block, protection) {
                 moved += HUGE_PAGE;
             }
         }
@@ -120,13 +126,13 @@ pub fn remap_own_text() -> io::Result<usize> {
     Ok(moved)
 }
 
-/// Copies one 2 MiB block of code into an aligned anonymous huge page and moves that copy over
-/// the original in one `mremap`: the bytes at every address stay the same throughout, so even
-/// the code doing it may live in the block.
-fn remap_block(block: usize) -> bool {
+/// Copies one 2 MiB block into an aligned anonymous huge page, gives it the block's
+/// `protection`, and moves that copy over the original in one `mremap`: the bytes at every
+/// address stay the same throughout, so even the code doing it may live in the block.
+fn remap_block(block: usize, protection: libc::c_int) -> bool {
     // SAFETY: a new private anonymous mapping (twice the size, to find an aligned block in it),
-    // written only by this function; `block` is a readable, executable block of this process's
-    // own code, HUGE_PAGE long, which the final mremap replaces by the identical copy. The
+    // written only by this function; `block` is a readable block of this process's own code or
+    // constants, HUGE_PAGE long, which the final mremap replaces by the identical copy. The
     // unaligned ends of the scratch mapping are unmapped before the move.
     unsafe {
         let scratch = libc::mmap(
@@ -153,7 +159,7 @@ fn remap_block(block: usize) -> bool {
         libc::madvise(copy, HUGE_PAGE, libc::MADV_HUGEPAGE);
         std::ptr::copy_nonoverlapping(block as *const u8, copy.cast::<u8>(), HUGE_PAGE);
         let _ = libc::madvise(copy, HUGE_PAGE, MADV_COLLAPSE);
-        if libc::mprotect(copy, HUGE_PAGE, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+        if libc::mprotect(copy, HUGE_PAGE, protection) != 0 {
             libc::munmap(copy, HUGE_PAGE);
             return false;
         }
