@@ -35,12 +35,6 @@ use outcome::{interrupted, to_result, Outcome};
 const PRELUDE: &str = include_str!("../../../stdlib-shims/javascript/prelude.js");
 const PRELUDE_FILE: &str = "<sandlot-prelude>";
 const USER_FILE: &str = "<code>";
-/// A run of a child's own while it waits for its job: its first parse, call and JSON round trip
-/// write to pages it shares with the zygote (each a copy-on-write fault), which the job's run
-/// then finds already copied. An expression: it declares no global.
-const REHEARSAL: &str = "(function main({a, b}) { \
-                         return {sum: a + b, list: [a, b, 1.5, 'x', null]}; \
-                         })(JSON.parse('{\"a\": 1, \"b\": 2}'))";
 /// Appended to module-syntax code in main mode, so the module's `main` can be found.
 const MAIN_EXPORT: &str =
     "\n;export const __sandlot_main = typeof main === 'function' ? main : undefined;\n";
@@ -104,10 +98,7 @@ impl Engine for JavascriptEngine {
         let hooks = self.hooks.clone();
         let prepared = self.context.with(|ctx| -> rquickjs::Result<()> {
             let hooks = hooks.restore(&ctx)?;
-            hooks.get::<_, Function>("prepareRun")?.call::<_, ()>(())?;
-            let returned = ctx.eval::<Value, _>(REHEARSAL)?;
-            to_result(&ctx, returned, false);
-            Ok(())
+            hooks.get::<_, Function>("prepareRun")?.call::<_, ()>(())
         });
         if let Err(e) = prepared {
             super::child::fail(&format!("preparing the JavaScript run failed: {e}"));
