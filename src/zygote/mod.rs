@@ -14,7 +14,7 @@ mod native_libraries;
 pub mod out_of_memory;
 mod python;
 mod python_arenas;
-mod python_raw_memory;
+mod python_memory;
 mod run_output;
 mod shell;
 mod shell_files;

@@ -85,7 +85,7 @@ impl Engine for PythonEngine {
         super::python_arenas::install();
         super::fresh_memory::map_region();
         Python::initialize();
-        super::python_raw_memory::install();
+        super::python_memory::install();
         let (prepare, run) = Python::attach(|py| -> PyResult<(Py<PyAny>, Py<PyAny>)> {
             let package = load_package(py)?;
             let run = package.getattr("run")?;

@@ -1,12 +1,14 @@
-//! CPython's raw memory (`PyMem_RawMalloc`: every block pymalloc does not keep, the objects of
-//! more than 512 bytes among them) from glibc, but in a child from its fresh-memory region
-//! first ([`super::fresh_memory`]). In a child, glibc's free lists scattered its blocks over
-//! the zygote's heap, and tidying them (`malloc_consolidate`, `unlink_chunk`) wrote to dozens
-//! of pages shared with the zygote in every run.
+//! CPython's memory in a child from the child's fresh-memory region first
+//! ([`super::fresh_memory`]): all three allocation domains, raw (`PyMem_RawMalloc`, glibc's:
+//! objects over 512 bytes, the storage of large lists and dicts) and mem and object (pymalloc:
+//! every small object). In a child, glibc scattered its blocks over the zygote's heap and tidied
+//! its free lists there (`malloc_consolidate`, `unlink_chunk`: ~75 shared pages written a run),
+//! and pymalloc put a run's small objects in the free blocks of the zygote's partly used pools
+//! (~30 more).
 //!
-//! Installed once the interpreter is up, as a hook: any block it did not hand out itself goes
-//! to the allocator it replaced (glibc's, or CPython's debug hooks), so blocks allocated before
-//! stay valid either way.
+//! Installed once the interpreter is up, as a hook on each domain (as `tracemalloc` installs
+//! itself): any block it did not hand out itself goes to the allocator it replaced, so blocks
+//! allocated before stay valid either way.
 
 use std::ffi::c_void;
 use std::ptr;
@@ -15,28 +17,32 @@ use pyo3::ffi;
 
 use super::fresh_memory;
 
-/// Routes `PYMEM_DOMAIN_RAW` through this module.
+/// Routes CPython's allocation domains through this module.
 pub fn install() {
-    let mut previous = ffi::PyMemAllocatorEx {
-        ctx: ptr::null_mut(),
-        malloc: None,
-        calloc: None,
-        realloc: None,
-        free: None,
-    };
-    // SAFETY: CPython fills the struct in.
-    unsafe { ffi::PyMem_GetAllocator(ffi::PyMemAllocatorDomain::PYMEM_DOMAIN_RAW, &mut previous) };
-    let mut allocator = ffi::PyMemAllocatorEx {
-        // Never freed: the allocator is used until the process ends.
-        ctx: Box::into_raw(Box::new(previous)).cast(),
-        malloc: Some(malloc),
-        calloc: Some(calloc),
-        realloc: Some(realloc),
-        free: Some(free),
-    };
-    // SAFETY: the struct is valid for the call; CPython copies it. The allocator is as
-    // thread-safe as the raw domain requires: outside a child it is the previous one.
-    unsafe { ffi::PyMem_SetAllocator(ffi::PyMemAllocatorDomain::PYMEM_DOMAIN_RAW, &mut allocator) };
+    use ffi::PyMemAllocatorDomain::{PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ, PYMEM_DOMAIN_RAW};
+    for domain in [PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ] {
+        let mut previous = ffi::PyMemAllocatorEx {
+            ctx: ptr::null_mut(),
+            malloc: None,
+            calloc: None,
+            realloc: None,
+            free: None,
+        };
+        // SAFETY: CPython fills the struct in.
+        unsafe { ffi::PyMem_GetAllocator(domain, &mut previous) };
+        let mut allocator = ffi::PyMemAllocatorEx {
+            // Never freed: the allocator is used until the process ends.
+            ctx: Box::into_raw(Box::new(previous)).cast(),
+            malloc: Some(malloc),
+            calloc: Some(calloc),
+            realloc: Some(realloc),
+            free: Some(free),
+        };
+        // SAFETY: the struct is valid for the call; CPython copies it. The allocator is as
+        // thread-safe as the raw domain requires: outside a child it is the previous one, and
+        // a child is single-threaded.
+        unsafe { ffi::PyMem_SetAllocator(domain, &mut allocator) };
+    }
 }
 
 /// The allocator [`install`] replaced, from a `ctx`.
