@@ -72,7 +72,10 @@ fn start_tls_server() -> (Child, u16, String) {
         .status()
         .expect("openssl");
     assert!(made.success(), "openssl could not make a certificate");
-    let script = "import http.server, ssl, sys\n\
+    // The server leaves when this test process does (its stdin reaches EOF): the fixture is a
+    // static, which is never dropped, so KillOnDrop alone would leave it running.
+    let script = "import http.server, os, ssl, sys, threading\n\
+        threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
         class Echo(http.server.BaseHTTPRequestHandler):\n\
         \x20   def do_GET(self):\n\
         \x20       body = ('secure ' + self.path).encode()\n\
@@ -92,6 +95,7 @@ fn start_tls_server() -> (Child, u16, String) {
         .args(["-c", script])
         .arg(&cert)
         .arg(&key)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3");
