@@ -97,6 +97,42 @@ pub fn take(size: usize) -> Option<*mut u8> {
     }
 }
 
+/// [`take`], the block's bytes zeroed (a block given out again holds old ones).
+pub fn take_zeroed(size: usize) -> Option<*mut u8> {
+    let block = take(size)?;
+    // SAFETY: the block holds at least `size` bytes.
+    unsafe { block.write_bytes(0, size) };
+    Some(block)
+}
+
+/// Resizes a block of the region: the block itself if it holds `new_size` bytes, else a new
+/// one — the region's, or from `elsewhere` when the region has no room — holding its bytes,
+/// the old one given back. Null (the old block kept) if `elsewhere` had none either.
+///
+/// # Safety
+/// `ptr` must be a block [`take`] returned; on success the caller uses the new one only.
+pub unsafe fn resize(
+    ptr: *mut u8,
+    new_size: usize,
+    elsewhere: impl FnOnce(usize) -> *mut u8,
+) -> *mut u8 {
+    // SAFETY: the caller's promise.
+    let old_size = unsafe { size_of(ptr) };
+    if new_size <= old_size {
+        return ptr;
+    }
+    let block = take(new_size).unwrap_or_else(|| elsewhere(new_size));
+    if !block.is_null() {
+        // SAFETY: both blocks hold the bytes copied and do not overlap; the old one is given
+        // up (the caller's promise).
+        unsafe {
+            std::ptr::copy_nonoverlapping(ptr, block, old_size);
+            give_back(ptr);
+        }
+    }
+    block
+}
+
 /// Whether `ptr` is a block of the region (else it is glibc's).
 pub fn holds(ptr: *mut u8) -> bool {
     (START.load(Relaxed)..END.load(Relaxed)).contains(&(ptr as usize))

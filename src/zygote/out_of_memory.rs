@@ -57,8 +57,10 @@ fn refused() {
 // handed out once until freed); `refused` only writes and exits.
 unsafe impl GlobalAlloc for ReportingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if let Some(block) = fresh(layout) {
-            return block;
+        if layout.align() <= fresh_memory::ALIGN {
+            if let Some(block) = fresh_memory::take(layout.size()) {
+                return block;
+            }
         }
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc(layout) };
@@ -69,10 +71,10 @@ unsafe impl GlobalAlloc for ReportingAllocator {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if let Some(block) = fresh(layout) {
-            // SAFETY: the block holds layout.size() bytes (a reused one, old ones).
-            unsafe { block.write_bytes(0, layout.size()) };
-            return block;
+        if layout.align() <= fresh_memory::ALIGN {
+            if let Some(block) = fresh_memory::take_zeroed(layout.size()) {
+                return block;
+            }
         }
         // SAFETY: forwarded with the caller's layout.
         let p = unsafe { System.alloc_zeroed(layout) };
@@ -83,29 +85,21 @@ unsafe impl GlobalAlloc for ReportingAllocator {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if !fresh_memory::holds(ptr) {
-            // SAFETY: forwarded with the caller's pointer, layout and size.
-            let p = unsafe { System.realloc(ptr, layout, new_size) };
-            if p.is_null() {
-                refused();
-            }
-            return p;
+        if fresh_memory::holds(ptr) {
+            // SAFETY: a block of the region, which the caller gives up for the new one; the
+            // fallback keeps the block's alignment (new_size is not zero).
+            return unsafe {
+                fresh_memory::resize(ptr, new_size, |n| {
+                    self.alloc(Layout::from_size_align_unchecked(n, layout.align()))
+                })
+            };
         }
-        // SAFETY: a block of the region (it holds `ptr`).
-        let old_size = unsafe { fresh_memory::size_of(ptr) };
-        if new_size <= old_size {
-            return ptr;
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            refused();
         }
-        // SAFETY: the layout's alignment is the block's, and new_size is not zero.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        // SAFETY: a valid layout.
-        let block = unsafe { self.alloc(new_layout) };
-        // SAFETY: both blocks hold the bytes copied and do not overlap; the old one is unused.
-        unsafe {
-            std::ptr::copy_nonoverlapping(ptr, block, layout.size());
-            fresh_memory::give_back(ptr);
-        }
-        block
+        p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -117,12 +111,4 @@ unsafe impl GlobalAlloc for ReportingAllocator {
             unsafe { System.dealloc(ptr, layout) }
         }
     }
-}
-
-/// A block of the child's fresh-memory region for `layout`, if there is one.
-fn fresh(layout: Layout) -> Option<*mut u8> {
-    if layout.align() > fresh_memory::ALIGN {
-        return None;
-    }
-    fresh_memory::take(layout.size())
 }

@@ -56,51 +56,35 @@ extern "C" fn malloc(ctx: *mut c_void, size: usize) -> *mut c_void {
         Some(block) => block.cast(),
         None => {
             let previous = previous(ctx);
-            let malloc = previous.malloc.expect("CPython's raw malloc");
+            let malloc = previous.malloc.expect("CPython's malloc");
             malloc(previous.ctx, size)
         }
     }
 }
 
 extern "C" fn calloc(ctx: *mut c_void, count: usize, size: usize) -> *mut c_void {
-    let total = count.checked_mul(size);
-    match total.and_then(fresh_memory::take) {
-        Some(block) => {
-            // SAFETY: the block holds `total` bytes (a reused one, old ones).
-            unsafe { block.write_bytes(0, total.unwrap_or(0)) };
-            block.cast()
-        }
+    match count.checked_mul(size).and_then(fresh_memory::take_zeroed) {
+        Some(block) => block.cast(),
         None => {
             let previous = previous(ctx);
-            let calloc = previous.calloc.expect("CPython's raw calloc");
+            let calloc = previous.calloc.expect("CPython's calloc");
             calloc(previous.ctx, count, size)
         }
     }
 }
 
 extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c_void {
-    let old = ptr.cast::<u8>();
-    if !fresh_memory::holds(old) {
-        // The previous allocator's block (or none) stays its, resized in place where it can be.
-        let previous = previous(ctx);
-        let realloc = previous.realloc.expect("CPython's raw realloc");
-        return realloc(previous.ctx, ptr, size);
+    let previous = previous(ctx);
+    let block = ptr.cast::<u8>();
+    if fresh_memory::holds(block) {
+        let malloc = previous.malloc.expect("CPython's malloc");
+        // SAFETY: a block of the region, which CPython gives up for the new one on success.
+        return unsafe { fresh_memory::resize(block, size, |n| malloc(previous.ctx, n).cast()) }
+            .cast();
     }
-    // SAFETY: a block of the region (it holds `ptr`).
-    let old_size = unsafe { fresh_memory::size_of(old) };
-    if size <= old_size {
-        return ptr;
-    }
-    let block: *mut u8 = malloc(ctx, size).cast();
-    if !block.is_null() {
-        // SAFETY: both blocks hold the bytes copied and do not overlap; the old one is
-        // CPython's to give up on a successful realloc.
-        unsafe {
-            ptr::copy_nonoverlapping(old, block, old_size);
-            fresh_memory::give_back(old);
-        }
-    }
-    block.cast()
+    // The previous allocator's block (or none) stays its, resized in place where it can be.
+    let realloc = previous.realloc.expect("CPython's realloc");
+    realloc(previous.ctx, ptr, size)
 }
 
 extern "C" fn free(ctx: *mut c_void, ptr: *mut c_void) {
@@ -110,7 +94,7 @@ extern "C" fn free(ctx: *mut c_void, ptr: *mut c_void) {
         unsafe { fresh_memory::give_back(block) }
     } else {
         let previous = previous(ctx);
-        let free = previous.free.expect("CPython's raw free");
+        let free = previous.free.expect("CPython's free");
         free(previous.ctx, ptr)
     }
 }

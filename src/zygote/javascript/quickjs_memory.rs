@@ -64,51 +64,33 @@ unsafe impl Allocator for FreshInChild {
 
     fn calloc(&mut self, count: usize, size: usize) -> *mut u8 {
         REQUESTS.set(REQUESTS.get() + 1);
-        let total = count.checked_mul(size);
-        match total.and_then(fresh_memory::take) {
-            Some(block) => {
-                // SAFETY: the block holds `total` bytes (a reused one, old ones).
-                unsafe { block.write_bytes(0, total.unwrap_or(0)) };
-                block
-            }
+        match count.checked_mul(size).and_then(fresh_memory::take_zeroed) {
+            Some(block) => block,
             // SAFETY: plain calloc.
             None => unsafe { libc::calloc(count, size).cast() },
         }
     }
 
     unsafe fn dealloc(&mut self, ptr: *mut u8) {
-        // SAFETY: a block of this allocator's, no longer used (the caller's promise).
-        unsafe { free(ptr) }
+        if fresh_memory::holds(ptr) {
+            // SAFETY: a block of the region, no longer used (the caller's promise).
+            unsafe { fresh_memory::give_back(ptr) }
+        } else {
+            // SAFETY: a block of glibc's, no longer used (the caller's promise).
+            unsafe { libc::free(ptr.cast()) }
+        }
     }
 
     unsafe fn realloc(&mut self, ptr: *mut u8, new_size: usize) -> *mut u8 {
-        if ptr.is_null() {
-            return self.alloc(new_size);
+        if fresh_memory::holds(ptr) {
+            // SAFETY: a block of the region, which QuickJS gives up for the new one; the
+            // fallback is plain malloc.
+            unsafe { fresh_memory::resize(ptr, new_size, |n| libc::malloc(n).cast()) }
+        } else {
+            // A glibc block (or none) stays glibc's, resized in place where it can be.
+            // SAFETY: a block of glibc's (the caller's promise), or null.
+            unsafe { libc::realloc(ptr.cast(), new_size).cast() }
         }
-        // SAFETY: a block of this allocator's (the caller's promise).
-        let old_size = unsafe { Self::usable_size(ptr) };
-        if fresh_memory::holds(ptr) && new_size <= old_size {
-            return ptr;
-        }
-        let block = match fresh_memory::take(new_size) {
-            Some(block) => block,
-            // A glibc block stays glibc's, resized in place where it can be.
-            None if !fresh_memory::holds(ptr) => {
-                // SAFETY: a block of glibc's.
-                return unsafe { libc::realloc(ptr.cast(), new_size).cast() };
-            }
-            // SAFETY: plain malloc.
-            None => unsafe { libc::malloc(new_size).cast() },
-        };
-        if !block.is_null() {
-            // SAFETY: both blocks hold at least the bytes copied and do not overlap; the old
-            // one is then freed.
-            unsafe {
-                std::ptr::copy_nonoverlapping(ptr, block, old_size.min(new_size));
-                free(ptr);
-            }
-        }
-        block
     }
 
     unsafe fn usable_size(ptr: *mut u8) -> usize {
@@ -119,19 +101,5 @@ unsafe impl Allocator for FreshInChild {
             // SAFETY: a block of glibc's.
             unsafe { libc::malloc_usable_size(ptr.cast()) }
         }
-    }
-}
-
-/// Frees a block of the region or of glibc.
-///
-/// # Safety
-/// `ptr` must be a block of either that nothing uses any more.
-unsafe fn free(ptr: *mut u8) {
-    if fresh_memory::holds(ptr) {
-        // SAFETY: the caller's promise.
-        unsafe { fresh_memory::give_back(ptr) }
-    } else {
-        // SAFETY: the caller's promise.
-        unsafe { libc::free(ptr.cast()) }
     }
 }
