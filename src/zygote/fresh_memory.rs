@@ -5,11 +5,12 @@
 //! objects. An allocator hands those out first, so the objects a child made landed each on
 //! another page it shares with the zygote, and each such page was a copy-on-write fault
 //! (~4.4 µs here): most of a trivial JavaScript run's faults were allocations, QuickJS's and
-//! Rust's. So a zygote may map a region ([`map_region`]) that it never touches; in its children
-//! (from [`use_region_in_child`]) QuickJS's allocator and Rust's take memory from it front to
-//! back, a page faulted in zeroed, without a copy, holding many of the run's objects. Blocks
-//! freed are kept by size and given out again. The region is part of what the zygote maps, so
-//! a child's memory limit already counts it; a run that outgrows it goes on in glibc's heap.
+//! Rust's, and most of a Python run's heap faults glibc's. So a zygote maps a region
+//! ([`map_region`]) that it never touches; in its children (from [`use_region_in_child`])
+//! QuickJS's, CPython's and Rust's allocators take memory from it front to back, a page faulted
+//! in zeroed, without a copy, holding many of the run's objects. Blocks freed are kept by size
+//! and given out again. The region is part of what the zygote maps, so a child's memory limit
+//! already counts it; a run that outgrows it goes on with the allocators it came before.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
