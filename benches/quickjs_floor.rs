@@ -63,7 +63,7 @@ fn main() {
     let heap = runtime.memory_usage().malloc_size;
     if std::env::var_os("QUICKJS_FLOOR_SMALL_PAGES").is_none() {
         let _ = sandlot::zygote::huge_pages::collapse_anonymous_memory();
-        let _ = sandlot::zygote::huge_pages::remap_own_text();
+        let _ = sandlot::zygote::huge_pages::remap_own_read_only();
     }
 
     let before = usage();

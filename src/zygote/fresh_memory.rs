@@ -134,7 +134,7 @@ pub unsafe fn resize(
     block
 }
 
-/// Whether `ptr` is a block of the region (else it is glibc's).
+/// Whether `ptr` is a block of the region (else it is the allocator's it came before).
 pub fn holds(ptr: *mut u8) -> bool {
     (START.load(Relaxed)..END.load(Relaxed)).contains(&(ptr as usize))
 }

@@ -8,7 +8,7 @@
 //! Code is the other way round: a fork copies no entry of a file mapping, so every child
 //! faults sandlot's own machine code and constants back in, page by page, and drops them again
 //! at exit. The 2 MiB blocks of them are copied into anonymous huge pages in place
-//! ([`remap_own_text`]), which a child then inherits whole.
+//! ([`remap_own_read_only`]), which a child then inherits whole.
 
 use std::io;
 
@@ -100,7 +100,7 @@ pub fn collapse_anonymous_memory() -> io::Result<usize> {
 /// same bytes, at the same address. Best effort; returns the bytes moved.
 ///
 /// Must run before seccomp (it maps, writes and mprotects) and while single-threaded.
-pub fn remap_own_text() -> io::Result<usize> {
+pub fn remap_own_read_only() -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let exe = exe.to_string_lossy();
     let maps = std::fs::read_to_string("/proc/self/maps")?;

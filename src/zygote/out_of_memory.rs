@@ -3,8 +3,9 @@
 //! allocation is to abort, which the server would see as death by SIGABRT; this allocator
 //! instead sends a `memory_limit` report prepared while memory was still available, and leaves.
 //!
-//! CPython and QuickJS allocate through libc and report their own MemoryError / out-of-memory;
-//! this covers the Rust side. Outside an armed child it is the system allocator, unchanged.
+//! CPython and QuickJS report their own MemoryError / out-of-memory; this covers the Rust side.
+//! In a child with a fresh-memory region ([`crate::zygote::fresh_memory`]) it takes blocks from
+//! that first; everywhere else it is the system allocator, unchanged.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
