@@ -15,6 +15,7 @@ fn sandlot_run(file_name: &str, code: &str, extra: &[&str]) -> (i32, Value) {
         .args(extra)
         .output()
         .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let json = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     (output.status.code().unwrap_or(-1), json)
 }
@@ -56,6 +57,7 @@ fn inputs_can_come_from_a_file() {
         "function main({name}) { return {hi: name} }",
         &["--inputs", &arg],
     );
+    std::fs::remove_file(&inputs).unwrap();
     assert_eq!(code, 0, "{r}");
     assert_eq!(r["result"]["hi"], "file");
 }
@@ -112,6 +114,7 @@ fn run_stream_prints_as_the_code_prints() {
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let ended = first_at.elapsed();
     let status = child.wait().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     assert!(status.success());
     assert!(
         ended >= Duration::from_millis(500),
