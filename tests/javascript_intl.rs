@@ -269,6 +269,7 @@ fn sandlot_run_answers_intl_code() {
         .args(["--inputs", r#"{"millis": 1705343400000}"#])
         .output()
         .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
     let reply: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
     assert!(is_shanghai_time(&reply["result"]["t"]), "{output:?}");
 }
