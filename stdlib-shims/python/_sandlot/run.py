@@ -82,11 +82,13 @@ class _Run:
         if numpy_random is not None:
             numpy_random.seed()
         sys.stdout, sys.stderr = self.stdout, self.stderr
-        # A child's first compile, call and JSON round trip write to pages it shares with the
-        # zygote, each a copy-on-write fault: a run of its own now, while it waits, and the
-        # job's run finds those pages already copied.
-        for rehearsal in _REHEARSALS:
-            if all(name in sys.modules for name in rehearsal["imports"]["modules"]):
+        # A child's first compile, call and JSON round trip — and a DataFrame's first use —
+        # write to pages it shares with the zygote, each a copy-on-write fault: a run of its
+        # own now, while it waits, and the job's run finds those pages already copied. Only
+        # where pandas is loaded: for plain Python the rehearsal cost more CPU than it saved
+        # latency (docs/performance.md).
+        if "pandas" in sys.modules:
+            for rehearsal in _REHEARSALS:
                 _execute(rehearsal, False, self.system_helper)
 
     def send(self, result_json=None, exit_code=0, error=None):
@@ -100,9 +102,9 @@ class _Run:
 
 
 _prepared = None
-# The jobs a child runs for itself before its own: plain Python, and in the python-data
-# zygote the everyday pandas path too. Kept small: a page a rehearsal copies that the job would
-# not have touched is CPU spent for nothing (bench/compare counts the faults).
+# The jobs a child of the python-data zygote runs for itself before its own: plain Python and
+# the everyday pandas path. Kept small: a page a rehearsal copies that the job would not have
+# touched is CPU spent for nothing (bench/compare counts the faults).
 _REHEARSALS = (
     {"code": "def main(a, b):\n    return {'sum': a + b, 'list': [a, b, 1.5, 'x', None]}\n",
      "inputs": '{"a": 1, "b": 2}', "mode": "main", "imports": {"kind": "only", "modules": ()},
