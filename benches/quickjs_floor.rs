@@ -5,8 +5,8 @@
 //!
 //! It builds one QuickJS runtime holding a zygote's heap up to LEVEL:
 //! - `globals`: sandlot's globals (`prelude.js` with its npm polyfills, and `locale.js` with the
-//!   stand-ins that load Intl on first use);
-//! - `modules`: those and every whitelisted npm module — the lean javascript zygote's heap;
+//!   stand-ins that load Intl on first use) — the lean javascript zygote's heap;
+//! - `modules`: those and every whitelisted npm module — the javascript-modules zygote's heap;
 //! - `intl`: those and FormatJS's Intl bundle, warmed up — the javascript-intl zygote's heap
 //!   (and the one JavaScript zygote's before it).
 //!
@@ -97,6 +97,7 @@ fn build(ctx: &Ctx<'_>, level: Level) -> rquickjs::Result<()> {
         Func::from(|_request: String| String::new()),
         allowed,
         polyfills,
+        // No natives: the model's runs fetch nothing, have no files and load no module.
         Object::new(ctx.clone())?,
     ))?;
     let loader: Value = if level == Level::Intl {

@@ -11,7 +11,7 @@ use crate::config::{LimitPolicy, MIN_MEMORY_MB};
 use crate::input_files::{self, InputFile};
 use crate::protocol::{ImportPolicy, Job, ZygoteKind};
 use crate::run::{Language, Limits, Mode};
-use crate::supervisor::javascript_intl;
+use crate::supervisor::{javascript_intl, javascript_modules};
 use crate::whitelist;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -97,6 +97,9 @@ impl RunRequest {
             Language::Python => ZygoteKind::Python,
             Language::Javascript if javascript_intl::needs_intl(&self.code) => {
                 ZygoteKind::JavascriptIntl
+            }
+            Language::Javascript if javascript_modules::needs_modules(&self.code) => {
+                ZygoteKind::JavascriptModules
             }
             Language::Javascript => ZygoteKind::Javascript,
             Language::Shell => ZygoteKind::Shell,

@@ -32,18 +32,22 @@ pub enum ZygoteKind {
     Python,
     /// Python with numpy, pandas, matplotlib and jinja2 pre-imported.
     PythonData,
-    /// QuickJS with the globals and the npm modules; Intl is loaded by the run that uses it.
+    /// QuickJS with sandlot's globals; an npm module or Intl is loaded by the run that uses it.
     Javascript,
-    /// The same with FormatJS's Intl polyfills and their data evaluated and warmed up.
+    /// The same with the npm modules evaluated.
+    JavascriptModules,
+    /// The same with the npm modules and FormatJS's Intl polyfills and their data evaluated,
+    /// and Intl warmed up.
     JavascriptIntl,
     Shell,
 }
 
 impl ZygoteKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Python,
         Self::PythonData,
         Self::Javascript,
+        Self::JavascriptModules,
         Self::JavascriptIntl,
         Self::Shell,
     ];
@@ -53,6 +57,7 @@ impl ZygoteKind {
             Self::Python => "python",
             Self::PythonData => "python-data",
             Self::Javascript => "javascript",
+            Self::JavascriptModules => "javascript-modules",
             Self::JavascriptIntl => "javascript-intl",
             Self::Shell => "shell",
         }

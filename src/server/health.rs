@@ -33,15 +33,16 @@ pub async fn health() -> impl IntoResponse {
 }
 
 /// Every zygote is up; 503 while one starts or restarts. Lists any jail layer the server runs
-/// without (`--allow-degraded`), the state of the Python data packages, and the javascript-intl
-/// zygote (null until a run first names Intl; readiness does not wait for it).
+/// without (`--allow-degraded`), the state of the Python data packages, and the
+/// javascript-modules and javascript-intl zygotes (each null until a run first names `require`
+/// or Intl; readiness does not wait for them).
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Every zygote is up: `status` is `ready`, with `zygotes`, \
-         `degraded`, `python_packages` and `javascript_intl`", body = Object),
+         `degraded`, `python_packages`, `javascript_modules` and `javascript_intl`", body = Object),
         (status = 503, description = "A zygote is starting or restarting: `status` is \
          `starting`", body = Object),
     ),
@@ -59,6 +60,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         "zygotes": zygotes,
         "degraded": *state.degraded,
         "python_packages": state.supervisor.python_data().map(|d| d.status()),
+        "javascript_modules": state.supervisor.javascript_modules().and_then(|m| m.status()),
         "javascript_intl": state.supervisor.javascript_intl().and_then(|i| i.status()),
     });
     (status, Json(body))

@@ -5,6 +5,8 @@ mod admission;
 mod execute;
 mod follow;
 pub mod javascript_intl;
+pub mod javascript_modules;
+mod on_demand_zygote;
 mod pause;
 mod pool;
 pub mod python_data;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 pub use admission::{default_max_children, Busy};
 pub use follow::{Follower, RunEvent, FOLLOW_EVERY};
-pub use javascript_intl::JavascriptIntl;
+pub use on_demand_zygote::OnDemandZygote;
 pub use python_data::{Packages, PythonData};
 pub use zygote_process::{ZygoteProcess, ZygoteStatus};
 pub use zygote_runs::ZygoteRuns;
@@ -49,9 +51,11 @@ pub struct Supervisor {
     zygotes: Vec<Arc<ZygoteProcess>>,
     /// Started once its packages are installed; `None` when this server runs no Python.
     python_data: Option<Arc<PythonData>>,
-    /// Started by the first run that names Intl; `None` when it is not started on demand
-    /// (`sandlot run` starts the one zygote its run needs).
-    javascript_intl: Option<JavascriptIntl>,
+    /// Started by the first run that names Intl, and by the first that names `require` or
+    /// `import`; `None` when they are not started on demand (`sandlot run` starts the one
+    /// zygote its run needs).
+    javascript_intl: Option<OnDemandZygote>,
+    javascript_modules: Option<OnDemandZygote>,
     /// Runs served by each kind of zygote.
     runs: ZygoteRuns,
     broker: Broker,
@@ -60,23 +64,35 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// Starts one zygote per kind; each comes up in the background. With `packages` the
-    /// python-data zygote comes up once they are installed; with `javascript_intl` the
-    /// javascript-intl zygote comes up when a run first needs it. `workers` runs compute at
-    /// once, `max_children` are alive at once (waiting ones included), `max_waiting` more wait.
+    /// python-data zygote comes up once they are installed; with `on_demand` the
+    /// javascript-intl and javascript-modules zygotes come up when a run first needs them.
+    /// `workers` runs compute at once, `max_children` are alive at once (waiting ones
+    /// included), `max_waiting` more wait.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         kinds: &[ZygoteKind],
         jail: &JailSettings,
         broker: Broker,
         packages: Option<Packages>,
-        javascript_intl: bool,
+        on_demand: bool,
         workers: usize,
         max_children: usize,
         max_waiting: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
             python_data: packages.map(|p| PythonData::start(p, jail.clone(), workers)),
-            javascript_intl: javascript_intl.then(|| JavascriptIntl::new(jail.clone(), workers)),
+            javascript_intl: on_demand.then(|| {
+                OnDemandZygote::new(
+                    ZygoteKind::JavascriptIntl,
+                    javascript_intl::LOAD_IN_RUN_MB,
+                    jail.clone(),
+                    workers,
+                )
+            }),
+            // Every module together makes ~3 MB of heap, which any run's limit holds.
+            javascript_modules: on_demand.then(|| {
+                OnDemandZygote::new(ZygoteKind::JavascriptModules, 0, jail.clone(), workers)
+            }),
             runs: ZygoteRuns::default(),
             broker,
             zygotes: kinds
@@ -95,8 +111,12 @@ impl Supervisor {
         self.python_data.as_ref()
     }
 
-    pub fn javascript_intl(&self) -> Option<&JavascriptIntl> {
+    pub fn javascript_intl(&self) -> Option<&OnDemandZygote> {
         self.javascript_intl.as_ref()
+    }
+
+    pub fn javascript_modules(&self) -> Option<&OnDemandZygote> {
+        self.javascript_modules.as_ref()
     }
 
     /// How many runs each kind of zygote has served.
@@ -108,7 +128,8 @@ impl Supervisor {
         self.zygotes.iter().map(|z| z.status()).collect()
     }
 
-    /// Every zygote's status, the python-data and javascript-intl ones too once they run.
+    /// Every zygote's status, the python-data, javascript-modules and javascript-intl ones too
+    /// once they run.
     pub fn all_status(&self) -> Vec<ZygoteStatus> {
         self.all_zygotes().iter().map(|z| z.status()).collect()
     }
@@ -116,12 +137,14 @@ impl Supervisor {
     /// The zygotes started so far.
     fn all_zygotes(&self) -> Vec<Arc<ZygoteProcess>> {
         let data = self.python_data.as_ref().and_then(|d| d.zygote().ok());
-        let intl = self.javascript_intl.as_ref().and_then(|i| i.started());
+        let on_demand = [&self.javascript_modules, &self.javascript_intl]
+            .into_iter()
+            .filter_map(|z| z.as_ref().and_then(|z| z.started()).cloned());
         self.zygotes
             .iter()
             .cloned()
             .chain(data)
-            .chain(intl.cloned())
+            .chain(on_demand)
             .collect()
     }
 
@@ -203,9 +226,9 @@ impl Supervisor {
     }
 
     /// The zygote that takes a run planned for `kind` now, or the answer the run gets without
-    /// one. A run for javascript-intl goes to the lean javascript zygote while that one is not
-    /// ready ([`JavascriptIntl::serving`]) or not part of this server: Intl then loads in the
-    /// child.
+    /// one. A run for javascript-intl or javascript-modules goes to the lean javascript zygote
+    /// while that one is not ready ([`OnDemandZygote::serving`]) or not part of this server:
+    /// Intl or the module then loads in the child.
     fn pick(&self, kind: ZygoteKind, job: &Job) -> Result<Arc<ZygoteProcess>, Box<RunResponse>> {
         let fixed = |kind: ZygoteKind| {
             self.zygote(kind).cloned().ok_or_else(|| {
@@ -215,20 +238,21 @@ impl Supervisor {
                 )))
             })
         };
-        match (kind, &self.python_data, &self.javascript_intl) {
+        let on_demand = match kind {
+            ZygoteKind::JavascriptIntl => Some(&self.javascript_intl),
+            ZygoteKind::JavascriptModules => Some(&self.javascript_modules),
+            _ => None,
+        };
+        match (kind, &self.python_data, on_demand) {
             (ZygoteKind::PythonData, Some(data), _) => data.zygote().map_err(|why| {
                 let error = RunError::new(ErrorKind::ModuleNotAllowed, why);
                 Box::new(RunResponse::failed(error, 1, 0.0))
             }),
-            (ZygoteKind::JavascriptIntl, _, Some(intl)) => {
-                match intl.serving(job.limits.memory_mb) {
-                    Some(zygote) => Ok(zygote),
-                    None => fixed(ZygoteKind::Javascript),
-                }
-            }
-            (ZygoteKind::JavascriptIntl, _, None) if self.zygote(kind).is_none() => {
-                fixed(ZygoteKind::Javascript)
-            }
+            (_, _, Some(Some(started))) => match started.serving(job.limits.memory_mb) {
+                Some(zygote) => Ok(zygote),
+                None => fixed(ZygoteKind::Javascript),
+            },
+            (_, _, Some(None)) if self.zygote(kind).is_none() => fixed(ZygoteKind::Javascript),
             _ => fixed(kind),
         }
     }

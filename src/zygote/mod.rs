@@ -100,7 +100,7 @@ pub enum Confinement {
 pub fn main(kind: ZygoteKind) -> i32 {
     match kind {
         ZygoteKind::Python | ZygoteKind::PythonData => serve::<python::PythonEngine>(kind),
-        ZygoteKind::Javascript | ZygoteKind::JavascriptIntl => {
+        ZygoteKind::Javascript | ZygoteKind::JavascriptModules | ZygoteKind::JavascriptIntl => {
             serve::<javascript::JavascriptEngine>(kind)
         }
         ZygoteKind::Shell => serve::<shell::ShellEngine>(kind),

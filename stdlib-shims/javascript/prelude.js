@@ -1,16 +1,34 @@
 // The globals every JavaScript run sees, installed once in the zygote. Evaluated as a function
 // expression and called by src/zygote/javascript/mod.rs with the native pieces (the output writer,
-// the OS random source, the broker, fetch's pieces), the require() allowlist and the bundled
-// polyfills; it returns the hooks the engine drives a run with, which user code cannot reach.
-(function install(write, randomBytes, broker, allowedModules, polyfills, fetchNatives,
-  filesNatives) {
+// the OS random source, the broker, fetch's pieces, the loader of an npm module's bundle), the
+// require() allowlist and the bundled polyfills; it returns the hooks the engine drives a run
+// with, which user code cannot reach.
+(function install(write, randomBytes, broker, allowedModules, polyfills, natives) {
   'use strict';
+  const { fetch: fetchNatives, files: filesNatives, loadBundle } = natives;
   // Our own references: user code may replace JSON's methods for its run.
   const { parse: jsonParse, stringify: jsonStringify } = JSON;
   // The server's whitelist; a run may narrow it (beginRun).
   let allowed = new Set(allowedModules);
-  // Filled by registerModule() with each bundled npm module's exports.
+  // Each npm module's exports: registered in the zygote (javascript-modules, javascript-intl),
+  // or evaluated in the child by the run that first requires it (the javascript zygote).
   const bundled = Object.create(null);
+  function register(name, exports) {
+    // Node's url also exports the WHATWG URL and URLSearchParams: the very globals.
+    bundled[name] = name === 'url'
+      ? Object.freeze({ ...exports, URL: polyfills.URL, URLSearchParams: polyfills.URLSearchParams })
+      : exports;
+  }
+  function bundledModule(bare) {
+    if (!(bare in bundled)) {
+      const exports = loadBundle(bare);
+      if (exports === undefined) {
+        throw new Error(`Module '${bare}' is on the allowlist but not bundled into this build`);
+      }
+      register(bare, exports);
+    }
+    return bundled[bare];
+  }
   const hide = (name, value) => Object.defineProperty(globalThis, name, {
     value, writable: true, configurable: true, enumerable: false,
   });
@@ -69,10 +87,7 @@
     // `fs` is the run's own files, on the APIs that have them (fs.js).
     if (bare === 'fs' && run.hasFiles) return fsModule();
     if (!allowed.has(bare)) throw notAllowed(name, byImport);
-    if (!(bare in bundled)) {
-      throw new Error(`Module '${bare}' is on the allowlist but not bundled into this build`);
-    }
-    return bundled[bare];
+    return bundledModule(bare);
   }
   // What beginRun says of the run, in one object the child makes: assigning it writes one
   // variable of the zygote's (a page copied), however much the run has to say.
@@ -281,7 +296,6 @@
 
   // ---- the helpers old FastGPT code nodes call, on FastGPT's route only ----
   function installFastgptHelpers() {
-    const CryptoJS = bundled['crypto-js'];
     hide('delay', (ms) => {
       if (Number(ms) > 10000) throw new Error('delay(ms): ms must be at most 10000');
       return new Promise((resolve) => setTimeout(resolve, Number(ms) || 0));
@@ -298,6 +312,7 @@
     // A signature as DingTalk and Feishu robots want it: base64 of HMAC(timestamp\nsecret).
     hide('createHmac', (algorithm, secret) => {
       const names = { sha1: 'HmacSHA1', sha256: 'HmacSHA256', sha512: 'HmacSHA512', md5: 'HmacMD5' };
+      const CryptoJS = bundledModule('crypto-js');
       const fn = CryptoJS[names[String(algorithm).toLowerCase()]];
       if (!fn) throw new Error(`createHmac: unsupported algorithm '${algorithm}'`);
       const timestamp = Date.now().toString();
@@ -343,12 +358,7 @@
 
   // What the engine drives a run with.
   return Object.freeze({
-    registerModule(name, exports) {
-      // Node's url also exports the WHATWG URL and URLSearchParams: the very globals.
-      bundled[name] = name === 'url'
-        ? Object.freeze({ ...exports, URL: polyfills.URL, URLSearchParams: polyfills.URLSearchParams })
-        : exports;
-    },
+    registerModule: register,
     /** In a child, before its job: Math.random's fresh seed. */
     prepareRun() {
       reseed();

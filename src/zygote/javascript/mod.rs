@@ -1,8 +1,9 @@
 //! The JavaScript zygotes: one QuickJS runtime and context (rquickjs) with, evaluated once, the
-//! Node-like globals of `stdlib-shims/javascript/prelude.js`, their npm polyfills, and every
-//! whitelisted npm module; the javascript-intl zygote also FormatJS's Intl, which the lean
-//! javascript zygote loads in the run that uses it ([`locale`]). A child inherits all of it by
-//! fork and uses it once.
+//! Node-like globals of `stdlib-shims/javascript/prelude.js` and their npm polyfills; the
+//! javascript-modules zygote also every whitelisted npm module, the javascript-intl zygote those
+//! and FormatJS's Intl. The lean javascript zygote loads a module or Intl in the run that uses
+//! it ([`modules::load_bundle`], [`locale`]). A child inherits all of it by fork and uses it
+//! once.
 
 mod errors;
 mod event_loop;
@@ -73,11 +74,12 @@ impl Engine for JavascriptEngine {
                     Func::from(broker_call),
                     whitelist::javascript(),
                     polyfills,
-                    fetch::natives(&ctx)?,
-                    files::natives(&ctx)?,
+                    natives(&ctx)?,
                 ))?;
                 locale::install(&ctx, kind)?;
-                modules::register_all(&ctx, &hooks)?;
+                if kind != ZygoteKind::Javascript {
+                    modules::register_all(&ctx, &hooks)?;
+                }
                 plain_json::learn_realm(&ctx);
                 Ok(Persistent::save(&ctx, hooks))
             })
@@ -157,6 +159,16 @@ impl Engine for JavascriptEngine {
         }
         output::report(outcome.result, outcome.exit_code, outcome.error)
     }
+}
+
+/// The prelude's native pieces that come as one object: fetch's, the run's files', and the
+/// loader of an npm module's bundle.
+fn natives<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<Object<'js>> {
+    let natives = Object::new(ctx.clone())?;
+    natives.set("fetch", fetch::natives(ctx)?)?;
+    natives.set("files", files::natives(ctx)?)?;
+    natives.set("loadBundle", Func::from(modules::load_bundle))?;
+    Ok(natives)
 }
 
 /// `crypto.getRandomValues` and Math.random's seed: bytes from the kernel, in the child.

@@ -36,6 +36,19 @@ pub fn register_all<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>) -> Result<()> {
     Ok(())
 }
 
+/// The prelude's loader for a module its zygote did not register (the javascript zygote carries
+/// none): the bundle named `name` evaluated now, in the child of the run that requires it, or
+/// `undefined` if this build bundles no such module.
+pub fn load_bundle<'js>(ctx: Ctx<'js>, name: String) -> Result<Value<'js>> {
+    match bundles::MODULES
+        .iter()
+        .find(|(bundled, _)| *bundled == name)
+    {
+        Some((name, source)) => evaluate(&ctx, name, source).map(Object::into_value),
+        None => Ok(Value::new_undefined(ctx)),
+    }
+}
+
 /// Runs one CommonJS bundle with its own `module` object; returns `module.exports`.
 fn evaluate<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> Result<Object<'js>> {
     let mut options = EvalOptions::default();
