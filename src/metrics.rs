@@ -170,7 +170,7 @@ impl Collector for ServerFigures {
         family(
             &mut encoder,
             "zygote_runs",
-            "Runs whose child got its job, by the kind of zygote that forked it (javascript: the lean one; javascript-intl: Intl warm)",
+            "Runs whose child got its job, by the kind of zygote that forked it (javascript: the lean one; javascript-modules: the npm modules evaluated; javascript-intl: Intl warm too)",
             runs,
         )?;
         family(

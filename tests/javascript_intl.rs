@@ -1,4 +1,4 @@
-//! Intl and the two JavaScript zygotes: code that names Intl or a locale-aware method runs in the
+//! Intl and the JavaScript zygotes: code that names Intl or a locale-aware method runs in the
 //! javascript-intl zygote (started by the first such run), every other run in the lean
 //! javascript zygote, and code that reaches Intl without naming it gets the same answers there
 //! (the bundle loads in the child). `/metrics` counts the runs of each kind of zygote, which is
@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use common::ok_result;
+use common::processes::runs;
 use serde_json::{json, Value};
 
 /// The corpus's Intl programs (tests/real_code_corpus.rs checks them against Node 20), with
@@ -64,22 +66,6 @@ fn disguised(code: &str) -> String {
         assert!(!code.contains(token), "{token} left in {code}");
     }
     code
-}
-
-/// `sandlot_zygote_runs_total{kind}` now.
-fn runs(server: &common::Server, kind: &str) -> u64 {
-    let series = format!("sandlot_zygote_runs_total{{kind=\"{kind}\"}} ");
-    let metrics = server.get("/metrics").text;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-}
-
-fn ok_result(reply: Value) -> Value {
-    assert_eq!(reply["ok"], true, "{reply}");
-    reply["result"].clone()
 }
 
 /// Runs Intl code once (which starts the javascript-intl zygote) and waits until `/readyz` says

@@ -1,4 +1,4 @@
-//! The npm modules and the JavaScript zygotes: code that names `require` or `import` runs in the
+//! The npm modules and the JavaScript zygotes: code that calls `require` or `import` runs in the
 //! javascript-modules zygote (started by the first such run), where every whitelisted module is
 //! evaluated already; every other run in the lean javascript zygote, which evaluates a module in
 //! the child when a run reaches it without naming it. Both must give the same answers.
@@ -9,15 +9,17 @@ mod common;
 
 use std::time::Duration;
 
+use common::ok_result;
+use common::processes::runs;
 use serde_json::{json, Value};
 
 /// Every bundled module, used the way code nodes use it; `REQUIRE` stands for the way to
-/// `require` (the name itself, or a disguise of it).
+/// call `require` (the name itself, or a disguise of it).
 const EVERY_MODULE: &str = r#"
 function main({ms}) {
-  const r = REQUIRE;
-  const _ = r('lodash'), dayjs = r('dayjs'), moment = r('moment'), CryptoJS = r('crypto-js');
-  const qs = r('qs'), querystring = r('querystring'), url = r('url'), uuid = r('uuid');
+  const _ = REQUIRE('lodash'), dayjs = REQUIRE('dayjs'), moment = REQUIRE('moment');
+  const CryptoJS = REQUIRE('crypto-js'), qs = REQUIRE('qs'), querystring = REQUIRE('querystring');
+  const url = REQUIRE('url'), uuid = REQUIRE('uuid');
   return {
     lodash: _.sortBy([3, 1, 2]).concat(_.sum([1, 2, 3])),
     dayjs: dayjs(ms).add(1, 'day').format('YYYY-MM-DD'),
@@ -31,21 +33,6 @@ function main({ms}) {
   };
 }
 "#;
-
-fn runs(server: &common::Server, kind: &str) -> u64 {
-    let series = format!("sandlot_zygote_runs_total{{kind=\"{kind}\"}} ");
-    let metrics = server.get("/metrics").text;
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
-}
-
-fn ok_result(reply: Value) -> Value {
-    assert_eq!(reply["ok"], true, "{reply}");
-    reply["result"].clone()
-}
 
 fn wait_for_modules_zygote(server: &common::Server) {
     common::wait_for(
@@ -75,7 +62,7 @@ fn runs_that_name_require_or_import_go_to_the_modules_zygote() {
         "a plain run started the javascript-modules zygote"
     );
 
-    // The first run that names require starts the zygote; it is answered wherever it ran.
+    // The first run that calls require starts the zygote; it is answered wherever it ran.
     let lodash = "const _ = require('lodash'); function main() { return {s: _.sum([1, 2, 3])} }";
     assert_eq!(ok_result(server.javascript(lodash, json!({})))["s"], 6);
     wait_for_modules_zygote(&server);
@@ -121,20 +108,86 @@ fn a_module_loaded_in_the_child_answers_as_the_zygotes_own() {
     assert_eq!(in_child, in_zygote);
 }
 
-/// FastGPT's createHmac uses crypto-js, which the lean zygote evaluates for the run that calls
-/// it: the signature is the one crypto-js computes in the javascript-modules zygote.
+/// FastGPT's createHmac signs with crypto-js: code that names it goes to the javascript-modules
+/// zygote, and code that reaches it otherwise gets crypto-js evaluated in the lean zygote's
+/// child; either way the signature is the one crypto-js computes.
 #[test]
-fn fastgpt_create_hmac_signs_in_the_lean_zygote() {
+fn fastgpt_create_hmac_signs_in_either_zygote() {
     let server = common::start(&[], &[]);
-    let body = json!({"code": "function main() { return createHmac('sha256', 'secret') }"});
-    let reply = server.post("/sandbox/js", &body.to_string(), &[]);
-    let signed = &reply.body["data"]["codeReturn"];
-    let timestamp = signed["timestamp"].as_str().expect(&reply.text);
-    assert_eq!(runs(&server, "javascript"), 1);
+    let sign = |code: &str, zygote: &str| {
+        let before = runs(&server, zygote);
+        let reply = server.post("/sandbox/js", &json!({"code": code}).to_string(), &[]);
+        assert_eq!(runs(&server, zygote), before + 1, "not signed in {zygote}");
+        let signed = reply.body["data"]["codeReturn"].clone();
+        let timestamp = signed["timestamp"].as_str().expect(&reply.text).to_owned();
+        let check = "const C = require('crypto-js');\n\
+                     function main({t}) { return {sign: encodeURIComponent(\n\
+                     C.enc.Base64.stringify(C.HmacSHA256(`${t}\\nsecret`, 'secret')))} }";
+        let expected = ok_result(server.javascript(check, json!({"t": timestamp})));
+        assert_eq!(signed["sign"], expected["sign"], "{}", reply.text);
+    };
+    sign(
+        "function main() { return globalThis['create' + 'Hmac']('sha256', 'secret') }",
+        "javascript",
+    );
+    wait_for_modules_zygote(&server);
+    sign(
+        "function main() { return createHmac('sha256', 'secret') }",
+        "javascript-modules",
+    );
+}
 
-    let check = "const C = require('crypto-js');\n\
-                 function main({t}) { return {sign: encodeURIComponent(\n\
-                 C.enc.Base64.stringify(C.HmacSHA256(`${t}\\nsecret`, 'secret')))} }";
-    let expected = ok_result(server.javascript(check, json!({"t": timestamp})));
-    assert_eq!(signed["sign"], expected["sign"], "{}", reply.text);
+/// An `import` statement in a server's first run, before the javascript-modules zygote is up:
+/// the lean zygote's module loader evaluates the module in the child.
+#[test]
+fn an_import_before_the_modules_zygote_is_up_is_answered() {
+    let server = common::start(&[], &[]);
+    let esm = "import dayjs from 'dayjs'\nimport {sum} from 'lodash'\n\
+               export function main() { return {y: dayjs(0).year(), s: sum([1, 2])} }";
+    let result = ok_result(server.javascript(esm, json!({})));
+    assert_eq!(result["y"], 1970);
+    assert_eq!(result["s"], 3);
+}
+
+/// Every module evaluated in the child of a run with the smallest memory limit.
+#[test]
+fn the_modules_load_in_a_child_with_the_least_memory() {
+    let server = common::start(&[], &[]);
+    let disguised = EVERY_MODULE.replace("REQUIRE", "globalThis['req' + 'uire']");
+    let reply = server.run(json!({"language": "javascript", "code": disguised,
+        "inputs": {"ms": 1705343400000u64}, "limits": {"memory_mb": 16}}));
+    assert_eq!(ok_result(reply)["md5"], "5d41402abc4b2a76b9719d911017c592");
+    assert_eq!(runs(&server, "javascript"), 1);
+}
+
+/// A run's `allowed_modules` holds whatever the code replaces first: a Set's `has`, a name on
+/// Object.prototype, a string's methods.
+#[test]
+fn a_run_cannot_widen_its_module_allowlist() {
+    let server = common::start(&[], &[]);
+    let code = "function main() {
+      Set.prototype.has = () => true;
+      Object.prototype.dayjs = true;
+      const r = globalThis['req' + 'uire'];
+      const tries = {};
+      for (const name of ['dayjs', 'node:dayjs']) {
+        try { tries[name] = typeof r(name) } catch (e) { tries[name] = e.name }
+      }
+      String.prototype.slice = () => ({toString: () => 'dayjs'});
+      try { tries.sliced = typeof r('node:qs') } catch (e) { tries.sliced = e.name }
+      return {tries, lodash: typeof r('lodash')};
+    }";
+    let reply = server.run(json!({"language": "javascript", "code": code, "inputs": {},
+        "allowed_modules": ["lodash"]}));
+    let result = ok_result(reply);
+    assert_eq!(result["lodash"], "function", "{result}");
+    assert_eq!(
+        result["tries"]["dayjs"], "ModuleNotAllowedError",
+        "{result}"
+    );
+    assert_eq!(
+        result["tries"]["node:dayjs"], "ModuleNotAllowedError",
+        "{result}"
+    );
+    assert_eq!(result["tries"]["sliced"], "TypeError", "{result}");
 }

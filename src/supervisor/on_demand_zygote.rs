@@ -1,5 +1,5 @@
 //! A zygote started by the first run that wants it: javascript-intl (the first run that names
-//! Intl) and javascript-modules (the first that names `require` or `import`). A server whose
+//! Intl) and javascript-modules (the first that calls `require` or `import`). A server whose
 //! users never format a date or require lodash holds no copy of them at all. Until such a
 //! zygote is ready (and while it restarts) its runs go to the lean javascript zygote, which
 //! loads what they use in the child: the same answers, later.

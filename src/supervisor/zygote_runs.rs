@@ -1,5 +1,6 @@
 //! How many runs each kind of zygote has served (`/metrics`): what shows that plain JavaScript
-//! runs go to the lean zygote and runs that name Intl to the javascript-intl one.
+//! runs go to the lean zygote, runs that call `require` to javascript-modules and runs that name
+//! Intl to javascript-intl.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

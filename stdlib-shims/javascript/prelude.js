@@ -8,15 +8,22 @@
   const { fetch: fetchNatives, files: filesNatives, loadBundle } = natives;
   // Our own references: user code may replace JSON's methods for its run.
   const { parse: jsonParse, stringify: jsonStringify } = JSON;
-  // The server's whitelist; a run may narrow it (beginRun).
-  let allowed = new Set(allowedModules);
+  const { create, freeze, keys } = Object;
+  // The server's whitelist, which a run may narrow (beginRun): a table without a prototype, so
+  // no method user code can replace (a Set's `has`) decides what require() lets through.
+  const nameTable = (names) => {
+    const table = create(null);
+    for (const name of names) table[name] = true;
+    return table;
+  };
+  let allowed = nameTable(allowedModules);
   // Each npm module's exports: registered in the zygote (javascript-modules, javascript-intl),
   // or evaluated in the child by the run that first requires it (the javascript zygote).
-  const bundled = Object.create(null);
+  const bundled = create(null);
   function register(name, exports) {
     // Node's url also exports the WHATWG URL and URLSearchParams: the very globals.
     bundled[name] = name === 'url'
-      ? Object.freeze({ ...exports, URL: polyfills.URL, URLSearchParams: polyfills.URLSearchParams })
+      ? freeze({ ...exports, URL: polyfills.URL, URLSearchParams: polyfills.URLSearchParams })
       : exports;
   }
   function bundledModule(bare) {
@@ -75,7 +82,7 @@
   function notAllowed(name, byImport) {
     const how = byImport ? ' import() and import statements load only the allowed modules.' : '';
     const error = new Error(`Module '${name}' is not allowed in sandbox.${how} ` +
-      `Allowed modules: ${[...allowed].join(', ')}`);
+      `Allowed modules: ${keys(allowed).join(', ')}`);
     error.name = 'ModuleNotAllowedError';
     error.code = 'MODULE_NOT_ALLOWED';
     return error;
@@ -84,9 +91,11 @@
   function load(name, byImport) {
     if (typeof name !== 'string') throw new TypeError('require() expects a module name');
     const bare = name.startsWith('node:') ? name.slice(5) : name;
+    // A string's methods are the run's to replace: what they return must still be a string.
+    if (typeof bare !== 'string') throw new TypeError('require() expects a module name');
     // `fs` is the run's own files, on the APIs that have them (fs.js).
     if (bare === 'fs' && run.hasFiles) return fsModule();
-    if (!allowed.has(bare)) throw notAllowed(name, byImport);
+    if (allowed[bare] !== true) throw notAllowed(name, byImport);
     return bundledModule(bare);
   }
   // What beginRun says of the run, in one object the child makes: assigning it writes one
@@ -365,7 +374,7 @@
     },
     beginRun(script, fastgpt, runAllowed, hasFiles, inputs) {
       run = { script, hasFiles, inputs };
-      allowed = new Set(runAllowed.filter((name) => allowed.has(name)));
+      allowed = nameTable(runAllowed.filter((name) => allowed[name] === true));
       if (fastgpt) installFastgptHelpers();
     },
     nextTimer,

@@ -141,6 +141,12 @@ impl Server {
     }
 }
 
+/// The `result` of a run's reply, which must be `ok`.
+pub fn ok_result(reply: Value) -> Value {
+    assert_eq!(reply["ok"], true, "{reply}");
+    reply["result"].clone()
+}
+
 fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
     let status = response.status().as_u16();
     let headers = response

@@ -16,6 +16,18 @@ pub fn zygote(server: &Server, kind: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// How many runs the zygote of `kind` has served: `sandlot_zygote_runs_total{kind}` of
+/// `/metrics`.
+pub fn runs(server: &Server, kind: &str) -> u64 {
+    let series = format!("sandlot_zygote_runs_total{{kind=\"{kind}\"}} ");
+    let metrics = server.get("/metrics").text;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
+}
+
 /// The pid of the zygote of `kind`, when it is up.
 pub fn zygote_pid(server: &Server, kind: &str) -> Option<i32> {
     zygote(server, kind)["pid"].as_i64().map(|pid| pid as i32)

@@ -1,4 +1,4 @@
-//! Intl in the two JavaScript zygotes. FormatJS's Intl bundle (`stdlib-shims/javascript/intl.js`:
+//! Intl in the JavaScript zygotes. FormatJS's Intl bundle (`stdlib-shims/javascript/intl.js`:
 //! 2.8 MB of code, locale data and time zones) is a heap that every fork copies the page-table
 //! entries of and every exit unmaps, and few runs use it. So the javascript-intl zygote evaluates
 //! it and warms it up before its first fork, and the lean javascript zygote does not carry it:

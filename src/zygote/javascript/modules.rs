@@ -1,5 +1,6 @@
-//! The npm modules of the whitelist, bundled by build.rs and evaluated once in the zygote, and
-//! the ES-module loader that serves the same modules to `import`.
+//! The npm modules of the whitelist, bundled by build.rs and evaluated once in the
+//! javascript-modules and javascript-intl zygotes (in the lean one by the run that first needs
+//! one, [`load_bundle`]), and the ES-module loader that serves the same modules to `import`.
 //!
 //! `import x from 'lodash'` and `import('fs')` both go through the prelude's own `require`
 //! (reached through `Symbol.for('sandlot.module')`): a whitelisted name yields the bundled
