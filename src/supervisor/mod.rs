@@ -238,22 +238,23 @@ impl Supervisor {
                 )))
             })
         };
-        let on_demand = match kind {
-            ZygoteKind::JavascriptIntl => Some(&self.javascript_intl),
-            ZygoteKind::JavascriptModules => Some(&self.javascript_modules),
-            _ => None,
+        let on_demand = match (kind, &self.python_data) {
+            (ZygoteKind::PythonData, Some(data)) => {
+                return data.zygote().map_err(|why| {
+                    let error = RunError::new(ErrorKind::ModuleNotAllowed, why);
+                    Box::new(RunResponse::failed(error, 1, 0.0))
+                })
+            }
+            (ZygoteKind::JavascriptIntl, _) => &self.javascript_intl,
+            (ZygoteKind::JavascriptModules, _) => &self.javascript_modules,
+            _ => return fixed(kind),
         };
-        match (kind, &self.python_data, on_demand) {
-            (ZygoteKind::PythonData, Some(data), _) => data.zygote().map_err(|why| {
-                let error = RunError::new(ErrorKind::ModuleNotAllowed, why);
-                Box::new(RunResponse::failed(error, 1, 0.0))
-            }),
-            (_, _, Some(Some(started))) => match started.serving(job.limits.memory_mb) {
-                Some(zygote) => Ok(zygote),
-                None => fixed(ZygoteKind::Javascript),
-            },
-            (_, _, Some(None)) if self.zygote(kind).is_none() => fixed(ZygoteKind::Javascript),
-            _ => fixed(kind),
+        match on_demand {
+            Some(zygote) => zygote
+                .serving(job.limits.memory_mb)
+                .map_or_else(|| fixed(ZygoteKind::Javascript), Ok),
+            None if self.zygote(kind).is_none() => fixed(ZygoteKind::Javascript),
+            None => fixed(kind),
         }
     }
 }
