@@ -1,7 +1,7 @@
 //! The floor under a JavaScript run: what a fresh process per run costs with QuickJS alone,
 //! without sandlot's server, pool, jail or protocol. `bench/fork_floor --javascript` runs it.
 //!
-//!     cargo bench --bench quickjs_floor -- LEVEL [ITERATIONS]
+//!     cargo bench --bench quickjs_floor -- LEVEL [ITERATIONS [AT_ONCE]]
 //!
 //! It builds one QuickJS runtime holding a zygote's heap up to LEVEL:
 //! - `globals`: sandlot's globals (`prelude.js` with its npm polyfills, and `locale.js` with the
@@ -10,9 +10,11 @@
 //! - `intl`: those and FormatJS's Intl bundle, warmed up — the javascript-intl zygote's heap
 //!   (and the one JavaScript zygote's before it).
 //!
-//! Then, like a zygote, it backs its memory with huge pages and forks ITERATIONS children one
-//! after the other; each decodes a JSON job, evaluates `main(a, b)`, calls it, encodes the result,
-//! writes it to a pipe and exits. It prints the CPU time and the minor page faults per run, both
+//! Then, like a zygote, it backs its memory with huge pages and forks ITERATIONS children, AT_ONCE
+//! of them alive at a time (1 by default: one after the other; a loaded server has several, and
+//! children of one zygote running side by side pay more for each shared page they copy); each
+//! decodes a JSON job, evaluates `main(a, b)`, calls it, encodes the result, writes it to a pipe
+//! and exits. It prints the CPU time and the minor page faults per run, both
 //! of the parent and its children together (getrusage), and the size of the heap. With
 //! `QUICKJS_FLOOR_SMALL_PAGES` set it leaves the memory in 4 KiB pages: what huge pages buy.
 
@@ -54,6 +56,7 @@ fn main() {
         }
     };
     let iterations: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(400);
+    let at_once: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1).max(1);
     let runtime = Runtime::new().expect("a QuickJS runtime");
     let context = Context::full(&runtime).expect("a QuickJS context");
     context
@@ -67,9 +70,14 @@ fn main() {
     }
 
     let before = usage();
+    let mut alive = std::collections::VecDeque::new();
     for _ in 0..iterations {
-        fork_one_run(&context);
+        alive.push_back(fork_one_run(&context));
+        if alive.len() >= at_once {
+            reap(alive.pop_front().expect("a child"));
+        }
     }
+    alive.into_iter().for_each(reap);
     let after = usage();
     let n = iterations as f64;
     println!(
@@ -138,8 +146,9 @@ fn evaluate<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> rquickjs::Result<O
     module.get("exports")
 }
 
-/// Forks a child that runs the job and writes the result to a pipe; reads it and reaps it.
-fn fork_one_run(context: &Context) {
+/// Forks a child that runs the job and writes the result to a pipe: its pid and the pipe's read
+/// end, for [`reap`].
+fn fork_one_run(context: &Context) -> (libc::pid_t, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: pipe writes two new descriptors into the array, which this function then owns.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
@@ -160,6 +169,11 @@ fn fork_one_run(context: &Context) {
         }
     }
     drop(write_end);
+    (pid, read_end)
+}
+
+/// Reads a child's result and reaps it.
+fn reap((pid, read_end): (libc::pid_t, OwnedFd)) {
     let mut answer = String::new();
     std::fs::File::from(read_end)
         .read_to_string(&mut answer)
