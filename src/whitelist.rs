@@ -2,7 +2,7 @@
 //! name, per API. They give a clear `module_not_allowed`; the kernel, not they, is the boundary.
 
 use crate::api::Api;
-use crate::protocol::ImportPolicy;
+use crate::protocol::{ImportPolicy, StandardRule};
 
 const PYTHON_FASTGPT_ALLOWED: &str = include_str!("../whitelist/python-fastgpt-allowed.txt");
 const PYTHON_FASTGPT_REFUSED: &str = include_str!("../whitelist/python-fastgpt-refused.txt");
@@ -50,20 +50,30 @@ pub const PYTHON_DATA_PRELOADED: &[&str] = &["numpy", "pandas", "matplotlib", "j
 /// FastGPT's; Dify's is dify-sandbox's "anything importable". `operator` is the modules of the
 /// packages the operator installed (`--python-requirements`), which every API allows.
 pub fn python_policy(api: Api, operator: &[String]) -> ImportPolicy {
-    let with_operator = |mut packages: Vec<String>| {
-        append_new(&mut packages, operator);
-        packages
+    let rule = match api {
+        Api::Native | Api::SandboxModule => StandardRule::Native,
+        Api::Fastgpt => StandardRule::Fastgpt,
+        Api::Dify => return ImportPolicy::Any,
     };
-    match api {
-        Api::Native | Api::SandboxModule => ImportPolicy::StandardLibrary {
-            refused: names(PYTHON_NATIVE_REFUSED),
-            packages: with_operator(PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()).collect()),
-        },
-        Api::Fastgpt => ImportPolicy::StandardLibrary {
-            refused: names(PYTHON_FASTGPT_REFUSED),
-            packages: with_operator(fastgpt_python_packages()),
-        },
-        Api::Dify => ImportPolicy::Any,
+    ImportPolicy::StandardLibrary {
+        rule,
+        operator: operator.to_vec(),
+    }
+}
+
+/// The modules of the standard library `rule` refuses.
+pub fn refused(rule: StandardRule) -> Vec<String> {
+    match rule {
+        StandardRule::Native => names(PYTHON_NATIVE_REFUSED),
+        StandardRule::Fastgpt => names(PYTHON_FASTGPT_REFUSED),
+    }
+}
+
+/// The data packages `rule` allows, without the operator's.
+pub fn packages(rule: StandardRule) -> Vec<String> {
+    match rule {
+        StandardRule::Native => PYTHON_DATA_PACKAGES.iter().map(|s| s.to_string()).collect(),
+        StandardRule::Fastgpt => fastgpt_python_packages(),
     }
 }
 
@@ -103,9 +113,9 @@ fn fastgpt_python_packages() -> Vec<String> {
 pub fn permits(policy: &ImportPolicy, name: &str) -> bool {
     match policy {
         ImportPolicy::Only { modules } => modules.iter().any(|m| m == name),
-        ImportPolicy::StandardLibrary { refused, packages } => {
-            let standard = is_standard_library(name);
-            (standard && !refused.iter().any(|r| r == name)) || packages.iter().any(|p| p == name)
+        ImportPolicy::StandardLibrary { rule, operator } => {
+            (is_standard_library(name) && !refused(*rule).iter().any(|r| r == name))
+                || packages(*rule).iter().chain(operator).any(|p| p == name)
         }
         ImportPolicy::Any => true,
     }
@@ -115,11 +125,15 @@ pub fn permits(policy: &ImportPolicy, name: &str) -> bool {
 pub fn describe(policy: &ImportPolicy) -> String {
     match policy {
         ImportPolicy::Only { modules } => modules.join(", "),
-        ImportPolicy::StandardLibrary { refused, packages } => format!(
-            "the standard library except {}; and {}",
-            refused.join(", "),
-            packages.join(", ")
-        ),
+        ImportPolicy::StandardLibrary { rule, operator } => {
+            let mut allowed = packages(*rule);
+            append_new(&mut allowed, operator);
+            format!(
+                "the standard library except {}; and {}",
+                refused(*rule).join(", "),
+                allowed.join(", ")
+            )
+        }
         ImportPolicy::Any => "any module".into(),
     }
 }
@@ -177,18 +191,27 @@ mod tests {
 
     #[test]
     fn each_route_has_its_own_rule() {
-        let ImportPolicy::StandardLibrary { refused, packages } = python_policy(Api::Fastgpt, &[])
+        let operator = ["markdown".to_owned()];
+        let ImportPolicy::StandardLibrary { rule, .. } = python_policy(Api::Fastgpt, &operator)
         else {
             panic!("FastGPT's rule is the standard library minus a set")
         };
-        assert!(refused.contains(&"os".to_owned()));
-        assert_eq!(packages, ["numpy", "pandas", "matplotlib"]);
-        let ImportPolicy::StandardLibrary { refused, .. } = python_policy(Api::Native, &[]) else {
+        assert!(refused(rule).contains(&"os".to_owned()));
+        assert_eq!(packages(rule), ["numpy", "pandas", "matplotlib"]);
+        let native = python_policy(Api::Native, &operator);
+        let ImportPolicy::StandardLibrary { rule, .. } = native else {
             panic!("the native rule is the standard library minus a set")
         };
-        assert!(refused.contains(&"subprocess".to_owned()));
-        assert!(!refused.contains(&"os".to_owned()));
-        assert_eq!(python_policy(Api::Dify, &[]), ImportPolicy::Any);
+        assert!(refused(rule).contains(&"subprocess".to_owned()));
+        assert!(!refused(rule).contains(&"os".to_owned()));
+        assert!(permits(&native, "os") && permits(&native, "pandas"));
+        assert!(
+            permits(&native, "markdown"),
+            "the operator's modules are allowed"
+        );
+        assert!(!permits(&native, "subprocess") && !permits(&native, "left_pad"));
+        assert!(describe(&native).ends_with(", markdown"));
+        assert_eq!(python_policy(Api::Dify, &operator), ImportPolicy::Any);
     }
 
     #[test]

@@ -246,13 +246,37 @@ fn yes() -> bool {
 pub enum ImportPolicy {
     /// Exactly these top-level modules.
     Only { modules: Vec<String> },
-    /// Python: the standard library except `refused`, and `packages`.
+    /// Python: the standard library except what `rule` refuses, the data packages it allows,
+    /// and the modules of the operator's packages. A rule's lists are compiled into the binary
+    /// ([`crate::whitelist`]): a job names its rule instead of carrying ~110 names, and a
+    /// Python zygote builds each rule's sets once, before it forks.
     StandardLibrary {
-        refused: Vec<String>,
-        packages: Vec<String>,
+        rule: StandardRule,
+        operator: Vec<String>,
     },
     /// Python: whatever imports; what the jail refuses fails when it is used.
     Any,
+}
+
+/// The APIs' rules over Python's standard library: sandlot's own (and the sandbox module
+/// API's), and FastGPT's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StandardRule {
+    Native,
+    Fastgpt,
+}
+
+impl StandardRule {
+    pub const ALL: [StandardRule; 2] = [StandardRule::Native, StandardRule::Fastgpt];
+
+    /// Its name in a job.
+    pub fn name(self) -> &'static str {
+        match self {
+            StandardRule::Native => "native",
+            StandardRule::Fastgpt => "fastgpt",
+        }
+    }
 }
 
 /// Calling conventions of the APIs sandlot serves.

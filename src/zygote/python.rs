@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use super::{child, run_output, Engine, ZygoteError};
 use crate::output_region::{Stream, Written};
 use crate::protocol::{
-    ChildReport, Convention, ImportPolicy, Job, ZygoteKind, MATPLOTLIB_CONFIG_ENV,
+    ChildReport, Convention, ImportPolicy, Job, StandardRule, ZygoteKind, MATPLOTLIB_CONFIG_ENV,
     PYTHON_PACKAGES_ENV,
 };
 use crate::python_packages::operator::{self, OPERATOR_PACKAGES_ENV};
@@ -101,6 +101,14 @@ impl Engine for PythonEngine {
                     wait_readable_function(py)?,
                 ),
             )?;
+            let rules = PyDict::new(py);
+            for rule in StandardRule::ALL {
+                let lists = (whitelist::refused(rule), whitelist::packages(rule));
+                rules.set_item(rule.name(), lists)?;
+            }
+            package
+                .getattr("imports")?
+                .call_method1("set_standard_rules", (rules,))?;
             let warm_up = package.getattr("warm_up")?;
             match std::env::var(PYTHON_PACKAGES_ENV) {
                 Ok(site) => {
@@ -266,10 +274,10 @@ fn policy_dict<'py>(py: Python<'py>, policy: &ImportPolicy) -> PyResult<Bound<'p
             dict.set_item("kind", "only")?;
             dict.set_item("modules", modules)?;
         }
-        ImportPolicy::StandardLibrary { refused, packages } => {
+        ImportPolicy::StandardLibrary { rule, operator } => {
             dict.set_item("kind", "standard_library")?;
-            dict.set_item("refused", refused)?;
-            dict.set_item("packages", packages)?;
+            dict.set_item("rule", rule.name())?;
+            dict.set_item("operator", operator)?;
         }
         ImportPolicy::Any => dict.set_item("kind", "any")?,
     }

@@ -77,13 +77,14 @@ _STANDARD_LIBRARY = sys.stdlib_module_names
 
 class Policy:
     """A run's import policy (protocol.rs's ImportPolicy): `only` these modules; the
-    `standard_library` but `refused`, and `packages`; or `any`."""
+    `standard_library` but what its rule refuses, and the rule's packages and the operator's;
+    or `any`. `policy_for` makes one."""
 
-    def __init__(self, policy):
-        self.kind = policy["kind"]
-        self.modules = frozenset(policy.get("modules", ()))
-        self.refused = frozenset(policy.get("refused", ()))
-        self.packages = frozenset(policy.get("packages", ()))
+    def __init__(self, kind, modules=frozenset(), refused=frozenset(), packages=frozenset()):
+        self.kind = kind
+        self.modules = modules
+        self.refused = refused
+        self.packages = packages
 
     def permits(self, top):
         if self.kind == "only":
@@ -109,6 +110,32 @@ class Policy:
             return (f"the standard library except {', '.join(sorted(self.refused))}; "
                     f"and {', '.join(sorted(self.packages))}")
         return "any module"
+
+
+# The rules over the standard library, by name ("native", "fastgpt"), each a Policy built in
+# the zygote: a run of one of them builds nothing.
+_standard_rules = {}
+
+
+def set_standard_rules(rules):
+    """The zygote's: `rules` maps each rule's name to (refused, packages)."""
+    for name, (refused, packages) in rules.items():
+        _standard_rules[name] = Policy("standard_library", refused=frozenset(refused),
+                                       packages=frozenset(packages))
+
+
+def policy_for(imports):
+    """The Policy of a job's `imports`."""
+    kind = imports["kind"]
+    if kind == "standard_library":
+        rule = _standard_rules[imports["rule"]]
+        operator = imports["operator"]
+        if not operator:
+            return rule
+        return Policy(kind, refused=rule.refused, packages=rule.packages | frozenset(operator))
+    if kind == "only":
+        return Policy(kind, modules=frozenset(imports["modules"]))
+    return Policy(kind)
 
 
 def guarded_import(policy, user_builtins):

@@ -10,7 +10,7 @@ import time
 
 from _sandlot import convert, errors, fastgpt, figures, files, network
 from _sandlot.errors import USER_FILE, error
-from _sandlot.imports import Policy, after_fork_in_child, guarded_import
+from _sandlot.imports import after_fork_in_child, guarded_import, policy_for
 from _sandlot.output import Stream
 from _sandlot.system_helper import SystemHelper
 
@@ -150,7 +150,7 @@ def run(job):
 
 def _execute(job, fastgpt_convention, system_helper):
     code, mode, memory_mb = job["code"], job["mode"], job["memory_mb"]
-    policy = Policy(job["imports"])
+    policy = policy_for(job["imports"])
     linecache.cache[USER_FILE] = (len(code), None, code.splitlines(True), USER_FILE)
     try:
         if fastgpt_convention:
