@@ -215,8 +215,11 @@ fn imports(
     asked: Option<Vec<String>>,
     operator: &[String],
 ) -> Result<ImportPolicy, Invalid> {
+    let asked = asked.filter(|a| !a.is_empty());
     let route_policy = match language {
         Language::Python => whitelist::python_policy(api, operator),
+        // Every module the zygotes bundle: `Any` says so without listing them in every job.
+        Language::Javascript if asked.is_none() => return Ok(ImportPolicy::Any),
         Language::Javascript => ImportPolicy::Only {
             modules: whitelist::javascript(),
         },
@@ -224,7 +227,7 @@ fn imports(
             modules: Vec::new(),
         },
     };
-    let Some(asked) = asked.filter(|a| !a.is_empty()) else {
+    let Some(asked) = asked else {
         return Ok(route_policy);
     };
     for name in &asked {

@@ -254,7 +254,8 @@ pub enum ImportPolicy {
         rule: StandardRule,
         operator: Vec<String>,
     },
-    /// Python: whatever imports; what the jail refuses fails when it is used.
+    /// Python: whatever imports; what the jail refuses fails when it is used. JavaScript:
+    /// every module the zygotes bundle.
     Any,
 }
 

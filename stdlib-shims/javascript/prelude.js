@@ -372,9 +372,10 @@
     prepareRun() {
       reseed();
     },
+    /** `runAllowed`: the modules the request narrowed require() to, or undefined for all. */
     beginRun(script, fastgpt, runAllowed, hasFiles, inputs) {
       run = { script, hasFiles, inputs };
-      allowed = nameTable(runAllowed.filter((name) => allowed[name] === true));
+      if (runAllowed) allowed = nameTable(runAllowed.filter((name) => allowed[name] === true));
       if (fastgpt) installFastgptHelpers();
     },
     nextTimer,

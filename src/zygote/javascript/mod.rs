@@ -260,11 +260,11 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
     to_result(ctx, returned, fastgpt)
 }
 
-/// The names `require()` resolves for this run (JavaScript's policy is always a list).
-fn allowed_names(policy: &ImportPolicy) -> Vec<String> {
+/// The names a run's request narrowed `require()` to, if it did (`Any`: every module bundled).
+fn allowed_names(policy: &ImportPolicy) -> Option<Vec<String>> {
     match policy {
-        ImportPolicy::Only { modules } => modules.clone(),
-        _ => whitelist::javascript(),
+        ImportPolicy::Only { modules } => Some(modules.clone()),
+        _ => None,
     }
 }
 
