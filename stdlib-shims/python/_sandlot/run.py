@@ -68,7 +68,7 @@ def configure(user_builtins):
 class _Run:
     """What a run needs that its job does not decide, made while the child waits for the job."""
 
-    def __init__(self):
+    def __init__(self, in_child=True):
         finish, broker, write = _host
         self.finish = finish
         self.max_output = 0
@@ -87,14 +87,18 @@ class _Run:
         # own now, while it waits, and the job's run finds those pages already copied. Only
         # where pandas is loaded: for plain Python the rehearsal cost more CPU than it saved
         # latency (docs/performance.md).
-        if "pandas" in sys.modules:
+        if in_child and "pandas" in sys.modules:
             for rehearsal in _REHEARSALS:
                 _execute(rehearsal, False, self.system_helper)
 
     def send(self, result_json=None, exit_code=0, error=None):
+        self.finish(*self.report(result_json, exit_code, error))
+
+    def report(self, result_json, exit_code, error):
+        """finish()'s arguments."""
         images = figures.collect()
-        self.finish(result_json, exit_code, None if error is None else _encode(error),
-                    _encode(images))
+        return (result_json, exit_code, None if error is None else _encode(error),
+                _encode(images))
 
     def overflow(self):
         self.send(exit_code=1, error=errors.error(
@@ -126,10 +130,46 @@ def prepare():
 
 def run(job):
     """Runs one job and sends its report; never returns. `job` holds code, inputs (JSON
-    text), mode ("main" or "script"), allowed_modules, convention ("native" or "fastgpt":
-    FastGPT's calling convention and one output stream for its log), max_output_bytes and
-    memory_mb."""
+    text), mode ("main" or "script"), imports (the import policy), convention ("native" or
+    "fastgpt": FastGPT's calling convention and one output stream for its log),
+    max_output_bytes and memory_mb."""
     state = _prepared or _Run()
+    state.send(*_outcome(job, state))
+
+
+# CPython 3.11 writes to a function's code object each time it runs until the function has run
+# a few times (its warm-up count, then the counters of its specializing instructions), and to
+# its type-lookup cache on each miss: in a child, each of those writes copies a page it shares
+# with the zygote. The zygote runs a job's path itself before it forks, so that what a child
+# runs of sandlot's own code is warm already (docs/performance.md).
+_ZYGOTE_REHEARSALS = 32
+_ZYGOTE_JOBS = tuple(
+    {"code": "def main(a, b):\n    return {'sum': a + b}\n", "inputs": '{"a": 1, "b": 2}',
+     "mode": "main", "imports": {"kind": "standard_library", "rule": rule, "operator": []},
+     "convention": convention, "max_output_bytes": 1 << 20, "memory_mb": 0}
+    for rule, convention in (("native", "native"), ("fastgpt", "fastgpt")))
+
+
+def rehearse_in_zygote():
+    """In the zygote, once, before any fork: a job's path, end to end but for the report."""
+    stdout, stderr = sys.stdout, sys.stderr
+    own_import = _user_builtins.get("__import__")
+    try:
+        for _ in range(_ZYGOTE_REHEARSALS):
+            for job in _ZYGOTE_JOBS:
+                state = _Run(in_child=False)
+                state.report(*_outcome(job, state))
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+        linecache.cache.pop(USER_FILE, None)
+        if own_import is None:
+            _user_builtins.pop("__import__", None)
+        else:
+            _user_builtins["__import__"] = own_import
+
+
+def _outcome(job, state):
+    """A job's result JSON, exit code and error."""
     max_output = state.max_output = job["max_output_bytes"]
     fastgpt_convention = job["convention"] == "fastgpt"
     try:
@@ -145,7 +185,7 @@ def run(job):
             sys.stderr.write(outcome["error"]["traceback"])
         except BaseException:
             pass
-    state.send(outcome.get("result_json"), outcome.get("exit_code", 0), outcome.get("error"))
+    return outcome.get("result_json"), outcome.get("exit_code", 0), outcome.get("error")
 
 
 def _execute(job, fastgpt_convention, system_helper):

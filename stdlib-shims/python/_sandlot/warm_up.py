@@ -25,6 +25,7 @@ def prepare(whitelist):
               file=sys.stderr)
     run.configure(imports.user_builtins())
     imports.stat_through_open()
+    run.rehearse_in_zygote()
     gc.collect()
     gc.freeze()
 
