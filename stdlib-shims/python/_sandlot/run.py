@@ -150,13 +150,23 @@ _ZYGOTE_JOBS = tuple(
     for rule, convention in (("native", "native"), ("fastgpt", "fastgpt")))
 
 
+# And in the python-data zygote, pandas' everyday path.
+_ZYGOTE_DATA_JOBS = tuple(
+    dict(job, code="import pandas as pd\n"
+                   "def main(a, b):\n"
+                   "    df = pd.DataFrame({'x': [a, b]})\n"
+                   "    return {'sum': int(df['x'].sum())}\n")
+    for job in _ZYGOTE_JOBS)
+
+
 def rehearse_in_zygote():
     """In the zygote, once, before any fork: a job's path, end to end but for the report."""
     stdout, stderr = sys.stdout, sys.stderr
     own_import = _user_builtins.get("__import__")
+    jobs = _ZYGOTE_JOBS + (_ZYGOTE_DATA_JOBS if "pandas" in sys.modules else ())
     try:
         for _ in range(_ZYGOTE_REHEARSALS):
-            for job in _ZYGOTE_JOBS:
+            for job in jobs:
                 state = _Run(in_child=False)
                 state.report(*_outcome(job, state))
     finally:
