@@ -94,3 +94,33 @@ fn python_memory_given_out_again_grown_and_freed_keeps_its_bytes() {
                "keys": kept_keys()})
     );
 }
+
+#[test]
+fn numpy_array_data_given_out_again_grown_and_zeroed_keeps_its_bytes() {
+    let r = ok(
+        "python3",
+        "import numpy as np
+def main():
+    # Array data of each size filled, freed, and taken again by np.zeros (calloc): zeros.
+    nonzero = 0
+    for _ in range(50):
+        for n in (3, 100, 1000, 5000):
+            np.full(n, 7, dtype=np.int64)
+            nonzero += int(np.count_nonzero(np.zeros(n, dtype=np.int64)))
+    # Grown in place or by copying (realloc), past the region (1 MiB).
+    a = np.arange(1000, dtype=np.int64)
+    a.resize(300000, refcheck=False)
+    kept = int(a[:1000].sum()) == 999 * 1000 // 2 and int(np.count_nonzero(a[1000:])) == 0
+    grown = int(np.fromiter((i for i in range(200000)), dtype=np.int64).sum())
+    # Larger than the region: glibc's.
+    big = np.ones(400000)
+    big[::2] = 3.0
+    return {'handler': np._core.multiarray.get_handler_name(), 'nonzero': nonzero,
+            'kept': kept, 'grown': grown, 'big': float(big.sum())}",
+    );
+    assert_eq!(
+        r,
+        json!({"handler": "sandlot_fresh_memory", "nonzero": 0, "kept": true,
+               "grown": 199_999u64 * 200_000 / 2, "big": 800_000.0})
+    );
+}

@@ -11,6 +11,7 @@ pub mod fresh_memory;
 pub mod huge_pages;
 mod javascript;
 mod native_libraries;
+mod numpy_memory;
 pub mod out_of_memory;
 mod python;
 mod python_arenas;

@@ -114,6 +114,9 @@ impl Engine for PythonEngine {
                 Ok(site) => {
                     warm_up
                         .call_method1("prepare_data", (site, whitelist::PYTHON_DATA_PRELOADED))?;
+                    if let Err(e) = super::numpy_memory::install(py) {
+                        eprintln!("sandlot: numpy keeps its own allocator of array data: {e}");
+                    }
                     if let Ok(operator) = std::env::var(OPERATOR_PACKAGES_ENV) {
                         let modules = operator::import_names(operator.as_ref());
                         warm_up.call_method1("prepare_operator", (operator, modules))?;
