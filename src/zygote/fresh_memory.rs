@@ -24,7 +24,7 @@ const HEADER: usize = ALIGN;
 /// Freed blocks are kept, a list per size, up to this size (header included): QuickJS frees
 /// and makes arenas of one size class over and over (an arena whose last block is freed goes,
 /// and the next block of that size makes a new one), and Rust's small allocations repeat too.
-const REUSED_UP_TO: usize = 8 << 10;
+pub const REUSED_UP_TO: usize = 8 << 10;
 const SIZES: usize = REUSED_UP_TO / HEADER + 1;
 
 /// The region: where it starts and ends (0 and 0 without one), and its next free byte, 0 until

@@ -97,8 +97,18 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// Array data the region holds: small blocks, which it gives out again when freed. A larger
+/// block would stay taken after its array is gone (a DataFrame's columns used up the region in
+/// a few operations), and glibc maps a large one afresh anyway.
+fn for_region(size: usize) -> bool {
+    size < fresh_memory::REUSED_UP_TO - fresh_memory::ALIGN
+}
+
 extern "C" fn malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
-    match fresh_memory::take(size) {
+    match Some(size)
+        .filter(|&n| for_region(n))
+        .and_then(fresh_memory::take)
+    {
         Some(block) => block.cast(),
         // SAFETY: plain malloc.
         None => unsafe { libc::malloc(size) },
@@ -106,7 +116,11 @@ extern "C" fn malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
 }
 
 extern "C" fn calloc(_ctx: *mut c_void, count: usize, size: usize) -> *mut c_void {
-    match count.checked_mul(size).and_then(fresh_memory::take_zeroed) {
+    match count
+        .checked_mul(size)
+        .filter(|&n| for_region(n))
+        .and_then(fresh_memory::take_zeroed)
+    {
         Some(block) => block.cast(),
         // SAFETY: plain calloc.
         None => unsafe { libc::calloc(count, size) },
@@ -119,9 +133,22 @@ extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c
         return malloc(ctx, size);
     }
     if fresh_memory::holds(block) {
-        // SAFETY: a block of the region, which numpy gives up for the new one on success.
-        return unsafe { fresh_memory::resize(block, size, |n| libc::malloc(n).cast::<u8>()) }
-            .cast();
+        if for_region(size) {
+            // SAFETY: a block of the region, which numpy gives up for the new one on success.
+            return unsafe { fresh_memory::resize(block, size, |n| libc::malloc(n).cast::<u8>()) }
+                .cast();
+        }
+        // SAFETY: grown out of the region: glibc's new block takes the old one's bytes (it is
+        // smaller), and the old one goes back to the region.
+        unsafe {
+            let grown = libc::malloc(size);
+            if !grown.is_null() {
+                let kept = fresh_memory::size_of(block).min(size);
+                std::ptr::copy_nonoverlapping(block, grown.cast::<u8>(), kept);
+                fresh_memory::give_back(block);
+            }
+            return grown;
+        }
     }
     // SAFETY: glibc's block, resized by glibc.
     unsafe { libc::realloc(ptr, size) }
