@@ -24,3 +24,15 @@ fn every_report_constructor_serializes() {
         assert_eq!(back.exit_code, report.exit_code);
     }
 }
+
+#[test]
+fn a_standard_rule_is_named_in_a_job_as_the_python_zygote_knows_it() {
+    for rule in StandardRule::ALL {
+        let policy = ImportPolicy::StandardLibrary {
+            rule,
+            operator: vec![],
+        };
+        let job = serde_json::to_value(&policy).unwrap();
+        assert_eq!(job["rule"], rule.name(), "{job}");
+    }
+}

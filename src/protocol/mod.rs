@@ -248,7 +248,7 @@ pub enum ImportPolicy {
     Only { modules: Vec<String> },
     /// Python: the standard library except what `rule` refuses, the data packages it allows,
     /// and the modules of the operator's packages. A rule's lists are compiled into the binary
-    /// ([`crate::whitelist`]): a job names its rule instead of carrying ~110 names, and a
+    /// ([`crate::whitelist`]): a job names its rule instead of carrying ~80 names, and a
     /// Python zygote builds each rule's sets once, before it forks.
     StandardLibrary {
         rule: StandardRule,

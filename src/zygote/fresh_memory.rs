@@ -7,9 +7,9 @@
 //! (~4.4 µs here): most of a trivial JavaScript run's faults were allocations, QuickJS's and
 //! Rust's, and most of a Python run's heap faults glibc's. So a zygote maps a region
 //! ([`map_region`]) that it never touches; in its children (from [`use_region_in_child`])
-//! QuickJS's, CPython's and Rust's allocators take memory from it front to back, a page faulted
-//! in zeroed, without a copy, holding many of the run's objects. Blocks freed are kept by size
-//! and given out again. The region is part of what the zygote maps, so a child's memory limit
+//! QuickJS's, CPython's and Rust's allocators (and numpy's, for small array data) take memory
+//! from it front to back, a page faulted in zeroed, without a copy, holding many of the run's
+//! objects. Blocks freed are kept by size and given out again. The region is part of what the zygote maps, so a child's memory limit
 //! already counts it; a run that outgrows it goes on with the allocators it came before.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -24,7 +24,7 @@ const HEADER: usize = ALIGN;
 /// Freed blocks are kept, a list per size, up to this size (header included): QuickJS frees
 /// and makes arenas of one size class over and over (an arena whose last block is freed goes,
 /// and the next block of that size makes a new one), and Rust's small allocations repeat too.
-pub const REUSED_UP_TO: usize = 8 << 10;
+const REUSED_UP_TO: usize = 8 << 10;
 const SIZES: usize = REUSED_UP_TO / HEADER + 1;
 
 /// The region: where it starts and ends (0 and 0 without one), and its next free byte, 0 until
@@ -66,6 +66,17 @@ pub fn use_region_in_child() {
     NEXT.store(START.load(Relaxed), Relaxed);
 }
 
+/// Whether a block of `size` bytes is given out again once freed (a larger one stays taken
+/// until the child exits).
+pub fn reuses(size: usize) -> bool {
+    block_of(size).is_some_and(|block| block <= REUSED_UP_TO)
+}
+
+/// A block's length in the region: its header, and room for the link of a freed block.
+fn block_of(size: usize) -> Option<usize> {
+    Some(HEADER.checked_add(size.max(8))?.next_multiple_of(HEADER))
+}
+
 /// A block of at least `size` bytes, aligned to [`ALIGN`], if this is a child with a region
 /// that has room: one freed before at the same size, or the next bytes of the region.
 pub fn take(size: usize) -> Option<*mut u8> {
@@ -73,8 +84,7 @@ pub fn take(size: usize) -> Option<*mut u8> {
     if next == 0 {
         return None;
     }
-    // Room for the link of a freed block.
-    let block = HEADER.checked_add(size.max(8))?.next_multiple_of(HEADER);
+    let block = block_of(size)?;
     if block <= REUSED_UP_TO {
         let list = &FREED[block / HEADER];
         let head = list.load(Relaxed);

@@ -1,4 +1,4 @@
-//! numpy's array data in a child from the child's fresh-memory region first
+//! numpy's small array data in a child from the child's fresh-memory region
 //! ([`super::fresh_memory`]), as CPython's own memory is ([`super::python_memory`]).
 //!
 //! numpy allocates an array's data with `malloc` and `calloc` itself, not through CPython's
@@ -6,7 +6,11 @@
 //! the zygote's heap and tidied its free lists there (`malloc_consolidate`, `unlink_chunk`): a
 //! DataFrame's first use copied dozens of pages it shared with the zygote. numpy lets a program
 //! choose the allocator of array data (NEP 49, `PyDataMem_SetHandler`); the python-data zygote
-//! sets this one, which is glibc's in the zygote and the region's in a child while it lasts.
+//! sets this one: glibc's in the zygote, and in a child the region's for blocks it gives out
+//! again once freed (under 8 KiB; a DataFrame's columns would use it up) while it lasts.
+//!
+//! Code that frees array data with `free()` itself, past numpy, would break on a block of the
+//! region; none of the data packages does (their tests pass with the handler set).
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
@@ -37,8 +41,11 @@ struct Handler {
 // SAFETY: never written; its `ctx` is null and unused.
 unsafe impl Sync for Handler {}
 
+/// The handler's name, which `numpy.core.multiarray.get_handler_name()` tells.
+const NAME: &str = "sandlot_fresh_memory";
+
 static HANDLER: Handler = Handler {
-    name: name(b"sandlot_fresh_memory"),
+    name: name(NAME.as_bytes()),
     version: 1,
     allocator: Allocator {
         ctx: ptr::null_mut(),
@@ -59,9 +66,15 @@ const fn name(text: &[u8]) -> [u8; 127] {
     name
 }
 
-/// The index of `PyDataMem_SetHandler` in numpy's C-API table (numpy/__multiarray_api.h, the
-/// same since numpy 1.22).
+/// Indices in numpy's C-API table (numpy/__multiarray_api.h; fixed once given):
+/// `PyArray_GetNDArrayCFeatureVersion` and `PyDataMem_SetHandler`, which needs feature version
+/// 0x0f (numpy 1.22).
+const FEATURE_VERSION: usize = 211;
 const SET_HANDLER: usize = 304;
+const HANDLERS_SINCE: u32 = 0x0f;
+/// numpy asks for huge pages for array data from this size on (its own allocator's
+/// `indicate_hugepages`); so does this one, for glibc's blocks.
+const HUGE_FROM: usize = 4 << 20;
 
 /// Makes this numpy's allocator of array data; numpy must be imported.
 pub fn install(py: Python<'_>) -> PyResult<()> {
@@ -72,10 +85,30 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
     let api = api.cast::<PyCapsule>()?;
     // numpy's table is a capsule without a name.
     let table = api.pointer_checked(None)?.as_ptr().cast::<*const c_void>();
-    // SAFETY: numpy's C-API table has PyDataMem_SetHandler at SET_HANDLER, a function taking
-    // and returning a PyObject (numpy >= 1.22; sandlot pins 2.x).
-    let set_handler: extern "C" fn(*mut ffi::PyObject) -> *mut ffi::PyObject =
-        unsafe { std::mem::transmute(*table.add(SET_HANDLER)) };
+    let missing = || pyo3::exceptions::PyRuntimeError::new_err("numpy has no PyDataMem_SetHandler");
+    // SAFETY: numpy's C-API table holds PyArray_GetNDArrayCFeatureVersion at FEATURE_VERSION
+    // (since numpy 1.4), a function of no argument returning an unsigned int.
+    let version = unsafe {
+        let slot = *table.add(FEATURE_VERSION);
+        if slot.is_null() {
+            return Err(missing());
+        }
+        std::mem::transmute::<*const c_void, extern "C" fn() -> u32>(slot)()
+    };
+    if version < HANDLERS_SINCE {
+        return Err(missing());
+    }
+    // SAFETY: with that feature version the table holds PyDataMem_SetHandler at SET_HANDLER,
+    // a function taking and returning a PyObject.
+    let set_handler = unsafe {
+        let slot = *table.add(SET_HANDLER);
+        if slot.is_null() {
+            return Err(missing());
+        }
+        std::mem::transmute::<*const c_void, extern "C" fn(*mut ffi::PyObject) -> *mut ffi::PyObject>(
+            slot,
+        )
+    };
     // SAFETY: a capsule around the static handler, under the name numpy checks; numpy keeps a
     // reference to it for as long as it is the handler, and the handler lives for ever.
     unsafe {
@@ -94,6 +127,12 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         }
         ffi::Py_DECREF(previous);
     }
+    let name: String = module.getattr("get_handler_name")?.call0()?.extract()?;
+    if name != NAME {
+        return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+            "numpy's allocator is {name:?} after setting sandlot's"
+        )));
+    }
     Ok(())
 }
 
@@ -101,7 +140,24 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
 /// block would stay taken after its array is gone (a DataFrame's columns used up the region in
 /// a few operations), and glibc maps a large one afresh anyway.
 fn for_region(size: usize) -> bool {
-    size < fresh_memory::REUSED_UP_TO - fresh_memory::ALIGN
+    fresh_memory::reuses(size)
+}
+
+/// glibc's block for array data, in huge pages when it is large, as numpy's own allocator does.
+fn from_glibc(block: *mut c_void, size: usize) -> *mut c_void {
+    if !block.is_null() && size >= HUGE_FROM {
+        let start = (block as usize).next_multiple_of(4096);
+        // SAFETY: advice on whole pages inside a block glibc just gave out; a refusal changes
+        // nothing.
+        unsafe {
+            libc::madvise(
+                start as *mut c_void,
+                block as usize + size - start,
+                libc::MADV_HUGEPAGE,
+            )
+        };
+    }
+    block
 }
 
 extern "C" fn malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
@@ -111,7 +167,7 @@ extern "C" fn malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
     {
         Some(block) => block.cast(),
         // SAFETY: plain malloc.
-        None => unsafe { libc::malloc(size) },
+        None => from_glibc(unsafe { libc::malloc(size) }, size),
     }
 }
 
@@ -123,7 +179,10 @@ extern "C" fn calloc(_ctx: *mut c_void, count: usize, size: usize) -> *mut c_voi
     {
         Some(block) => block.cast(),
         // SAFETY: plain calloc.
-        None => unsafe { libc::calloc(count, size) },
+        None => from_glibc(
+            unsafe { libc::calloc(count, size) },
+            count.saturating_mul(size),
+        ),
     }
 }
 
@@ -141,7 +200,7 @@ extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c
         // SAFETY: grown out of the region: glibc's new block takes the old one's bytes (it is
         // smaller), and the old one goes back to the region.
         unsafe {
-            let grown = libc::malloc(size);
+            let grown = from_glibc(libc::malloc(size), size);
             if !grown.is_null() {
                 let kept = fresh_memory::size_of(block).min(size);
                 std::ptr::copy_nonoverlapping(block, grown.cast::<u8>(), kept);
@@ -151,7 +210,7 @@ extern "C" fn realloc(ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *mut c
         }
     }
     // SAFETY: glibc's block, resized by glibc.
-    unsafe { libc::realloc(ptr, size) }
+    from_glibc(unsafe { libc::realloc(ptr, size) }, size)
 }
 
 extern "C" fn free(_ctx: *mut c_void, ptr: *mut c_void, _size: usize) {

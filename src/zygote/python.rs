@@ -269,7 +269,7 @@ fn job_dict(py: Python<'_>, job: Job) -> PyResult<Bound<'_, PyDict>> {
     Ok(dict)
 }
 
-/// An [`ImportPolicy`] as `_sandlot.imports.Policy` reads it.
+/// An [`ImportPolicy`] as `_sandlot.imports.policy_for` reads it.
 fn policy_dict<'py>(py: Python<'py>, policy: &ImportPolicy) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     match policy {
