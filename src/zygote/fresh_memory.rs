@@ -9,8 +9,9 @@
 //! ([`map_region`]) that it never touches; in its children (from [`use_region_in_child`])
 //! QuickJS's, CPython's and Rust's allocators (and numpy's, for small array data) take memory
 //! from it front to back, a page faulted in zeroed, without a copy, holding many of the run's
-//! objects. Blocks freed are kept by size and given out again. The region is part of what the zygote maps, so a child's memory limit
-//! already counts it; a run that outgrows it goes on with the allocators it came before.
+//! objects. Blocks freed are kept by size and given out again. The region is part of what the
+//! zygote maps, so a child's memory limit already counts it; a run that outgrows it goes on
+//! with the allocators it came before.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 

@@ -72,6 +72,8 @@ const fn name(text: &[u8]) -> [u8; 127] {
 const FEATURE_VERSION: usize = 211;
 const SET_HANDLER: usize = 304;
 const HANDLERS_SINCE: u32 = 0x0f;
+type FeatureVersion = extern "C" fn() -> u32;
+type SetHandler = extern "C" fn(*mut ffi::PyObject) -> *mut ffi::PyObject;
 /// numpy asks for huge pages for array data from this size on (its own allocator's
 /// `indicate_hugepages`); so does this one, for glibc's blocks.
 const HUGE_FROM: usize = 4 << 20;
@@ -93,7 +95,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         if slot.is_null() {
             return Err(missing());
         }
-        std::mem::transmute::<*const c_void, extern "C" fn() -> u32>(slot)()
+        std::mem::transmute::<*const c_void, FeatureVersion>(slot)()
     };
     if version < HANDLERS_SINCE {
         return Err(missing());
@@ -105,9 +107,7 @@ pub fn install(py: Python<'_>) -> PyResult<()> {
         if slot.is_null() {
             return Err(missing());
         }
-        std::mem::transmute::<*const c_void, extern "C" fn(*mut ffi::PyObject) -> *mut ffi::PyObject>(
-            slot,
-        )
+        std::mem::transmute::<*const c_void, SetHandler>(slot)
     };
     // SAFETY: a capsule around the static handler, under the name numpy checks; numpy keeps a
     // reference to it for as long as it is the handler, and the handler lives for ever.

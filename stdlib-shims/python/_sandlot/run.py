@@ -67,11 +67,12 @@ def configure(user_builtins):
 
 class _Run:
     """What a run needs that its job does not decide: made in a child while it waits for its
-    job, and in the zygote for its rehearsal (`in_child` false), where the after-fork callbacks
-    run too: a callback does what it does after any fork, and warms the path a child's takes
-    (without them there, a pandas run copied ~280 pages more)."""
+    job, and in the zygote for its rehearsal (`rehearse` false: no rehearsal of its own). The
+    after-fork callbacks run in both: a callback does what it does after any fork, and in the
+    zygote it warms the path a child's takes (without it there, a pandas run copied ~280 pages
+    more)."""
 
-    def __init__(self, in_child=True):
+    def __init__(self, rehearse=True):
         finish, broker, write = _host
         self.finish = finish
         self.max_output = 0
@@ -90,7 +91,7 @@ class _Run:
         # own now, while it waits, and the job's run finds those pages already copied. Only
         # where pandas is loaded: for plain Python the rehearsal cost more CPU than it saved
         # latency (docs/performance.md).
-        if in_child and "pandas" in sys.modules:
+        if rehearse and "pandas" in sys.modules:
             for rehearsal in _REHEARSALS:
                 _execute(rehearsal, False, self.system_helper)
 
@@ -167,7 +168,7 @@ def rehearse_in_zygote():
     try:
         for _ in range(_ZYGOTE_REHEARSALS):
             for job in jobs:
-                state = _Run(in_child=False)
+                state = _Run(rehearse=False)
                 result_json, exit_code, error_ = _outcome(job, state)
                 state.report(result_json, exit_code, error_)
                 if exit_code and failed is None:
