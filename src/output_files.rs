@@ -425,11 +425,10 @@ impl From<WrittenFile> for OutputFile {
 
 /// The server's side, when the run has ended: every file it wrote, replayed from the output
 /// file of a run with these limits.
-pub fn read(output: &std::os::fd::OwnedFd, limits: &crate::run::Limits) -> io::Result<FilesLog> {
-    let file = std::fs::File::from(output.try_clone()?);
+pub fn read(file: &std::fs::File, limits: &crate::run::Limits) -> io::Result<FilesLog> {
     let (area, size) = area_of(limits);
     let mut log = FilesLog::default();
-    log.catch_up(&file, area, size, Caps::of(limits))?;
+    log.catch_up(file, area, size, Caps::of(limits))?;
     Ok(log)
 }
 

@@ -223,8 +223,7 @@ pub struct Captured {
 
 /// The server's side: what the child wrote for a run whose output limit is `limit`, clamped to
 /// it whatever the header says.
-pub fn read(file: &OwnedFd, limit: u64) -> io::Result<Captured> {
-    let file = std::fs::File::from(file.try_clone()?);
+pub fn read(file: &std::fs::File, limit: u64) -> io::Result<Captured> {
     let mut header = [0u8; HEADER];
     file.read_exact_at(&mut header, 0)?;
     let word = |i: usize| u64::from_le_bytes(header[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
@@ -248,8 +247,7 @@ pub fn read(file: &OwnedFd, limit: u64) -> io::Result<Captured> {
 /// of the run's code may have run. A child that never got that far wrote nothing here (the
 /// zygote makes a zeroed file for every child), and its run can be tried again. Learning this
 /// from the file costs the common path nothing: no frame for the server to wake up for.
-pub fn job_arrived(file: &OwnedFd) -> io::Result<bool> {
-    let file = std::fs::File::from(file.try_clone()?);
+pub fn job_arrived(file: &std::fs::File) -> io::Result<bool> {
     let mut word = [0u8; 8];
     file.read_exact_at(&mut word, JOB_ARRIVED_AT as u64)?;
     Ok(word != [0; 8])
@@ -282,7 +280,7 @@ mod tests {
 
     #[test]
     fn what_a_writer_writes_is_read_back_cut_at_the_limit() {
-        let file = create(file_size(64, 0)).unwrap();
+        let file = std::fs::File::from(create(file_size(64, 0)).unwrap());
         let (mut writer, _) = Writer::map(file.as_raw_fd(), 10, false, Caps::default()).unwrap();
         assert_eq!(writer.write_str(Stream::Stdout, "héllo"), Written::All);
         assert_eq!(writer.write_str(Stream::Stderr, "ab"), Written::All);
@@ -295,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_mapped_file_says_the_job_arrived_and_a_fresh_one_does_not() {
-        let file = create(file_size(64, 0)).unwrap();
+        let file = std::fs::File::from(create(file_size(64, 0)).unwrap());
         assert!(!job_arrived(&file).unwrap());
         let _writer = Writer::map(file.as_raw_fd(), 10, false, Caps::default()).unwrap();
         assert!(job_arrived(&file).unwrap());
@@ -307,7 +305,7 @@ mod tests {
         let f = std::fs::File::from(file.try_clone().unwrap());
         f.write_all_at(&u64::MAX.to_le_bytes(), 0).unwrap();
         f.write_all_at(&u64::MAX.to_le_bytes(), 8).unwrap();
-        let captured = read(&file, 8).unwrap();
+        let captured = read(&f, 8).unwrap();
         assert_eq!(captured.stdout.len(), 8);
         assert_eq!(captured.stderr.len(), 0);
     }

@@ -362,8 +362,18 @@ impl ChildReport {
 /// Writes one frame: a little-endian u32 length (of the tag and the payload), the tag, then the
 /// payload.
 pub fn write_frame(w: &mut impl Write, tag: FrameTag, payload: &[u8]) -> io::Result<()> {
-    w.write_all(&frame_header(tag, payload.len())?)?;
-    w.write_all(payload)?;
+    let header = frame_header(tag, payload.len())?;
+    // One call for header and payload where the socket takes both.
+    let mut parts = [io::IoSlice::new(&header), io::IoSlice::new(payload)];
+    let mut unsent = &mut parts[..];
+    while !unsent.is_empty() {
+        match w.write_vectored(unsent) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(sent) => io::IoSlice::advance_slices(&mut unsent, sent),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     w.flush()
 }
 
@@ -404,8 +414,16 @@ pub async fn write_frame_async(
     payload: &[u8],
 ) -> io::Result<()> {
     use tokio::io::AsyncWriteExt;
-    w.write_all(&frame_header(tag, payload.len())?).await?;
-    w.write_all(payload).await?;
+    let header = frame_header(tag, payload.len())?;
+    // One call for header and payload where the socket takes both.
+    let mut parts = [io::IoSlice::new(&header), io::IoSlice::new(payload)];
+    let mut unsent = &mut parts[..];
+    while !unsent.is_empty() {
+        match w.write_vectored(unsent).await? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            sent => io::IoSlice::advance_slices(&mut unsent, sent),
+        }
+    }
     w.flush().await
 }
 

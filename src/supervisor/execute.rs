@@ -64,9 +64,13 @@ pub async fn execute(
     };
     // From here on the child dies with this future: at its deadline, after its report, or when
     // the request is abandoned.
-    let child = KillOnDrop(pidfd);
+    let child = KillOnDrop {
+        pidfd,
+        killed: std::sync::atomic::AtomicBool::new(false),
+    };
+    // Buffered: a small frame's header and payload come in one read.
     let mut stream = match into_async_stream(channel) {
-        Ok(stream) => stream,
+        Ok(stream) => tokio::io::BufReader::new(stream),
         Err(e) => return Attempt::Ran(internal(format!("job channel of child {pid}: {e}"))),
     };
     let report_cap = report_cap(job);
@@ -114,7 +118,7 @@ pub async fn execute(
                     // A socket the child has not taken yet stays in flight, counted against
                     // its uid by the kernel; a child that asks again before reading the last
                     // answer could pile them up until descriptors cannot be passed at all.
-                    if unread_by_peer(&stream)? > 0 {
+                    if unread_by_peer(stream.get_ref())? > 0 {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::InvalidData,
                             "a child asked for a connection before reading the last answer",
@@ -126,7 +130,7 @@ pub async fn execute(
                     match socket {
                         Some(socket) => {
                             write_frame_with_descriptor_async(
-                                &mut stream,
+                                stream.get_mut(),
                                 FrameTag::ConnectAnswer,
                                 &answer,
                                 socket.as_fd(),
@@ -249,7 +253,7 @@ pub async fn execute(
 /// The files the run wrote, into the response; a cap that refused a write ends the run
 /// `output_limit`, with what fit kept: whether the code went on or failed on the refusal
 /// (a run that failed otherwise — a timeout, the memory limit — says so instead).
-fn take_files(response: &mut RunResponse, output: &OwnedFd, job: &Job) {
+fn take_files(response: &mut RunResponse, output: &std::fs::File, job: &Job) {
     let log = match output_files::read(output, &job.limits) {
         Ok(log) => log,
         Err(e) => {
@@ -435,11 +439,17 @@ fn ms(since: Instant) -> f64 {
 }
 
 /// Kills the child through its pidfd: no pid-reuse race, whoever reaps it.
-struct KillOnDrop(OwnedFd);
+struct KillOnDrop {
+    pidfd: OwnedFd,
+    /// SIGKILL was sent: once is enough.
+    killed: std::sync::atomic::AtomicBool,
+}
 
 impl KillOnDrop {
     fn kill(&self) {
-        self.signal(libc::SIGKILL);
+        if !self.killed.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.signal(libc::SIGKILL);
+        }
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -447,7 +457,7 @@ impl KillOnDrop {
         unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
+                self.pidfd.as_raw_fd(),
                 signal,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,

@@ -6,7 +6,6 @@
 //! closes it (`output_files.rs`). A run nobody follows pays nothing for this.
 
 use std::convert::Infallible;
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -35,7 +34,7 @@ pub type Follower = mpsc::Sender<RunEvent>;
 /// One attempt's reading of its child's output file.
 pub(super) struct Following<'a> {
     events: &'a Follower,
-    file: std::fs::File,
+    file: &'a std::fs::File,
     limit: u64,
     seen: [u64; 2],
     /// Bytes read that do not yet end a character (a shell command's output is bytes).
@@ -46,11 +45,15 @@ pub(super) struct Following<'a> {
 }
 
 impl<'a> Following<'a> {
-    pub fn new(events: &'a Follower, output: &OwnedFd, limits: &Limits) -> std::io::Result<Self> {
+    pub fn new(
+        events: &'a Follower,
+        output: &'a std::fs::File,
+        limits: &Limits,
+    ) -> std::io::Result<Self> {
         let (area, size) = output_files::area_of(limits);
         Ok(Self {
             events,
-            file: std::fs::File::from(output.try_clone()?),
+            file: output,
             limit: limits.max_output_bytes,
             seen: [0, 0],
             pending: [Vec::new(), Vec::new()],
@@ -75,7 +78,7 @@ impl<'a> Following<'a> {
     }
 
     async fn send_new(&mut self, last: bool) {
-        let new = output_region::read_new(&self.file, self.limit, self.seen).unwrap_or_default();
+        let new = output_region::read_new(self.file, self.limit, self.seen).unwrap_or_default();
         for (index, bytes) in new.into_iter().enumerate() {
             self.seen[index] += bytes.len() as u64;
             self.pending[index].extend_from_slice(&bytes);
@@ -93,7 +96,7 @@ impl<'a> Following<'a> {
         let (area, size, caps) = self.files_area;
         let closed = self
             .files
-            .catch_up(&self.file, area, size, caps)
+            .catch_up(self.file, area, size, caps)
             .unwrap_or_default();
         for index in closed {
             if let Some(file) = self.files.file(index) {

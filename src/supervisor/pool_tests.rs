@@ -36,7 +36,7 @@ fn child(pid: i32, alive: bool) -> Forked {
         pid,
         channel: null(),
         pidfd: pidfd(alive),
-        output: null(),
+        output: null().into(),
         exit: oneshot::channel().1,
     }
 }

@@ -24,7 +24,7 @@ pub struct Forked {
     pub channel: OwnedFd,
     pub pidfd: OwnedFd,
     /// Where the child writes its output ([`crate::output_region`]).
-    pub output: OwnedFd,
+    pub output: std::fs::File,
     /// Resolves when the zygote reaps the child; fails if the zygote dies first.
     pub exit: oneshot::Receiver<ExitStatus>,
 }
@@ -370,7 +370,7 @@ impl ZygoteProcess {
                         pid,
                         channel,
                         pidfd,
-                        output,
+                        output: output.into(),
                         exit,
                     });
                 }
