@@ -66,7 +66,7 @@ fn main() {
     let heap = runtime.memory_usage().malloc_size;
     if std::env::var_os("QUICKJS_FLOOR_SMALL_PAGES").is_none() {
         let _ = sandlot::zygote::huge_pages::collapse_anonymous_memory();
-        let _ = sandlot::zygote::huge_pages::remap_own_read_only();
+        let _ = sandlot::zygote::huge_pages::remap_read_only_code(false);
     }
 
     let before = usage();

@@ -95,35 +95,100 @@ pub fn collapse_anonymous_memory() -> io::Result<usize> {
     Ok(collapsed)
 }
 
-/// Replaces each whole 2 MiB block of this executable's own machine code and read-only data
-/// (its constants, symbol tables and unwind tables) with an anonymous, huge-page copy of the
-/// same bytes, at the same address. Best effort; returns the bytes moved.
+/// Replaces each whole 2 MiB block of the machine code and read-only data (constants, symbol
+/// and unwind tables) of this executable, and of its shared libraries if `libraries`, with an
+/// anonymous, huge-page copy of the same bytes, at the same address. Best effort; returns the
+/// bytes moved.
+///
+/// A block may span one object's adjacent read-only segments, its code and its constants:
+/// then the whole block is executable. libpython's code segment (2.8 MB) holds no whole block
+/// of its own, wherever it is loaded; the blocks across its segments took 43 faults of a
+/// trivial Python run (231 -> 188), and numpy's, pandas' and OpenBLAS's 80 of a pandas run,
+/// for 10 and 49 MB more anonymous memory in the python and python-data zygotes. Only the
+/// Python zygotes' runs call into their libraries' code at any length.
 ///
 /// Must run before seccomp (it maps, writes and mprotects) and while single-threaded.
-pub fn remap_own_read_only() -> io::Result<usize> {
+pub fn remap_read_only_code(libraries: bool) -> io::Result<usize> {
     let exe = std::fs::read_link("/proc/self/exe")?;
     let exe = exe.to_string_lossy();
     let maps = std::fs::read_to_string("/proc/self/maps")?;
     let mut moved = 0;
-    for mapping in mappings(&maps) {
-        let protection = match mapping.perms {
-            "r-xp" => libc::PROT_READ | libc::PROT_EXEC,
-            "r--p" => libc::PROT_READ,
-            _ => continue,
-        };
-        if mapping.path != exe {
-            continue;
-        }
-        let Some((start, len)) = huge_blocks(&mapping) else {
-            continue;
-        };
-        for block in (start..start + len).step_by(HUGE_PAGE) {
+    let wanted = |path: &str| path == exe || (libraries && is_shared_library(path));
+    for run in read_only_runs(&maps, wanted) {
+        for (block, protection) in run.blocks() {
             if remap_block(block, protection) {
                 moved += HUGE_PAGE;
             }
         }
     }
     Ok(moved)
+}
+
+/// Adjacent private read-only mappings of one file: [start, end), and where its code is.
+struct ReadOnlyRun<'a> {
+    path: &'a str,
+    start: usize,
+    end: usize,
+    code: Vec<(usize, usize)>,
+}
+
+impl ReadOnlyRun<'_> {
+    /// The whole 2 MiB blocks inside the run, each with its protection: executable where any
+    /// of it is code.
+    fn blocks(&self) -> impl Iterator<Item = (usize, libc::c_int)> + '_ {
+        let start = self.start.next_multiple_of(HUGE_PAGE);
+        let end = (self.end / HUGE_PAGE * HUGE_PAGE).max(start);
+        (start..end).step_by(HUGE_PAGE).map(|block| {
+            let code = self
+                .code
+                .iter()
+                .any(|&(from, to)| from < block + HUGE_PAGE && block < to);
+            let protection = if code {
+                libc::PROT_READ | libc::PROT_EXEC
+            } else {
+                libc::PROT_READ
+            };
+            (block, protection)
+        })
+    }
+}
+
+/// The runs of adjacent read-only mappings of the files `wanted` picks, in address order.
+fn read_only_runs<'a>(maps: &'a str, wanted: impl Fn(&str) -> bool) -> Vec<ReadOnlyRun<'a>> {
+    let mut runs: Vec<ReadOnlyRun> = Vec::new();
+    for mapping in mappings(maps) {
+        let code = match mapping.perms {
+            "r-xp" => true,
+            "r--p" => false,
+            _ => continue,
+        };
+        if !wanted(mapping.path) {
+            continue;
+        }
+        let extends = runs
+            .last()
+            .is_some_and(|run| run.path == mapping.path && run.end == mapping.start);
+        if !extends {
+            runs.push(ReadOnlyRun {
+                path: mapping.path,
+                start: mapping.start,
+                end: mapping.start,
+                code: Vec::new(),
+            });
+        }
+        let run = runs.last_mut().expect("a run was just pushed");
+        run.end = mapping.end;
+        if code {
+            run.code.push((mapping.start, mapping.end));
+        }
+    }
+    runs
+}
+
+/// A loaded shared object (`libc.so.6`, `_json.cpython-311-x86_64-linux-gnu.so`), by its path.
+fn is_shared_library(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    path.starts_with('/') && (name.ends_with(".so") || name.contains(".so."))
 }
 
 /// Copies one 2 MiB block into an aligned anonymous huge page, gives it the block's
@@ -175,5 +240,61 @@ fn remap_block(block: usize, protection: libc::c_int) -> bool {
             return false;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libpython as a zygote maps it: headers, code, constants, the part of its data that is
+    /// read-only after relocation, then its writable data.
+    const MAPS: &str = "\
+55d000000000-55d000060000 r--p 00000000 fe:00 7 /usr/bin/sandlot
+7f0000000000-7f0000103000 r--p 00000000 fe:00 9 /usr/lib/libpython3.11.so.1.0
+7f0000103000-7f00003d4000 r-xp 00103000 fe:00 9 /usr/lib/libpython3.11.so.1.0
+7f00003d4000-7f00005f2000 r--p 003d4000 fe:00 9 /usr/lib/libpython3.11.so.1.0
+7f00005f2000-7f0000622000 r--p 005f1000 fe:00 9 /usr/lib/libpython3.11.so.1.0
+7f0000622000-7f0000761000 rw-p 00621000 fe:00 9 /usr/lib/libpython3.11.so.1.0
+7f0000761000-7f0000800000 r--p 00000000 00:00 0
+7f0000800000-7f0000a00000 r--p 00000000 fe:00 3 /usr/lib/locale/C.utf8/LC_CTYPE
+";
+
+    #[test]
+    fn a_library_s_read_only_segments_are_one_run_cut_by_its_writable_data() {
+        let runs = read_only_runs(MAPS, is_shared_library);
+        assert_eq!(
+            runs.len(),
+            1,
+            "the executable, anonymous memory and data files are not libraries"
+        );
+        let run = &runs[0];
+        assert_eq!((run.start, run.end), (0x7f0000000000, 0x7f0000622000));
+        assert_eq!(run.code, vec![(0x7f0000103000, 0x7f00003d4000)]);
+    }
+
+    #[test]
+    fn a_block_with_any_code_in_it_is_executable_and_only_whole_blocks_are_taken() {
+        let runs = read_only_runs(MAPS, is_shared_library);
+        let exec = libc::PROT_READ | libc::PROT_EXEC;
+        assert_eq!(
+            runs[0].blocks().collect::<Vec<_>>(),
+            vec![
+                (0x7f0000000000, exec),
+                (0x7f0000200000, exec),
+                (0x7f0000400000, libc::PROT_READ),
+            ]
+        );
+    }
+
+    #[test]
+    fn shared_libraries_are_told_by_their_names() {
+        assert!(is_shared_library("/usr/lib/x86_64-linux-gnu/libc.so.6"));
+        assert!(is_shared_library(
+            "/usr/lib/python3.11/lib-dynload/_json.cpython-311-x86_64-linux-gnu.so"
+        ));
+        assert!(!is_shared_library("/usr/lib/locale/C.utf8/LC_CTYPE"));
+        assert!(!is_shared_library("[vdso]"));
+        assert!(!is_shared_library("/opt/data.sock"));
     }
 }

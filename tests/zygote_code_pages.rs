@@ -1,0 +1,109 @@
+//! A Python zygote copies libpython's machine code and constants into huge pages before it
+//! forks (`zygote/huge_pages.rs`), so that its children inherit them whole instead of faulting
+//! them in page by page; the JavaScript zygote, whose children never call libpython, keeps no
+//! such copy. Checked in a child waiting in each pool, as /proc shows it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::processes;
+
+/// One mapping of /proc/PID/smaps: its permissions, file (empty when anonymous) and the kB of
+/// it in huge pages.
+struct Mapping {
+    perms: String,
+    path: String,
+    huge_kb: u64,
+}
+
+fn mappings(pid: i32) -> Vec<Mapping> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+    let mut list: Vec<Mapping> = Vec::new();
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A mapping's first line starts with its address range; its fields' lines with a name.
+        let is_range = fields.first().is_some_and(|first| {
+            first.split_once('-').is_some_and(|(a, b)| {
+                u64::from_str_radix(a, 16).is_ok() && u64::from_str_radix(b, 16).is_ok()
+            })
+        });
+        if is_range {
+            list.push(Mapping {
+                perms: fields[1].to_owned(),
+                path: fields.get(5).unwrap_or(&"").to_string(),
+                huge_kb: 0,
+            });
+            continue;
+        }
+        if fields.first() == Some(&"AnonHugePages:") {
+            if let Some(last) = list.last_mut() {
+                last.huge_kb = fields[1].parse().unwrap_or(0);
+            }
+        }
+    }
+    list
+}
+
+/// In `pid`: the kB of executable anonymous memory in huge pages (copies of machine code), and
+/// whether any of libpython's code is mapped from its file.
+fn code_pages(pid: i32) -> (u64, bool) {
+    let list = mappings(pid);
+    let huge = list
+        .iter()
+        .filter(|m| m.path.is_empty() && m.perms == "r-xp")
+        .map(|m| m.huge_kb)
+        .sum();
+    let from_file = list
+        .iter()
+        .any(|m| m.path.contains("libpython") && m.perms == "r-xp");
+    (huge, from_file)
+}
+
+/// A child waiting in the pool of the zygote of `kind` (asleep on its channel; the last run's
+/// child may still be exiting).
+fn pooled_child(server: &common::Server, kind: &str) -> i32 {
+    let zygote = processes::zygote_pid(server, kind).expect("the zygote is up");
+    common::wait_for(
+        Duration::from_secs(10),
+        || format!("a child in the {kind} pool"),
+        || {
+            processes::children(zygote)
+                .into_iter()
+                .find(|&(_, state)| state == 'S')
+                .map(|(pid, _)| pid)
+        },
+    )
+}
+
+#[test]
+fn python_children_inherit_libpython_s_code_in_huge_pages_and_javascript_children_do_not() {
+    let server = common::shared();
+    let sum = server.python(
+        "def main(a, b):\n    return {'sum': a + b}",
+        serde_json::json!({"a": 1, "b": 2}),
+    );
+    assert_eq!(sum["result"]["sum"], 3, "{sum}");
+    let javascript = server.javascript(
+        "function main() { return {ok: true} }",
+        serde_json::json!({}),
+    );
+    assert_eq!(javascript["result"]["ok"], true, "{javascript}");
+
+    // Both carry sandlot's own code in huge pages; a Python child libpython's besides.
+    let (python_huge, python_from_file) = code_pages(pooled_child(server, "python"));
+    let (javascript_huge, javascript_from_file) = code_pages(pooled_child(server, "javascript"));
+    assert!(
+        !python_from_file,
+        "a Python child maps libpython's code from its file"
+    );
+    assert!(
+        python_huge >= javascript_huge + 2048,
+        "code in huge pages: {python_huge} kB in a Python child, {javascript_huge} kB in a \
+         JavaScript one"
+    );
+    assert!(
+        javascript_from_file,
+        "a JavaScript child carries a copy of libpython's code"
+    );
+}
