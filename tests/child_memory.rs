@@ -97,6 +97,8 @@ fn python_memory_given_out_again_grown_and_freed_keeps_its_bytes() {
 
 #[test]
 fn numpy_array_data_given_out_again_grown_and_zeroed_keeps_its_bytes() {
+    // A fresh machine's first server installs the data packages first.
+    common::shared().wait_for_python_data(std::time::Duration::from_secs(600));
     let r = ok(
         "python3",
         "import numpy as np
