@@ -168,8 +168,8 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         // Before the jail, which closes /proc; best effort.
         huge_pages::align_program_break();
         let _ = huge_pages::collapse_anonymous_memory();
-        let libraries = matches!(kind, ZygoteKind::Python | ZygoteKind::PythonData);
-        let _ = huge_pages::remap_read_only_code(libraries);
+        let python = matches!(kind, ZygoteKind::Python | ZygoteKind::PythonData);
+        let _ = huge_pages::remap_read_only_code(python);
         let readable = engine.readable_paths();
         let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
         let mut jail = Jail::prepare(settings, &readable, E::LOADS_NATIVE_CODE)?;
