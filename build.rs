@@ -20,7 +20,8 @@ fn main() {
     python::link();
     // The binary's segments on 2 MiB boundaries: the kernel then loads it at a 2 MiB-aligned
     // address, so a zygote can copy all of its machine code into huge pages
-    // (`zygote::huge_pages::remap_own_read_only`), not only the blocks a random base leaves whole.
+    // (`zygote::huge_pages::remap_read_only_code`), not only the blocks a random base leaves
+    // whole.
     println!(
         "cargo::rustc-link-arg-bins=-Wl,-z,max-page-size=0x200000,-z,separate-loadable-segments"
     );

@@ -17,8 +17,8 @@ struct Mapping {
     huge_kb: u64,
 }
 
-fn mappings(pid: i32) -> Vec<Mapping> {
-    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).expect("smaps");
+fn mappings(pid: i32) -> Option<Vec<Mapping>> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
     let mut list: Vec<Mapping> = Vec::new();
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -42,13 +42,17 @@ fn mappings(pid: i32) -> Vec<Mapping> {
             }
         }
     }
-    list
+    Some(list)
 }
 
 /// In `pid`: the kB of executable anonymous memory in huge pages (copies of machine code), and
-/// whether any of libpython's code is mapped from its file.
-fn code_pages(pid: i32) -> (u64, bool) {
-    let list = mappings(pid);
+/// whether any of libpython's code is mapped from its file. `None` if libpython is not mapped
+/// (a child gone, or going, since it was listed).
+fn code_pages(pid: i32) -> Option<(u64, bool)> {
+    let list = mappings(pid)?;
+    if !list.iter().any(|m| m.path.contains("libpython")) {
+        return None;
+    }
     let huge = list
         .iter()
         .filter(|m| m.path.is_empty() && m.perms == "r-xp")
@@ -57,12 +61,12 @@ fn code_pages(pid: i32) -> (u64, bool) {
     let from_file = list
         .iter()
         .any(|m| m.path.contains("libpython") && m.perms == "r-xp");
-    (huge, from_file)
+    Some((huge, from_file))
 }
 
-/// A child waiting in the pool of the zygote of `kind` (asleep on its channel; the last run's
-/// child may still be exiting).
-fn pooled_child(server: &common::Server, kind: &str) -> i32 {
+/// [`code_pages`] of a child waiting in the pool of the zygote of `kind` (asleep on its
+/// channel; the last run's child may still be exiting).
+fn pooled_child_code_pages(server: &common::Server, kind: &str) -> (u64, bool) {
     let zygote = processes::zygote_pid(server, kind).expect("the zygote is up");
     common::wait_for(
         Duration::from_secs(10),
@@ -70,8 +74,8 @@ fn pooled_child(server: &common::Server, kind: &str) -> i32 {
         || {
             processes::children(zygote)
                 .into_iter()
-                .find(|&(_, state)| state == 'S')
-                .map(|(pid, _)| pid)
+                .filter(|&(_, state)| state == 'S')
+                .find_map(|(pid, _)| code_pages(pid))
         },
     )
 }
@@ -90,13 +94,11 @@ fn python_children_inherit_libpython_s_code_in_huge_pages_and_javascript_childre
     );
     assert_eq!(javascript["result"]["ok"], true, "{javascript}");
 
-    // Both carry sandlot's own code in huge pages; a Python child libpython's besides.
-    let (python_huge, python_from_file) = code_pages(pooled_child(server, "python"));
-    let (javascript_huge, javascript_from_file) = code_pages(pooled_child(server, "javascript"));
-    assert!(
-        !python_from_file,
-        "a Python child maps libpython's code from its file"
-    );
+    // Both carry sandlot's own code in huge pages; a Python child at least one block of
+    // libpython's code besides (its read-only segments span over 6 MB: wherever it is loaded,
+    // a whole 2 MiB block of them holds code).
+    let (python_huge, _) = pooled_child_code_pages(server, "python");
+    let (javascript_huge, javascript_from_file) = pooled_child_code_pages(server, "javascript");
     assert!(
         python_huge >= javascript_huge + 2048,
         "code in huge pages: {python_huge} kB in a Python child, {javascript_huge} kB in a \

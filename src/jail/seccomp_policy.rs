@@ -300,10 +300,11 @@ pub const EMULATED: &[(i64, &str)] = &[(libc::SYS_newfstatat, "newfstatat")];
 /// extension modules): mapping a *file* executable, not writable and private, as the dynamic
 /// loader does (a shared executable mapping would follow writes made to the file through
 /// another mapping; the one file a child can write, its output file, has no descriptor left
-/// once the run starts, `zygote::run_output::begin`). Anonymous memory stays never executable and `mprotect` never adds `PROT_EXEC`, so
-/// no page is writable and executable at once, and what executes is the content of a file a
-/// child may open at all (read-only: the interpreter's own, and the libraries they need), which
-/// is Landlock's to say.
+/// once the run starts, `zygote::run_output::begin`). A child makes no anonymous memory
+/// executable and `mprotect` never adds `PROT_EXEC`, so no page is writable and executable at
+/// once, and what executes is the content of a file a child may open at all (read-only: the
+/// interpreter's own, and the libraries they need), which is Landlock's to say, or the copies of
+/// such code its zygote made before its jail (`zygote::huge_pages::remap_read_only_code`).
 pub const EXECUTABLE_FILE_MAPPING: (i64, &str, &[ArgIs]) = (
     libc::SYS_mmap,
     "mmap of a file, executable but not writable (the dynamic loader)",
