@@ -104,11 +104,11 @@ pub fn collapse_anonymous_memory() -> io::Result<usize> {
 /// A block may span one object's adjacent read-only segments, its code and its constants:
 /// then the whole block is executable. libpython's code segment (2.8 MB) holds no whole block
 /// of its own where this machine's kernel loads it (at a 2 MiB boundary; elsewhere it may hold
-/// one); the blocks across its segments took 43 faults of a
-/// trivial Python run (231 -> 188), and with numpy's and pandas' extension modules 80 of a
-/// pandas run (910 -> 830), for 6 and 20 MB more anonymous memory in the python and
-/// python-data zygotes. The libraries those link (OpenBLAS, libstdc++, libcrypto) are left
-/// alone: copying them too saved no fault and cost 33 MB more.
+/// one); the blocks across its segments took 43 faults of a trivial Python run (231 -> 188),
+/// and with numpy's and pandas' extension modules 80 of a pandas run (910 -> 830), for 6 and
+/// 20 MB more anonymous memory in the python and python-data zygotes. The libraries those link
+/// (OpenBLAS, libstdc++, libcrypto) are left alone: copying them too saved no fault and cost
+/// 33 MB more.
 ///
 /// Must run before seccomp (it maps, writes and mprotects) and while single-threaded.
 pub fn remap_read_only_code(python: bool) -> io::Result<usize> {
