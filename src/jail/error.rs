@@ -64,6 +64,8 @@ pub enum JailError {
 
     #[error("compiling the seccomp policy failed: {0}")]
     SeccompCompile(#[source] seccompiler::Error),
+    #[error("assembling the child's seccomp filter failed: {0} does not fit")]
+    SeccompAssemble(String),
     #[error("installing the seccomp filter failed: {0}")]
     SeccompInstall(#[source] seccompiler::Error),
     #[error("dropping the capabilities failed: {0}")]

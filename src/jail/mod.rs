@@ -24,6 +24,7 @@ pub mod probe;
 pub mod resource_limits;
 pub mod seccomp;
 mod seccomp_policy;
+mod seccomp_refusal;
 mod seccomp_socket_use;
 pub mod settings;
 pub mod shell_ids;

@@ -20,7 +20,7 @@ use super::seccomp_policy::{
     READ_ONLY_OPEN, ZYGOTE_ONLY,
 };
 use super::seccomp_socket_use::SOCKET_USE;
-use super::{stat_emulation, JailError};
+use super::{seccomp_refusal, stat_emulation, JailError};
 
 /// The compiled programs, ready to install.
 pub struct Filter {
@@ -37,71 +37,14 @@ impl Filter {
     /// `native_code` when the interpreter loads native extensions as it goes (and Landlock
     /// confines which files those can be).
     pub fn compile(read_only_open: bool, native_code: bool) -> Result<Self, JailError> {
-        Self::compile_policy(read_only_open, read_only_open && native_code)
-            .map_err(JailError::SeccompCompile)
-    }
-
-    fn compile_policy(
-        read_only_open: bool,
-        executable_files: bool,
-    ) -> Result<Self, seccompiler::Error> {
-        let mut allowed: Rules = BTreeMap::new();
-        for (nr, _name) in ALLOWED
-            .iter()
-            .chain(read_only_open.then_some(&LIST_DIRECTORY))
-        {
-            allowed.insert(*nr, Vec::new());
-        }
-        let conditional = ALLOWED_IF
-            .iter()
-            .chain(SOCKET_USE)
-            .chain(read_only_open.then_some(&READ_ONLY_OPEN))
-            .chain(executable_files.then_some(&EXECUTABLE_FILE_MAPPING))
-            .chain(ZYGOTE_ONLY);
-        for (nr, _name, conditions) in conditional {
-            add_rule(&mut allowed, *nr, conditions)?;
-        }
-        let allow = SeccompFilter::new(
-            allowed,
-            SeccompAction::Errno(libc::EPERM as u32),
-            SeccompAction::Allow,
-            target_arch(),
-        )?;
-        let killed = KILLED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
-        let kill = SeccompFilter::new(
-            killed,
-            SeccompAction::Allow,
-            SeccompAction::KillProcess,
-            target_arch(),
-        )?;
-        let trapped = EMULATED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
-        let trap = SeccompFilter::new(
-            trapped,
-            SeccompAction::Allow,
-            SeccompAction::Trap,
-            target_arch(),
-        )?;
-        // A call the interpreters may also make (prlimit64) is refused only in the zygote's
-        // forms; every other zygote-only call in any form.
-        let mut refused: Rules = BTreeMap::new();
-        for (nr, _name, conditions) in ZYGOTE_ONLY {
-            let shared = ALLOWED_IF
-                .iter()
-                .chain(SOCKET_USE)
-                .any(|(allowed, _, _)| allowed == nr);
-            add_rule(&mut refused, *nr, if shared { conditions } else { &[] })?;
-        }
-        let child = SeccompFilter::new(
-            refused,
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::EPERM as u32),
-            target_arch(),
-        )?;
+        let Programs { allow, kill, trap } =
+            compile_zygote_programs(read_only_open, read_only_open && native_code)
+                .map_err(JailError::SeccompCompile)?;
         Ok(Self {
-            allow: allow.try_into()?,
-            kill: kill.try_into()?,
-            trap: trap.try_into()?,
-            child: child.try_into()?,
+            allow,
+            kill,
+            trap,
+            child: seccomp_refusal::compile(&refused_in_children())?,
         })
     }
 
@@ -124,6 +67,78 @@ impl Filter {
     pub fn apply_to_child(&self) -> Result<(), JailError> {
         install(&self.child)
     }
+}
+
+/// The zygote's three programs, which seccompiler compiles.
+struct Programs {
+    allow: BpfProgram,
+    kill: BpfProgram,
+    trap: BpfProgram,
+}
+
+fn compile_zygote_programs(
+    read_only_open: bool,
+    executable_files: bool,
+) -> Result<Programs, seccompiler::Error> {
+    let mut allowed: Rules = BTreeMap::new();
+    for (nr, _name) in ALLOWED
+        .iter()
+        .chain(read_only_open.then_some(&LIST_DIRECTORY))
+    {
+        allowed.insert(*nr, Vec::new());
+    }
+    let conditional = ALLOWED_IF
+        .iter()
+        .chain(SOCKET_USE)
+        .chain(read_only_open.then_some(&READ_ONLY_OPEN))
+        .chain(executable_files.then_some(&EXECUTABLE_FILE_MAPPING))
+        .chain(ZYGOTE_ONLY);
+    for (nr, _name, conditions) in conditional {
+        add_rule(&mut allowed, *nr, conditions)?;
+    }
+    let allow = SeccompFilter::new(
+        allowed,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        target_arch(),
+    )?;
+    let killed = KILLED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+    let kill = SeccompFilter::new(
+        killed,
+        SeccompAction::Allow,
+        SeccompAction::KillProcess,
+        target_arch(),
+    )?;
+    let trapped = EMULATED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+    let trap = SeccompFilter::new(
+        trapped,
+        SeccompAction::Allow,
+        SeccompAction::Trap,
+        target_arch(),
+    )?;
+    Ok(Programs {
+        allow: allow.try_into()?,
+        kill: kill.try_into()?,
+        trap: trap.try_into()?,
+    })
+}
+
+/// The zygote's own calls as each child refuses them: a call the interpreters may also make
+/// (prlimit64, fcntl) in the zygote's forms only, every other one in any form (an empty list of
+/// conditions).
+fn refused_in_children() -> BTreeMap<i64, Vec<&'static [ArgIs]>> {
+    let mut refused: BTreeMap<i64, Vec<&'static [ArgIs]>> = BTreeMap::new();
+    for (nr, _name, conditions) in ZYGOTE_ONLY {
+        let shared = ALLOWED_IF
+            .iter()
+            .chain(SOCKET_USE)
+            .any(|(allowed, _, _)| allowed == nr);
+        refused
+            .entry(*nr)
+            .or_default()
+            .push(if shared { conditions } else { &[] });
+    }
+    refused
 }
 
 fn install(program: &BpfProgram) -> Result<(), JailError> {
@@ -207,6 +222,206 @@ mod tests {
                 "{name} is allowed to every child anyway"
             );
         }
+    }
+
+    /// Runs a classic BPF program of the instructions seccompiler and `seccomp_refusal` emit on
+    /// one call; the action it returns.
+    fn action(program: &[seccompiler::sock_filter], nr: u32, arch: u32, args: [u64; 6]) -> u32 {
+        let word = |offset: u32| match offset {
+            0 => nr,
+            4 => arch,
+            16..=63 => {
+                let arg = args[(offset as usize - 16) / 8];
+                if offset.is_multiple_of(8) {
+                    arg as u32
+                } else {
+                    (arg >> 32) as u32
+                }
+            }
+            _ => panic!("a load from offset {offset}"),
+        };
+        let (mut pc, mut accumulator) = (0, 0u32);
+        loop {
+            let instruction = &program[pc];
+            let k = instruction.k;
+            let taken = |condition: bool| {
+                usize::from(if condition {
+                    instruction.jt
+                } else {
+                    instruction.jf
+                })
+            };
+            pc += 1 + match instruction.code {
+                0x20 => {
+                    accumulator = word(k);
+                    0
+                }
+                0x54 => {
+                    accumulator &= k;
+                    0
+                }
+                0x05 => k as usize,
+                0x15 => taken(accumulator == k),
+                0x25 => taken(accumulator > k),
+                0x35 => taken(accumulator >= k),
+                0x45 => taken(accumulator & k != 0),
+                0x06 => return k,
+                code => panic!("instruction {code:#x}"),
+            };
+        }
+    }
+
+    /// The child's program as seccompiler compiles the same list: the reference for
+    /// `seccomp_refusal`'s.
+    fn refusal_by_seccompiler() -> BpfProgram {
+        let mut rules: Rules = BTreeMap::new();
+        for (nr, forms) in refused_in_children() {
+            for conditions in forms {
+                add_rule(&mut rules, nr, conditions).unwrap();
+            }
+        }
+        SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            target_arch(),
+        )
+        .unwrap()
+        .try_into()
+        .unwrap()
+    }
+
+    /// Arguments that meet `conditions`, and for each 32-bit half they compare, the same
+    /// arguments with that half off by one bit.
+    fn meeting_and_missing(conditions: &[ArgIs]) -> Vec<[u64; 6]> {
+        let mut meeting = [0u64; 6];
+        for c in conditions {
+            let a = usize::from(c.arg);
+            meeting[a] = (meeting[a] & !c.mask) | (c.value & c.mask);
+        }
+        let mut all = vec![meeting];
+        for c in conditions {
+            let halves = if c.dword {
+                vec![c.mask & 0xffff_ffff]
+            } else {
+                vec![c.mask & 0xffff_ffff, c.mask & !0xffff_ffff]
+            };
+            for mask in halves.into_iter().filter(|m| *m != 0) {
+                let mut missing = meeting;
+                missing[usize::from(c.arg)] ^= 1 << mask.trailing_zeros();
+                all.push(missing);
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_childs_program_answers_every_call_as_seccompilers_would() {
+        let ours = seccomp_refusal::compile(&refused_in_children()).unwrap();
+        let reference = refusal_by_seccompiler();
+        assert!(
+            ours.len() * 2 < reference.len(),
+            "{} against {}",
+            ours.len(),
+            reference.len()
+        );
+        let mut arguments: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
+        for (_, _, conditions) in ZYGOTE_ONLY.iter().chain(ALLOWED_IF).chain(SOCKET_USE) {
+            arguments.extend(meeting_and_missing(conditions));
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..64 {
+            let mut random = [0u64; 6];
+            for arg in &mut random {
+                // xorshift64: arbitrary arguments, the same each run.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *arg = state & [u64::MAX, 0xffff_ffff, 0xff, 0xf][(state >> 60) as usize % 4];
+            }
+            arguments.push(random);
+        }
+        let native = reference[1].k;
+        let calls = (0..512).chain([0x4000_0000 | libc::SYS_clone as u32]);
+        let (mut refused, mut compared) = (0, 0);
+        for nr in calls {
+            for arch in [native, 0x4000_0003] {
+                for args in &arguments {
+                    let expected = action(&reference, nr, arch, *args);
+                    assert_eq!(
+                        action(&ours, nr, arch, *args),
+                        expected,
+                        "call {nr}, arch {arch:#x}, arguments {args:x?}"
+                    );
+                    refused +=
+                        usize::from(expected == libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+                    compared += 1;
+                }
+            }
+        }
+        // Both refuse something and allow most: the comparison is not between two programs
+        // that answer everything alike.
+        assert!(
+            refused > 15 * arguments.len() && refused < compared / 4,
+            "{refused} of {compared}"
+        );
+    }
+
+    #[test]
+    fn the_childs_program_refuses_the_zygotes_forms_only() {
+        let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
+        let native = refusal_by_seccompiler()[1].k;
+        let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let allow = libc::SECCOMP_RET_ALLOW;
+        let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+        let nr = |n: i64| n as u32;
+        for (call, args, expected) in [
+            (nr(libc::SYS_clone), [fork, 0, 0, 0, 0, 0], refuse),
+            (nr(libc::SYS_clone), [0; 6], refuse),
+            (nr(libc::SYS_memfd_create), [0; 6], refuse),
+            (
+                nr(libc::SYS_fcntl),
+                [3, libc::F_ADD_SEALS as u64, 0, 0, 0, 0],
+                refuse,
+            ),
+            (
+                nr(libc::SYS_fcntl),
+                [3, libc::F_GETFD as u64, 0, 0, 0, 0],
+                allow,
+            ),
+            (
+                nr(libc::SYS_prlimit64),
+                [0, libc::RLIMIT_NPROC as u64, 1, 0, 0, 0],
+                refuse,
+            ),
+            (
+                nr(libc::SYS_prlimit64),
+                [0, libc::RLIMIT_AS as u64, 1, 0, 0, 0],
+                allow,
+            ),
+            (
+                nr(libc::SYS_prlimit64),
+                [7, libc::RLIMIT_NPROC as u64, 1, 0, 0, 0],
+                allow,
+            ),
+            (
+                nr(libc::SYS_seccomp),
+                [libc::SECCOMP_SET_MODE_FILTER as u64, 0, 0, 0, 0, 0],
+                refuse,
+            ),
+            (nr(libc::SYS_read), [0; 6], allow),
+            (nr(libc::SYS_exit_group), [0; 6], allow),
+        ] {
+            assert_eq!(
+                action(&program, call, native, args),
+                expected,
+                "call {call} {args:x?}"
+            );
+        }
+        assert_eq!(
+            action(&program, 0, 0x4000_0003, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
     }
 
     #[test]
