@@ -5,8 +5,9 @@
 //! interpreters' calls and the zygote's own), a kill list whose hits kill the process, and a
 //! trap list whose hits the process answers itself (`stat_emulation.rs`). One seccompiler
 //! filter has one action for a match; the kernel runs them all and takes the strictest answer
-//! (kill, then trap, then EPERM, then allow). Each child then installs the third, short one: it refuses the zygote's own calls,
-//! so user code runs under the interpreters' allowlist alone.
+//! (kill, then trap, then EPERM, then allow). Each child then installs the fourth, short one
+//! ([`super::seccomp_refusal`]): it refuses the zygote's own calls, so user code runs under the
+//! interpreters' allowlist alone.
 
 use std::collections::BTreeMap;
 
