@@ -187,6 +187,7 @@ fn target_arch() -> TargetArch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jail::seccomp_policy::{dword, qword};
 
     #[test]
     fn no_call_is_both_allowed_and_killed() {
@@ -272,13 +273,15 @@ mod tests {
         }
     }
 
-    /// The child's program as seccompiler compiles the same list: the reference for
-    /// `seccomp_refusal`'s.
-    fn refusal_by_seccompiler() -> BpfProgram {
+    type Refused = BTreeMap<i64, Vec<&'static [ArgIs]>>;
+
+    /// A list of refused calls as seccompiler compiles it: the reference for
+    /// `seccomp_refusal`'s program.
+    fn refusal_by_seccompiler(refused: &Refused) -> BpfProgram {
         let mut rules: Rules = BTreeMap::new();
-        for (nr, forms) in refused_in_children() {
+        for (nr, forms) in refused {
             for conditions in forms {
-                add_rule(&mut rules, nr, conditions).unwrap();
+                add_rule(&mut rules, *nr, conditions).unwrap();
             }
         }
         SeccompFilter::new(
@@ -316,18 +319,19 @@ mod tests {
         all
     }
 
-    #[test]
-    fn the_childs_program_answers_every_call_as_seccompilers_would() {
-        let ours = seccomp_refusal::compile(&refused_in_children()).unwrap();
-        let reference = refusal_by_seccompiler();
-        assert!(
-            ours.len() * 2 < reference.len(),
-            "{} against {}",
-            ours.len(),
-            reference.len()
-        );
+    /// Runs `seccomp_refusal`'s program for `refused` and seccompiler's through [`action`] on
+    /// every call number below 512 (and an x32 one), on both architectures, with arguments
+    /// that meet and miss each condition of `refused` and of the policy, and arbitrary ones;
+    /// requires the same answer for each. How many calls were refused, of how many.
+    fn assert_same_answers(refused: &Refused) -> (usize, usize) {
+        let ours = seccomp_refusal::compile(refused).unwrap();
+        let reference = refusal_by_seccompiler(refused);
         let mut arguments: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
-        for (_, _, conditions) in ZYGOTE_ONLY.iter().chain(ALLOWED_IF).chain(SOCKET_USE) {
+        let policy = ZYGOTE_ONLY.iter().chain(ALLOWED_IF).chain(SOCKET_USE);
+        for conditions in policy
+            .map(|(_, _, conditions)| *conditions)
+            .chain(refused.values().flatten().copied())
+        {
             arguments.extend(meeting_and_missing(conditions));
         }
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -344,7 +348,7 @@ mod tests {
         }
         let native = reference[1].k;
         let calls = (0..512).chain([0x4000_0000 | libc::SYS_clone as u32]);
-        let (mut refused, mut compared) = (0, 0);
+        let (mut refusals, mut compared) = (0, 0);
         for nr in calls {
             for arch in [native, 0x4000_0003] {
                 for args in &arguments {
@@ -354,25 +358,90 @@ mod tests {
                         expected,
                         "call {nr}, arch {arch:#x}, arguments {args:x?}"
                     );
-                    refused +=
-                        usize::from(expected == libc::SECCOMP_RET_ERRNO | libc::EPERM as u32);
+                    refusals += usize::from(expected == REFUSE);
                     compared += 1;
                 }
             }
         }
-        // Both refuse something and allow most: the comparison is not between two programs
-        // that answer everything alike.
+        (refusals, compared)
+    }
+
+    const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    #[test]
+    fn the_childs_program_answers_every_call_as_seccompilers_would() {
+        let refused = refused_in_children();
+        let ours = seccomp_refusal::compile(&refused).unwrap().len();
+        let reference = refusal_by_seccompiler(&refused).len();
+        assert!(ours * 2 < reference, "{ours} against {reference}");
+        let (refusals, compared) = assert_same_answers(&refused);
+        // Not two programs that answer everything alike: each call refused in any form was
+        // refused with every argument tried, and most calls were allowed.
+        let any_form = refused
+            .values()
+            .filter(|forms| forms.iter().any(|conditions| conditions.is_empty()))
+            .count();
+        let arguments_tried = compared / 2 / 513;
+        assert!(any_form >= 10, "{any_form}");
         assert!(
-            refused > 15 * arguments.len() && refused < compared / 4,
-            "{refused} of {compared}"
+            refusals >= any_form * arguments_tried && refusals < compared / 4,
+            "{refusals} of {compared}"
         );
+    }
+
+    /// Conditions the policy does not have today: masks that are not all ones, 64-bit values
+    /// whose halves differ, a value with bits outside its mask, several forms of one call.
+    #[test]
+    fn the_assembler_answers_as_seccompiler_for_conditions_of_every_shape() {
+        const PARTIAL: &[ArgIs] = &[qword(0, 0xffff_0000_0000_ff00, 0x1234_0000_0000_5600)];
+        const OUTSIDE_THE_MASK: &[ArgIs] = &[qword(1, 0xff, 0x1ff)];
+        const OUTSIDE_THE_HIGH_MASK: &[ArgIs] = &[qword(4, 0xff << 32, 0x1ff << 32)];
+        const TWO_ARGUMENTS: &[ArgIs] = &[dword(2, 0xf0, 0x30), qword(3, u64::MAX, 1 << 40)];
+        let mut refused: Refused = BTreeMap::new();
+        for (nr, _, conditions) in ALLOWED_IF
+            .iter()
+            .chain(SOCKET_USE)
+            .chain([&READ_ONLY_OPEN, &EXECUTABLE_FILE_MAPPING])
+        {
+            refused.entry(*nr).or_default().push(conditions);
+        }
+        refused.entry(libc::SYS_ioctl).or_default().extend([
+            PARTIAL,
+            OUTSIDE_THE_MASK,
+            OUTSIDE_THE_HIGH_MASK,
+            TWO_ARGUMENTS,
+        ]);
+        refused.entry(libc::SYS_getpid).or_default().push(&[]);
+        let (refusals, compared) = assert_same_answers(&refused);
+        assert!(
+            refusals > 0 && refusals < compared / 4,
+            "{refusals} of {compared}"
+        );
+    }
+
+    #[test]
+    fn every_zygote_only_call_the_interpreters_never_make_is_refused_in_any_form() {
+        let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
+        let native = refusal_by_seccompiler(&refused_in_children())[1].k;
+        for (nr, name, _) in ZYGOTE_ONLY {
+            let shared = ALLOWED_IF
+                .iter()
+                .chain(SOCKET_USE)
+                .any(|(allowed, _, _)| allowed == nr);
+            if shared {
+                continue;
+            }
+            for args in [[0; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
+                assert_eq!(action(&program, *nr as u32, native, args), REFUSE, "{name}");
+            }
+        }
     }
 
     #[test]
     fn the_childs_program_refuses_the_zygotes_forms_only() {
         let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
-        let native = refusal_by_seccompiler()[1].k;
-        let refuse = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let native = refusal_by_seccompiler(&refused_in_children())[1].k;
+        let refuse = REFUSE;
         let allow = libc::SECCOMP_RET_ALLOW;
         let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
         let nr = |n: i64| n as u32;

@@ -4,9 +4,9 @@
 //! The zygote's filters are installed once and inherited; this one is installed at every fork,
 //! and the kernel's price for a filter grows with its length: it translates and JIT-compiles
 //! it, and runs it once for each call the older filters allow in any form, to fill its action
-//! cache. seccompiler spends five instructions on each call and six on each 32-bit comparison
-//! (126 for this list); here a call refused in any form is one instruction, a comparison two or
-//! three.
+//! cache. seccompiler spends five instructions on each call and three on each 32-bit half of a
+//! comparison (126 for this list); here a call refused in any form is one instruction, and a
+//! half whose mask is all ones two.
 
 use std::collections::BTreeMap;
 
@@ -38,7 +38,8 @@ const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
 /// The program refusing `refused` with EPERM and allowing everything else. Each call maps to
 /// its alternative forms, each form to the conditions that must all hold; a call with a form
-/// of no conditions is refused in any form.
+/// of no conditions is refused in any form. The conditions are the policy's, which seccompiler
+/// has already checked (an argument's number at most 5) in compiling the zygote's allowlist.
 pub fn compile(refused: &BTreeMap<i64, Vec<&[ArgIs]>>) -> Result<BpfProgram, JailError> {
     let (any_form, conditional): (Vec<_>, Vec<_>) = refused.iter().partition(|(_, forms)| {
         forms
@@ -86,8 +87,9 @@ struct Half {
     value: u32,
 }
 
-/// The 32-bit comparisons that make up `conditions`, in order; a half whose mask is zero always
-/// holds and is left out.
+/// The 32-bit comparisons that make up `conditions`, in order. As seccompiler reads a condition,
+/// the argument and the value are both masked, so a half whose mask is zero always holds and is
+/// left out.
 fn comparisons(conditions: &[ArgIs]) -> impl DoubleEndedIterator<Item = Half> + '_ {
     conditions
         .iter()
@@ -96,12 +98,12 @@ fn comparisons(conditions: &[ArgIs]) -> impl DoubleEndedIterator<Item = Half> + 
             let low_half = Half {
                 offset: low,
                 mask: c.mask as u32,
-                value: c.value as u32,
+                value: (c.value & c.mask) as u32,
             };
             let high_half = (!c.dword).then(|| Half {
                 offset: low + 4,
                 mask: (c.mask >> 32) as u32,
-                value: (c.value >> 32) as u32,
+                value: ((c.value & c.mask) >> 32) as u32,
             });
             std::iter::once(low_half).chain(high_half)
         })
