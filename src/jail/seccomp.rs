@@ -367,6 +367,7 @@ mod tests {
     }
 
     const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 
     #[test]
     fn the_childs_program_answers_every_call_as_seccompilers_would() {
@@ -441,46 +442,30 @@ mod tests {
     fn the_childs_program_refuses_the_zygotes_forms_only() {
         let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
         let native = refusal_by_seccompiler(&refused_in_children())[1].k;
-        let refuse = REFUSE;
-        let allow = libc::SECCOMP_RET_ALLOW;
         let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
+        let fcntl = |command: i32| [3, command as u64, 0, 0, 0, 0];
+        let prlimit = |pid: u64, resource: u32| [pid, u64::from(resource), 1, 0, 0, 0];
         let nr = |n: i64| n as u32;
         for (call, args, expected) in [
-            (nr(libc::SYS_clone), [fork, 0, 0, 0, 0, 0], refuse),
-            (nr(libc::SYS_clone), [0; 6], refuse),
-            (nr(libc::SYS_memfd_create), [0; 6], refuse),
-            (
-                nr(libc::SYS_fcntl),
-                [3, libc::F_ADD_SEALS as u64, 0, 0, 0, 0],
-                refuse,
-            ),
-            (
-                nr(libc::SYS_fcntl),
-                [3, libc::F_GETFD as u64, 0, 0, 0, 0],
-                allow,
-            ),
+            (nr(libc::SYS_clone), [fork, 0, 0, 0, 0, 0], REFUSE),
+            (nr(libc::SYS_clone), [0; 6], REFUSE),
+            (nr(libc::SYS_memfd_create), [0; 6], REFUSE),
+            (nr(libc::SYS_fcntl), fcntl(libc::F_ADD_SEALS), REFUSE),
+            (nr(libc::SYS_fcntl), fcntl(libc::F_GETFD), ALLOW),
             (
                 nr(libc::SYS_prlimit64),
-                [0, libc::RLIMIT_NPROC as u64, 1, 0, 0, 0],
-                refuse,
+                prlimit(0, libc::RLIMIT_NPROC),
+                REFUSE,
             ),
+            (nr(libc::SYS_prlimit64), prlimit(0, libc::RLIMIT_AS), ALLOW),
             (
                 nr(libc::SYS_prlimit64),
-                [0, libc::RLIMIT_AS as u64, 1, 0, 0, 0],
-                allow,
+                prlimit(7, libc::RLIMIT_NPROC),
+                ALLOW,
             ),
-            (
-                nr(libc::SYS_prlimit64),
-                [7, libc::RLIMIT_NPROC as u64, 1, 0, 0, 0],
-                allow,
-            ),
-            (
-                nr(libc::SYS_seccomp),
-                [libc::SECCOMP_SET_MODE_FILTER as u64, 0, 0, 0, 0, 0],
-                refuse,
-            ),
-            (nr(libc::SYS_read), [0; 6], allow),
-            (nr(libc::SYS_exit_group), [0; 6], allow),
+            (nr(libc::SYS_seccomp), [1, 0, 0, 0, 0, 0], REFUSE), // SECCOMP_SET_MODE_FILTER
+            (nr(libc::SYS_read), [0; 6], ALLOW),
+            (nr(libc::SYS_exit_group), [0; 6], ALLOW),
         ] {
             assert_eq!(
                 action(&program, call, native, args),
