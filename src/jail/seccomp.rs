@@ -38,8 +38,8 @@ impl Filter {
     /// `native_code` when the interpreter loads native extensions as it goes (and Landlock
     /// confines which files those can be).
     pub fn compile(read_only_open: bool, native_code: bool) -> Result<Self, JailError> {
-        let Programs { allow, kill, trap } =
-            compile_zygote_programs(read_only_open, read_only_open && native_code)
+        let (allow, kill, trap) =
+            Self::compile_policy(read_only_open, read_only_open && native_code)
                 .map_err(JailError::SeccompCompile)?;
         Ok(Self {
             allow,
@@ -47,6 +47,50 @@ impl Filter {
             trap,
             child: seccomp_refusal::compile(&refused_in_children())?,
         })
+    }
+
+    /// The zygote's three programs (allow, kill, trap), which seccompiler compiles.
+    fn compile_policy(
+        read_only_open: bool,
+        executable_files: bool,
+    ) -> Result<(BpfProgram, BpfProgram, BpfProgram), seccompiler::Error> {
+        let mut allowed: Rules = BTreeMap::new();
+        for (nr, _name) in ALLOWED
+            .iter()
+            .chain(read_only_open.then_some(&LIST_DIRECTORY))
+        {
+            allowed.insert(*nr, Vec::new());
+        }
+        let conditional = ALLOWED_IF
+            .iter()
+            .chain(SOCKET_USE)
+            .chain(read_only_open.then_some(&READ_ONLY_OPEN))
+            .chain(executable_files.then_some(&EXECUTABLE_FILE_MAPPING))
+            .chain(ZYGOTE_ONLY);
+        for (nr, _name, conditions) in conditional {
+            add_rule(&mut allowed, *nr, conditions)?;
+        }
+        let allow = SeccompFilter::new(
+            allowed,
+            SeccompAction::Errno(libc::EPERM as u32),
+            SeccompAction::Allow,
+            target_arch(),
+        )?;
+        let killed = KILLED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+        let kill = SeccompFilter::new(
+            killed,
+            SeccompAction::Allow,
+            SeccompAction::KillProcess,
+            target_arch(),
+        )?;
+        let trapped = EMULATED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
+        let trap = SeccompFilter::new(
+            trapped,
+            SeccompAction::Allow,
+            SeccompAction::Trap,
+            target_arch(),
+        )?;
+        Ok((allow.try_into()?, kill.try_into()?, trap.try_into()?))
     }
 
     /// Installs the kill list alone: a shell needs fork, exec and files, which its namespaces
@@ -68,60 +112,6 @@ impl Filter {
     pub fn apply_to_child(&self) -> Result<(), JailError> {
         install(&self.child)
     }
-}
-
-/// The zygote's three programs, which seccompiler compiles.
-struct Programs {
-    allow: BpfProgram,
-    kill: BpfProgram,
-    trap: BpfProgram,
-}
-
-fn compile_zygote_programs(
-    read_only_open: bool,
-    executable_files: bool,
-) -> Result<Programs, seccompiler::Error> {
-    let mut allowed: Rules = BTreeMap::new();
-    for (nr, _name) in ALLOWED
-        .iter()
-        .chain(read_only_open.then_some(&LIST_DIRECTORY))
-    {
-        allowed.insert(*nr, Vec::new());
-    }
-    let conditional = ALLOWED_IF
-        .iter()
-        .chain(SOCKET_USE)
-        .chain(read_only_open.then_some(&READ_ONLY_OPEN))
-        .chain(executable_files.then_some(&EXECUTABLE_FILE_MAPPING))
-        .chain(ZYGOTE_ONLY);
-    for (nr, _name, conditions) in conditional {
-        add_rule(&mut allowed, *nr, conditions)?;
-    }
-    let allow = SeccompFilter::new(
-        allowed,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        target_arch(),
-    )?;
-    let killed = KILLED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
-    let kill = SeccompFilter::new(
-        killed,
-        SeccompAction::Allow,
-        SeccompAction::KillProcess,
-        target_arch(),
-    )?;
-    let trapped = EMULATED.iter().map(|(nr, _)| (*nr, Vec::new())).collect();
-    let trap = SeccompFilter::new(
-        trapped,
-        SeccompAction::Allow,
-        SeccompAction::Trap,
-        target_arch(),
-    )?;
-    Ok(Programs {
-        allow: allow.try_into()?,
-        kill: kill.try_into()?,
-        trap: trap.try_into()?,
-    })
 }
 
 /// The zygote's own calls as each child refuses them: a call the interpreters may also make
