@@ -148,7 +148,8 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
     // Never dropped: a zygote leaves by returning, and an interpreter torn down with objects
     // still alive (QuickJS asserts on it) would turn a clean exit into an abort.
     let mut engine = std::mem::ManuallyDrop::new(E::prepare(kind)?);
-    if !matches!(kind, ZygoteKind::Python | ZygoteKind::PythonData) {
+    let runs_python = matches!(kind, ZygoteKind::Python | ZygoteKind::PythonData);
+    if !runs_python {
         unused_library_data::keep_libpython_out_of_children();
     }
 
@@ -168,8 +169,7 @@ fn run_zygote<E: Engine>(kind: ZygoteKind, control: &OwnedFd) -> Result<(), Zygo
         // Before the jail, which closes /proc; best effort.
         huge_pages::align_program_break();
         let _ = huge_pages::collapse_anonymous_memory();
-        let python = matches!(kind, ZygoteKind::Python | ZygoteKind::PythonData);
-        let _ = huge_pages::remap_read_only_code(python);
+        let _ = huge_pages::remap_read_only_code(runs_python);
         let readable = engine.readable_paths();
         let readable: Vec<&std::path::Path> = readable.iter().map(|p| p.as_path()).collect();
         let mut jail = Jail::prepare(settings, &readable, E::LOADS_NATIVE_CODE)?;
