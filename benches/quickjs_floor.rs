@@ -10,10 +10,16 @@
 //! - `intl`: those and FormatJS's Intl bundle, warmed up — the javascript-intl zygote's heap
 //!   (and the one JavaScript zygote's before it).
 //!
+//! `globals+jail` is `globals` with sandlot's jail as a zygote and its children apply it: the
+//! zygote locks itself down once (`Jail::lock_zygote`: limits, the unprivileged user as root,
+//! Landlock, the seccomp allowlist), each child adds its delta (`Jail::lock_child`: a nested
+//! Landlock domain, its descriptors, its limits, the refusal filter) and then runs under both —
+//! what the jail adds to a fork per run, without the server or its protocol.
+//!
 //! Then, like a zygote, it backs its memory with huge pages and forks ITERATIONS children, AT_ONCE
 //! of them alive at a time (1 by default: one after the other; a loaded server has several, and
 //! children of one zygote running side by side pay more for each shared page they copy); each
-//! decodes a JSON job, evaluates `main(a, b)`, calls it, encodes the result, writes it to a pipe
+//! decodes a JSON job, evaluates `main(a, b)`, calls it, encodes the result, writes it to a socket
 //! and exits. It prints the CPU time and the minor page faults per run, both
 //! of the parent and its children together (getrusage), and the size of the heap. With
 //! `QUICKJS_FLOOR_SMALL_PAGES` set it leaves the memory in 4 KiB pages: what huge pages buy.
@@ -24,6 +30,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use rquickjs::context::EvalOptions;
 use rquickjs::function::Func;
 use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
+use sandlot::jail::settings::{JailSettings, Layer};
+use sandlot::jail::Jail;
+use sandlot::protocol::CHILD_CHANNEL_FD;
 
 mod bundles {
     include!(concat!(env!("OUT_DIR"), "/bundles.rs"));
@@ -46,12 +55,15 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let level = match args.first().map(String::as_str) {
-        Some("globals") => Level::Globals,
-        Some("modules") => Level::Modules,
-        Some("intl") => Level::Intl,
+    let (level, jailed) = match args.first().map(String::as_str) {
+        Some("globals") => (Level::Globals, false),
+        Some("globals+jail") => (Level::Globals, true),
+        Some("modules") => (Level::Modules, false),
+        Some("intl") => (Level::Intl, false),
         _ => {
-            eprintln!("usage: quickjs_floor globals|modules|intl [ITERATIONS]");
+            eprintln!(
+                "usage: quickjs_floor globals|globals+jail|modules|intl [ITERATIONS [AT_ONCE]]"
+            );
             std::process::exit(2);
         }
     };
@@ -68,11 +80,14 @@ fn main() {
         let _ = sandlot::zygote::huge_pages::collapse_anonymous_memory();
         let _ = sandlot::zygote::huge_pages::remap_read_only_code(false);
     }
+    // Read before a jail's Landlock domain hides /proc.
+    let (anonymous, in_huge_pages) = (kilobytes("Anonymous:"), kilobytes("AnonHugePages:"));
+    let mut jail = jailed.then(lock_down);
 
     let before = usage();
     let mut alive = std::collections::VecDeque::new();
     for _ in 0..iterations {
-        alive.push_back(fork_one_run(&context));
+        alive.push_back(fork_one_run(&context, jail.as_mut()));
         if alive.len() >= at_once {
             reap(alive.pop_front().expect("a child"));
         }
@@ -86,9 +101,22 @@ fn main() {
         (after.0 - before.0) * 1e6 / n,
         (after.1 - before.1) as f64 / n,
         heap as f64 / 1e6,
-        kilobytes("Anonymous:"),
-        kilobytes("AnonHugePages:"),
+        anonymous,
+        in_huge_pages,
     );
+}
+
+/// Locks this process down as a javascript zygote locks itself (its namespaces aside, which
+/// cost a run nothing); returns the jail whose child half each child applies.
+fn lock_down() -> (Jail, OwnedFd) {
+    let devnull = std::fs::File::open("/dev/null").expect("/dev/null").into();
+    let mut settings = JailSettings::new(sandlot::config::LimitPolicy::default().max);
+    if !nix::unistd::geteuid().is_root() {
+        settings.skip.push(Layer::UidDrop);
+    }
+    let mut jail = Jail::prepare(settings, &[], false).expect("preparing the jail");
+    jail.lock_zygote().expect("locking the model's zygote down");
+    (jail, devnull)
 }
 
 /// Evaluates what a zygote of `level` holds, in the order the zygote does.
@@ -146,22 +174,28 @@ fn evaluate<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> rquickjs::Result<O
     module.get("exports")
 }
 
-/// Forks a child that runs the job and writes the result to a pipe: its pid and the pipe's read
+/// Forks a child that runs the job and writes the result to a socket: its pid and the socket pair's read
 /// end, for [`reap`].
-fn fork_one_run(context: &Context) -> (libc::pid_t, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe writes two new descriptors into the array, which this function then owns.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
-    // SAFETY: both descriptors were just created by pipe and are owned by nothing else.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+fn fork_one_run(context: &Context, jail: Option<&mut (Jail, OwnedFd)>) -> (libc::pid_t, OwnedFd) {
+    // A socket pair, as a zygote's job channel is (a jailed zygote may not make pipes).
+    let (read_end, write_end) = std::os::unix::net::UnixStream::pair().expect("a socket pair");
+    let (read_end, mut write_end) = (OwnedFd::from(read_end), OwnedFd::from(write_end));
     // SAFETY: this process is single-threaded; the child only runs QuickJS and exits with _exit.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork");
     if pid == 0 {
         drop(read_end);
+        if let Some((jail, devnull)) = jail {
+            let output = devnull.try_clone().expect("a descriptor for the output");
+            if jail.lock_child(devnull, write_end, output).is_err() {
+                // SAFETY: ends the child at once; the parent finds no result.
+                unsafe { libc::_exit(1) };
+            }
+            // SAFETY: lock_child left the channel at its fixed number, owned by nothing else.
+            write_end = unsafe { OwnedFd::from_raw_fd(CHILD_CHANNEL_FD) };
+        }
         let result = context.with(|ctx| run(&ctx)).unwrap_or_default();
-        // SAFETY: writes the result's bytes from a live buffer to the pipe this child owns, then
+        // SAFETY: writes the result's bytes from a live buffer to the socket this child owns, then
         // ends the child without unwinding or running the parent's exit handlers.
         unsafe {
             libc::write(write_end.as_raw_fd(), result.as_ptr().cast(), result.len());
