@@ -97,9 +97,14 @@ impl PythonData {
             passes: tokio::sync::watch::channel((0, Ok(()))).0,
         });
         let installer = this.clone();
+        // The zygotes it starts have their events read on the server's runtime.
+        let runtime = tokio::runtime::Handle::current();
         std::thread::Builder::new()
             .name("python-packages".into())
-            .spawn(move || installer.install_forever(jail, pool_max))
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                installer.install_forever(jail, pool_max)
+            })
             .expect("spawning the package installer");
         this
     }
