@@ -1,7 +1,7 @@
 //! The control socket between the server and a zygote: SOCK_SEQPACKET, one message per packet.
 //! The server's commands are one byte ([`ZygoteCommand`]); the zygote's events are JSON, with
-//! descriptors attached by SCM_RIGHTS. The zygote uses it blocking; the server reads a
-//! starting zygote's first event blocking and a ready one's on its runtime.
+//! descriptors attached by SCM_RIGHTS. The zygote uses it blocking; the server reads the
+//! zygote's events on its runtime.
 //!
 //! The zygote's half allocates nothing: between forks, a zygote that writes to its heap would
 //! copy the pages it shares with its waiting children, and split the huge pages its heap is
@@ -121,22 +121,10 @@ pub fn send<T: Serialize>(socket: &impl AsRawFd, message: &T, fds: &[RawFd]) -> 
     }
 }
 
-/// In the server: one event and the descriptors attached to it. `Ok(None)` is the peer gone.
-pub fn recv<T: DeserializeOwned>(socket: &impl AsRawFd) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
-    recv_with(socket, MsgFlags::empty())
-}
-
-/// [`recv`] without waiting: `WouldBlock` when no event is queued.
-pub fn recv_now<T: DeserializeOwned>(
-    socket: &impl AsRawFd,
-) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
-    recv_with(socket, MsgFlags::MSG_DONTWAIT)
-}
-
-fn recv_with<T: DeserializeOwned>(
-    socket: &impl AsRawFd,
-    flags: MsgFlags,
-) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+/// In the server: the next event and the descriptors attached to it, without waiting
+/// (`WouldBlock` when none is queued: the server reads it when its runtime says it is
+/// readable). `Ok(None)` is the peer gone.
+pub fn recv<T: DeserializeOwned>(socket: &OwnedFd) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
     let mut buf = vec![0u8; CONTROL_PACKET_MAX];
     let mut cmsg_space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, fds) = loop {
@@ -145,7 +133,7 @@ fn recv_with<T: DeserializeOwned>(
             socket.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg_space),
-            MsgFlags::MSG_CMSG_CLOEXEC | flags,
+            MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
         ) {
             Ok(msg) => {
                 let mut fds = Vec::new();

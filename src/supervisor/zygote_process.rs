@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::{oneshot, watch};
 
 use super::pool::{Pool, Taken};
@@ -89,6 +91,15 @@ fn ignoring_poison<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The zygote's next event, when it comes; `Ok(None)` is the zygote gone.
+async fn next_event(
+    events: &AsyncFd<OwnedFd>,
+) -> std::io::Result<Option<(ZygoteEvent, Vec<OwnedFd>)>> {
+    events
+        .async_io(Interest::READABLE, control_socket::recv::<ZygoteEvent>)
+        .await
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
@@ -337,9 +348,29 @@ impl ZygoteProcess {
         result
     }
 
+    /// Reads the zygote's events until it dies. They are read on the server's runtime, whose
+    /// workers are awake while runs come and go: a thread woken for each event cost ~1 context
+    /// switch a run. This thread only waits for the end of it.
     fn serve_events(self: Arc<Self>, socket: &OwnedFd, pid: i32) -> Result<(), Down> {
+        let ours = socket.try_clone().map_err(Down::ReadControl)?;
+        let runtime = self.runtime.clone();
+        let reading = runtime.spawn(self.read_events(ours, pid));
+        match runtime.block_on(reading) {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => Err(Down::Panicked(panic_message(&*e.into_panic()))),
+            // The runtime is shutting down: so is the server.
+            Err(_) => Err(Down::ServerStopping),
+        }
+    }
+
+    async fn read_events(self: Arc<Self>, socket: OwnedFd, pid: i32) -> Result<(), Down> {
+        let commands = Arc::new(socket.try_clone().map_err(Down::ReadControl)?);
+        // SAFETY: `socket` is an open descriptor owned by the AsyncFd from here on, so it stays
+        // open and the same until the AsyncFd is dropped.
+        let events = unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
+            .map_err(|e| Down::ReadControl(e.into()))?;
         // Until `Ready`, the zygote is importing its whitelist.
-        match control_socket::recv::<ZygoteEvent>(socket) {
+        match next_event(&events).await {
             Ok(Some((ZygoteEvent::Ready { .. }, _))) => {}
             Ok(Some((ZygoteEvent::ForkFailed { message }, _))) => {
                 return Err(Down::StartFailed(message))
@@ -348,10 +379,9 @@ impl ZygoteProcess {
             Ok(None) => return Err(Down::ExitedStarting),
             Err(e) => return Err(Down::ReadControl(e)),
         }
-        let socket = Arc::new(socket.try_clone().map_err(Down::ReadControl)?);
         {
             let mut control = self.control();
-            control.socket = Some(socket.clone());
+            control.socket = Some(commands);
             // Fill the pool before the first request comes.
             let _ = control.request_forks();
         }
@@ -363,41 +393,12 @@ impl ZygoteProcess {
             return Ok(()); // retired while it started: `run_once` kills it
         }
         tracing::info!(zygote = self.kind.name(), pid, "zygote ready");
-        // From here the events are read on the runtime's workers, which are awake while runs
-        // come and go, instead of on this thread, which a wake-up per event cost ~1 context
-        // switch a run. This thread only waits for the end of it.
-        let ours = socket.try_clone().map_err(Down::ReadControl)?;
-        let runtime = self.runtime.clone();
-        let this = self.clone();
-        let reading = runtime.spawn(async move {
-            // SAFETY: `ours` is an open descriptor owned by the AsyncFd from here on, so it stays
-            // open and the same until the AsyncFd is dropped.
-            let events = unsafe {
-                tokio::io::unix::AsyncFd::register_with_interest(
-                    ours,
-                    tokio::io::Interest::READABLE,
-                )
+        loop {
+            match next_event(&events).await {
+                Ok(Some((event, fds))) => self.handle_event(event, fds)?,
+                Ok(None) => return Err(Down::Exited),
+                Err(e) => return Err(Down::ReadControl(e)),
             }
-            .map_err(|e| Down::ReadControl(e.into()))?;
-            loop {
-                let received = events
-                    .async_io(tokio::io::Interest::READABLE, |socket| {
-                        control_socket::recv_now::<ZygoteEvent>(socket)
-                    })
-                    .await;
-                let (event, fds) = match received {
-                    Ok(Some(received)) => received,
-                    Ok(None) => return Err(Down::Exited),
-                    Err(e) => return Err(Down::ReadControl(e)),
-                };
-                this.handle_event(event, fds)?;
-            }
-        });
-        match runtime.block_on(reading) {
-            Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => Err(Down::Panicked(panic_message(&*e.into_panic()))),
-            // The runtime is shutting down: so is the server.
-            Err(_) => Err(Down::ServerStopping),
         }
     }
 
