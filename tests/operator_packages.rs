@@ -326,6 +326,36 @@ fn dependencies_update_installs_a_new_package_and_reports_a_conflict() {
         modules.as_array().unwrap().contains(&json!("xmltodict")),
         "{packages}"
     );
+    // The zygote it replaced is retired once no run holds it, not left up with its pool.
+    common::wait_for(
+        Duration::from_secs(30),
+        || {
+            format!(
+                "one python-data zygote, not {}",
+                python_data_zygotes(server)
+            )
+        },
+        || (python_data_zygotes(server) == 1).then_some(()),
+    );
+}
+
+/// The server's python-data zygotes: its children started as `__zygote python-data`.
+fn python_data_zygotes(server: &common::Server) -> usize {
+    let parent_of = |stat: &str| {
+        let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        after_name.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| {
+            let path = entry.path();
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
+            parent_of(&stat) == Some(server.pid)
+                && cmdline.split(|&b| b == 0).any(|arg| arg == b"python-data")
+        })
+        .count()
 }
 
 /// With no index (`--pip-index-url` at a closed port), the packages come from a wheelhouse

@@ -417,7 +417,8 @@ fn wait_until_up(zygote: &ZygoteProcess) -> Result<(), String> {
 /// run, whichever comes first).
 fn retire_when_idle(old: Arc<ZygoteProcess>) {
     let until = Instant::now() + Duration::from_secs(15 * 60);
-    // Two holders: this thread and the zygote's own supervisor thread.
+    // Two holders: this thread and the zygote's own supervisor thread (which reads its events
+    // through a weak hold).
     while Arc::strong_count(&old) > 2 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(200));
     }

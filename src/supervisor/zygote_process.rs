@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -295,7 +295,7 @@ impl ZygoteProcess {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            let outcome = self.clone().run_once();
+            let outcome = self.run_once();
             if self.retired.load(Ordering::SeqCst) {
                 self.control().pool.clear();
                 self.status.send_modify(|s| {
@@ -319,7 +319,7 @@ impl ZygoteProcess {
     }
 
     /// Spawns the zygote and serves its events until it dies.
-    fn run_once(self: Arc<Self>) -> Result<(), Down> {
+    fn run_once(self: &Arc<Self>) -> Result<(), Down> {
         let (ours, theirs) = control_socket::pair().map_err(Down::ControlSocket)?;
         let mut process =
             spawn_zygote(self.kind, &self.jail, &self.env, &theirs).map_err(Down::Spawn)?;
@@ -340,7 +340,7 @@ impl ZygoteProcess {
         let result = if self.retired.load(Ordering::SeqCst) {
             Ok(()) // retired before it could be cut
         } else {
-            guarded(|| self.clone().serve_events(&ours, process.id() as i32))
+            guarded(|| self.serve_events(&ours, process.id() as i32))
         };
         *self.live_socket.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let _ = process.kill();
@@ -351,11 +351,14 @@ impl ZygoteProcess {
     /// Reads the zygote's events until it dies. They are read on the server's runtime, whose
     /// workers are awake while runs come and go: a thread woken for each event cost ~1 context
     /// switch a run. This thread only waits for the end of it.
-    fn serve_events(self: Arc<Self>, socket: &OwnedFd, pid: i32) -> Result<(), Down> {
+    fn serve_events(self: &Arc<Self>, socket: &OwnedFd, pid: i32) -> Result<(), Down> {
         let ours = socket.try_clone().map_err(Down::ReadControl)?;
-        let runtime = self.runtime.clone();
-        let reading = runtime.spawn(self.read_events(ours, pid));
-        match runtime.block_on(reading) {
+        // Held weakly, so that this thread's is the only strong hold the zygote's serving keeps
+        // (python_data.rs retires a replaced zygote once nothing else holds it).
+        let reading = self
+            .runtime
+            .spawn(Self::read_events(Arc::downgrade(self), ours, pid));
+        match self.runtime.block_on(reading) {
             Ok(outcome) => outcome,
             Err(e) if e.is_panic() => Err(Down::Panicked(panic_message(&*e.into_panic()))),
             // The runtime is shutting down: so is the server.
@@ -363,7 +366,7 @@ impl ZygoteProcess {
         }
     }
 
-    async fn read_events(self: Arc<Self>, socket: OwnedFd, pid: i32) -> Result<(), Down> {
+    async fn read_events(zygote: Weak<Self>, socket: OwnedFd, pid: i32) -> Result<(), Down> {
         let commands = Arc::new(socket.try_clone().map_err(Down::ReadControl)?);
         // SAFETY: `socket` is an open descriptor owned by the AsyncFd from here on, so it stays
         // open and the same until the AsyncFd is dropped.
@@ -380,24 +383,34 @@ impl ZygoteProcess {
             Err(e) => return Err(Down::ReadControl(e)),
         }
         {
-            let mut control = self.control();
-            control.socket = Some(commands);
-            // Fill the pool before the first request comes.
-            let _ = control.request_forks();
+            // Its supervisor thread holds it until this task ends.
+            let Some(this) = zygote.upgrade() else {
+                return Ok(());
+            };
+            {
+                let mut control = this.control();
+                control.socket = Some(commands);
+                // Fill the pool before the first request comes.
+                let _ = control.request_forks();
+            }
+            this.status.send_modify(|s| {
+                s.ready = true;
+                s.pid = Some(pid);
+            });
+            if this.retired.load(Ordering::SeqCst) {
+                return Ok(()); // retired while it started: `run_once` kills it
+            }
+            tracing::info!(zygote = this.kind.name(), pid, "zygote ready");
         }
-        self.status.send_modify(|s| {
-            s.ready = true;
-            s.pid = Some(pid);
-        });
-        if self.retired.load(Ordering::SeqCst) {
-            return Ok(()); // retired while it started: `run_once` kills it
-        }
-        tracing::info!(zygote = self.kind.name(), pid, "zygote ready");
         loop {
-            match next_event(&events).await {
-                Ok(Some((event, fds))) => self.handle_event(event, fds)?,
+            let (event, fds) = match next_event(&events).await {
+                Ok(Some(received)) => received,
                 Ok(None) => return Err(Down::Exited),
                 Err(e) => return Err(Down::ReadControl(e)),
+            };
+            match zygote.upgrade() {
+                Some(this) => this.handle_event(event, fds)?,
+                None => return Ok(()),
             }
         }
     }
