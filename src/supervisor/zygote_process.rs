@@ -121,7 +121,7 @@ pub struct ZygoteProcess {
     retired: AtomicBool,
     /// The server's end of the running zygote's control socket, which `retire` shuts down.
     live_socket: Mutex<Option<OwnedFd>>,
-    /// The server's runtime, whose workers read the zygote's events once it is ready.
+    /// The server's runtime, whose workers read the zygote's events.
     runtime: tokio::runtime::Handle,
 }
 
