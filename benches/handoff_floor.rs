@@ -16,18 +16,48 @@
 //! cores) and answers a fixed report in one frame, which the server decodes and answers as
 //! JSON. The server's stack is sandlot's: tokio's multi-thread runtime, axum, hyper. Its CPU a
 //! request, less the burn, is the hand-off's floor.
+//!
+//!     cargo bench --bench handoff_floor -- serve --fork-per-run --listen 127.0.0.1:PORT
+//!
+//! (or `HANDOFF_FORK_PER_RUN` set, as `bench/fresh_starts` can start it).
+//! `--fork-per-run` puts the other side of sandlot's shape behind the same server: the least a
+//! run of it could cost, whole. Instead of persistent workers, a zygote forked before the
+//! runtime builds the QuickJS globals model's heap (`quickjs_model`), locks itself down as a
+//! javascript zygote does, and forks a child per run ahead of demand (eight at first, one more
+//! for each child the server takes), each joined to the server by a socket pair of its own.
+//! The zygote hands the server that socket and a pidfd (what a server needs to kill a run that
+//! overstays) in one message over a control socket; the child applies the jail's child half,
+//! reads its job, runs it and writes its report, and exits; the zygote reaps it before its next
+//! fork. That is sandlot's protocol cut to what a jailed, single-use child behind a server needs:
+//! no output file, no exit events, no kill, no log line, no limits of the job's own. The CPU of
+//! the whole tree a request is that shape's floor, which `bench/compare`'s floor group measures
+//! as it measures sandlot's.
 
-use std::io::{Read, Write};
+use std::collections::VecDeque;
+use std::io::{IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use rquickjs::{Context, Runtime};
+use sandlot::jail::Jail;
+use sandlot::protocol::CHILD_CHANNEL_FD;
 use serde_json::{json, Value};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::Semaphore;
+
+mod quickjs_model;
 
 const REPORT: &[u8] = br#"{"ok":true,"result":{"sum":3},"exit_code":0}"#;
 
@@ -52,6 +82,32 @@ fn main() {
     let burn_us: u64 = value_of("--burn-us")
         .or_else(|| std::env::var("HANDOFF_BURN_US").ok())
         .map_or(0, |n| n.parse().expect("--burn-us N"));
+    if args.iter().any(|a| a == "--fork-per-run")
+        || std::env::var_os("HANDOFF_FORK_PER_RUN").is_some()
+    {
+        let (server_control, zygote_control) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("the control socket pair");
+        // SAFETY: single-threaded here; the zygote never returns to this function's caller.
+        match unsafe { libc::fork() } {
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            0 => {
+                drop(server_control);
+                zygote(zygote_control)
+            }
+            _ => drop(zygote_control),
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(serve_fresh(listen, server_control));
+        return;
+    }
     // Forked while this process has one thread: the workers are plain copies of it.
     let mut ends = Vec::new();
     for _ in 0..workers {
@@ -172,6 +228,234 @@ async fn run(State(workers): State<Arc<Workers>>, Json(request): Json<Value>) ->
     })
     .await
     .expect("the exchange");
+    let report: Value = serde_json::from_slice(&report).expect("a report");
+    Json(json!({
+        "ok": report["ok"],
+        "result": report["result"],
+        "stdout": "",
+        "stderr": "",
+        "exit_code": report["exit_code"],
+    }))
+}
+
+/// How many children the zygote forks before any demand: a pool at c=8 grows to about this.
+const POOL: usize = 8;
+
+/// The zygote of `--fork-per-run`: the globals model's heap in huge pages, locked down, then a
+/// child forked for each byte the server sends. Leaves when the server's end closes.
+fn zygote(control: OwnedFd) -> ! {
+    let runtime = Runtime::new().expect("a QuickJS runtime");
+    let context = Context::full(&runtime).expect("a QuickJS context");
+    context
+        .with(|ctx| quickjs_model::build(&ctx, quickjs_model::Level::Globals))
+        .expect("building the heap");
+    runtime.run_gc();
+    let _ = sandlot::zygote::huge_pages::collapse_anonymous_memory();
+    let _ = sandlot::zygote::huge_pages::remap_read_only_code(false);
+    let (mut jail, devnull) = quickjs_model::lock_down();
+    loop {
+        let mut command = [0u8; 1];
+        match nix::unistd::read(&control, &mut command) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => panic!("reading the control socket: {e}"),
+        }
+        while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
+            waitpid(None, Some(WaitPidFlag::WNOHANG))
+        {}
+        fork_child(&context, &mut jail, &devnull, &control);
+    }
+    // SAFETY: ends the zygote without unwinding into the server's stack it was forked from.
+    unsafe { libc::_exit(0) }
+}
+
+/// One child, handed to the server as its end of the child's socket pair and a pidfd.
+fn fork_child(context: &Context, jail: &mut Jail, devnull: &OwnedFd, control: &OwnedFd) {
+    let (server_end, child_end) = StdUnixStream::pair().expect("a socket pair");
+    // SAFETY: the zygote is single-threaded; the child runs its job and leaves with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(server_end);
+        let output = devnull.try_clone();
+        let locked = output.map_err(drop).and_then(|output| {
+            jail.lock_child(devnull, child_end.into(), output)
+                .map_err(drop)
+        });
+        if locked.is_ok() {
+            // SAFETY: lock_child left the channel at its fixed number, owned by nothing else.
+            let channel = unsafe { StdUnixStream::from_raw_fd(CHILD_CHANNEL_FD) };
+            answer_one_job(context, channel);
+        }
+        // SAFETY: ends the child without unwinding or running the zygote's exit handlers.
+        unsafe { libc::_exit(0) }
+    }
+    assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    drop(child_end);
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as RawFd;
+    assert!(
+        pidfd >= 0,
+        "pidfd_open: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the descriptor was just made and nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let fds = [server_end.as_raw_fd(), pidfd.as_raw_fd()];
+    sendmsg::<()>(
+        control.as_raw_fd(),
+        &[IoSlice::new(b"F")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .expect("handing the child over");
+}
+
+/// A child's run: one job read from its channel, its report written back.
+fn answer_one_job(context: &Context, mut channel: StdUnixStream) {
+    let mut length = [0u8; 4];
+    if channel.read_exact(&mut length).is_err() {
+        return;
+    }
+    let mut job = vec![0u8; u32::from_le_bytes(length) as usize];
+    if channel.read_exact(&mut job).is_err() {
+        return;
+    }
+    let job = String::from_utf8(job).unwrap_or_default();
+    let result = context
+        .with(|ctx| quickjs_model::run(&ctx, &job))
+        .unwrap_or_default();
+    let report = format!(r#"{{"ok":true,"result":{result},"exit_code":0}}"#);
+    let mut frame = (report.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(report.as_bytes());
+    let _ = channel.write_all(&frame);
+}
+
+/// The server's side of `--fork-per-run`: the children the zygote handed over, not yet taken.
+struct Children {
+    ready: Mutex<VecDeque<(UnixStream, OwnedFd)>>,
+    available: Semaphore,
+    control: AsyncFd<OwnedFd>,
+}
+
+impl Children {
+    /// Asks the zygote for one more child.
+    fn ask_for_one(&self) {
+        nix::sys::socket::send(
+            self.control.get_ref().as_raw_fd(),
+            b"F",
+            MsgFlags::MSG_DONTWAIT,
+        )
+        .expect("asking the zygote for a child");
+    }
+
+    /// Takes each child the zygote hands over into `ready`, as the runtime finds them.
+    async fn receive(self: Arc<Self>) {
+        loop {
+            let mut guard = self.control.readable().await.expect("the control socket");
+            loop {
+                let mut byte = [0u8; 1];
+                let mut iov = [IoSliceMut::new(&mut byte)];
+                let mut space = nix::cmsg_space!([RawFd; 2]);
+                let received = recvmsg::<()>(
+                    self.control.get_ref().as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+                );
+                let message = match received {
+                    Ok(message) => message,
+                    Err(nix::errno::Errno::EAGAIN) => {
+                        guard.clear_ready();
+                        break;
+                    }
+                    Err(e) => panic!("reading the control socket: {e}"),
+                };
+                if message.bytes == 0 {
+                    return;
+                }
+                let mut fds = Vec::new();
+                for cmsg in message.cmsgs().expect("control messages") {
+                    if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                        // SAFETY: the kernel just installed these descriptors in our table;
+                        // nothing else owns them.
+                        fds.extend(
+                            raw.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                }
+                let [channel, pidfd]: [OwnedFd; 2] = fds.try_into().expect("two descriptors");
+                let channel = StdUnixStream::from(channel);
+                channel.set_nonblocking(true).expect("non-blocking");
+                let channel = UnixStream::from_std(channel).expect("registered");
+                self.ready.lock().unwrap().push_back((channel, pidfd));
+                self.available.add_permits(1);
+            }
+        }
+    }
+}
+
+async fn serve_fresh(listen: String, control: OwnedFd) {
+    let children = Arc::new(Children {
+        ready: Mutex::new(VecDeque::new()),
+        available: Semaphore::new(0),
+        // SAFETY: `control` is an open descriptor owned by the AsyncFd from here on, so it stays
+        // open and the same until the AsyncFd is dropped.
+        control: unsafe { AsyncFd::register_with_interest(control, Interest::READABLE) }
+            .expect("the control socket registered"),
+    });
+    for _ in 0..POOL {
+        children.ask_for_one();
+    }
+    tokio::spawn(children.clone().receive());
+    let app = Router::new()
+        .route(
+            "/readyz",
+            get(|| async { Json(json!({"status": "ready"})) }),
+        )
+        .route("/v1/run", post(run_fresh))
+        .with_state(children);
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .expect("binding");
+    axum::serve(listener, app).await.expect("serving");
+}
+
+async fn run_fresh(
+    State(children): State<Arc<Children>>,
+    Json(request): Json<Value>,
+) -> Json<Value> {
+    let job = serde_json::to_vec(&json!({
+        "code": request["code"],
+        "inputs": request["inputs"],
+    }))
+    .expect("a job");
+    // In a task of its own, as in `run`: a request dropped by its client still ends its run.
+    let report = tokio::spawn(async move {
+        children.available.acquire().await.expect("open").forget();
+        let (mut channel, _pidfd) = children
+            .ready
+            .lock()
+            .unwrap()
+            .pop_front()
+            .expect("a permit is a child");
+        children.ask_for_one();
+        let mut frame = (job.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(&job);
+        channel.write_all(&frame).await.expect("job written");
+        let mut length = [0u8; 4];
+        channel
+            .read_exact(&mut length)
+            .await
+            .expect("report length");
+        let mut report = vec![0u8; u32::from_le_bytes(length) as usize];
+        channel.read_exact(&mut report).await.expect("report");
+        report
+    })
+    .await
+    .expect("the run");
     let report: Value = serde_json::from_slice(&report).expect("a report");
     Json(json!({
         "ok": report["ok"],

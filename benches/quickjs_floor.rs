@@ -27,28 +27,12 @@
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use rquickjs::context::EvalOptions;
-use rquickjs::function::Func;
-use rquickjs::{Context, Ctx, Function, Object, Runtime, Value};
-use sandlot::jail::settings::{JailSettings, Layer};
+use quickjs_model::{build, lock_down, Level, JOB};
+use rquickjs::{Context, Runtime};
 use sandlot::jail::Jail;
 use sandlot::protocol::CHILD_CHANNEL_FD;
 
-mod bundles {
-    include!(concat!(env!("OUT_DIR"), "/bundles.rs"));
-}
-
-const PRELUDE: &str = include_str!("../stdlib-shims/javascript/prelude.js");
-const LOCALE: &str = include_str!("../stdlib-shims/javascript/locale.js");
-const JOB: &str = r#"{"code": "function main({a, b}) { return {sum: a + b}; }",
-                      "inputs": {"a": 1, "b": 2}}"#;
-
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-enum Level {
-    Globals,
-    Modules,
-    Intl,
-}
+mod quickjs_model;
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -106,80 +90,6 @@ fn main() {
     );
 }
 
-/// Locks this process down as a javascript zygote locks itself (its namespaces aside: not
-/// modelled); returns the jail whose child half each child applies, and /dev/null for it.
-fn lock_down() -> (Jail, OwnedFd) {
-    let opened = std::fs::File::open("/dev/null").expect("/dev/null");
-    // Above the child's fixed numbers (3 and 4), which its jail puts the channel and output at.
-    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor of an open one, owned by nothing yet.
-    let devnull = unsafe { libc::fcntl(opened.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 5) };
-    assert!(devnull >= 5, "moving /dev/null's descriptor");
-    // SAFETY: the descriptor was just made and nothing else owns it.
-    let devnull = unsafe { OwnedFd::from_raw_fd(devnull) };
-    let mut settings = JailSettings::new(sandlot::config::LimitPolicy::default().max);
-    if !nix::unistd::geteuid().is_root() {
-        settings.skip.push(Layer::UidDrop);
-    }
-    let mut jail = Jail::prepare(settings, &[], false).expect("preparing the jail");
-    jail.lock_zygote().expect("locking the model's zygote down");
-    (jail, devnull)
-}
-
-/// Evaluates what a zygote of `level` holds, in the order the zygote does.
-fn build(ctx: &Ctx<'_>, level: Level) -> rquickjs::Result<()> {
-    let install: Function = ctx.eval(PRELUDE)?;
-    let polyfills = evaluate(ctx, "globals", bundles::GLOBALS)?;
-    let allowed: Vec<String> = bundles::MODULES
-        .iter()
-        .map(|(n, _)| n.to_string())
-        .collect();
-    let hooks: Object = install.call((
-        Func::from(|_fd: i32, _text: String| {}),
-        Func::from(random_bytes),
-        Func::from(|_request: String| String::new()),
-        allowed,
-        polyfills,
-        // No natives: the model's runs fetch nothing, have no files and load no module.
-        Object::new(ctx.clone())?,
-    ))?;
-    let loader: Value = if level == Level::Intl {
-        let exports = evaluate(ctx, "intl", bundles::INTL)?;
-        exports.get::<_, Function>("warmUp")?.call::<_, ()>(())?;
-        Value::new_null(ctx.clone())
-    } else {
-        ctx.eval("(function loadIntl() { throw new Error('not in this model'); })")?
-    };
-    ctx.eval::<Function, _>(LOCALE)?.call::<_, ()>((loader,))?;
-    if level >= Level::Modules {
-        let register: Function = hooks.get("registerModule")?;
-        for (name, source) in bundles::MODULES {
-            register.call::<_, ()>((*name, evaluate(ctx, name, source)?))?;
-        }
-    }
-    Ok(())
-}
-
-/// The prelude's source of random bytes (only a pooled child's `prepareRun` asks for them).
-fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<rquickjs::ArrayBuffer<'js>> {
-    rquickjs::ArrayBuffer::new(ctx, vec![4u8; n])
-}
-
-/// One CommonJS bundle run with its own `module`; its exports.
-fn evaluate<'js>(ctx: &Ctx<'js>, name: &str, source: &str) -> rquickjs::Result<Object<'js>> {
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = false;
-    options.filename = Some(format!("<npm:{name}>"));
-    let factory: Function = ctx.eval_with_options(
-        format!("(function (module, exports) {{\n{source}\n}})"),
-        options,
-    )?;
-    let module = Object::new(ctx.clone())?;
-    module.set("exports", Object::new(ctx.clone())?)?;
-    factory.call::<_, ()>((module.clone(), module.get::<_, Object>("exports")?))?;
-    module.get("exports")
-}
-
 /// Forks a child that runs the job and writes the result to a socket: its pid and the read end
 /// of the socket pair, for [`reap`].
 fn fork_one_run(context: &Context, jail: Option<&mut (Jail, OwnedFd)>) -> (libc::pid_t, OwnedFd) {
@@ -205,7 +115,9 @@ fn fork_one_run(context: &Context, jail: Option<&mut (Jail, OwnedFd)>) -> (libc:
             // SAFETY: lock_child left the channel at its fixed number, owned by nothing else.
             write_end = unsafe { OwnedFd::from_raw_fd(CHILD_CHANNEL_FD) };
         }
-        let result = context.with(|ctx| run(&ctx)).unwrap_or_default();
+        let result = context
+            .with(|ctx| quickjs_model::run(&ctx, JOB))
+            .unwrap_or_default();
         // SAFETY: writes the result's bytes from a live buffer to the socket this child owns, then
         // ends the child without unwinding or running the parent's exit handlers.
         unsafe {
@@ -229,22 +141,6 @@ fn reap((pid, read_end): (libc::pid_t, OwnedFd)) {
     let mut status = 0;
     // SAFETY: waits for the child forked above.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-}
-
-/// What a child does with its job: decode it, evaluate the code, call `main`, encode.
-fn run(ctx: &Ctx<'_>) -> rquickjs::Result<String> {
-    let job: serde_json::Value = serde_json::from_str(JOB).expect("the job is JSON");
-    let inputs = ctx.json_parse(job["inputs"].to_string())?;
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = false;
-    ctx.eval_with_options::<(), _>(job["code"].as_str().unwrap_or_default(), options)?;
-    let main: Function = ctx.globals().get("main")?;
-    let returned: Value = main.call((inputs,))?;
-    Ok(ctx
-        .json_stringify(returned)?
-        .map(|s| s.to_string().unwrap_or_default())
-        .unwrap_or_default())
 }
 
 /// CPU seconds and minor faults of this process and its reaped children so far.
