@@ -1,6 +1,6 @@
 //! The floor under sandlot's server: what a request costs when an HTTP server in front of
-//! separate processes only hands each job to one and returns its answer — no fork, no jail, no
-//! pool to refill, no output file, no log line. The quickjs_floor models cost the other side (a
+//! separate processes only hands each job to one and returns its answer — in its first mode no
+//! fork, no jail, no pool to refill, no output file, no log line. The quickjs_floor models cost the other side (a
 //! child's fork, run and exit); this one costs what any server of sandlot's shape must add to
 //! them, so that the two together say what a run could cost at the least.
 //!
@@ -19,19 +19,22 @@
 //!
 //!     cargo bench --bench handoff_floor -- serve --fork-per-run --listen 127.0.0.1:PORT
 //!
-//! (or `HANDOFF_FORK_PER_RUN` set, as `bench/fresh_starts` can start it).
+//! (or `HANDOFF_FORK_PER_RUN` set, as `bench/fresh_starts` can start it; its huge-pages column
+//! then reads -1: it looks for a `__zygote` process).
 //! `--fork-per-run` puts the other side of sandlot's shape behind the same server: the least a
 //! run of it could cost, whole. Instead of persistent workers, a zygote forked before the
-//! runtime builds the QuickJS globals model's heap (`quickjs_model`), locks itself down as a
-//! javascript zygote does, and forks a child per run ahead of demand (eight at first, one more
-//! for each child the server takes), each joined to the server by a socket pair of its own.
-//! The zygote hands the server that socket and a pidfd (what a server needs to kill a run that
-//! overstays) in one message over a control socket; the child applies the jail's child half,
-//! reads its job, runs it and writes its report, and exits; the zygote reaps it before its next
+//! runtime builds the QuickJS globals model's heap (`quickjs_model`) with the memory layout a
+//! javascript zygote has (its allocations in a child from a fresh region, QuickJS's arenas
+//! filled, the heap on a 2 MiB boundary in huge pages), locks itself down as a javascript
+//! zygote does, and forks a child per run ahead of demand (eight at first, one more for each
+//! child the server takes), each joined to the server by a socket pair of its own. The zygote
+//! hands the server that socket and a pidfd (with which the server kills a run that overstays
+//! its time) in one message over a control socket; the child applies the jail's child half,
+//! reads its job, runs it, writes its report and exits; the zygote reaps it before its next
 //! fork. That is sandlot's protocol cut to what a jailed, single-use child behind a server needs:
-//! no output file, no exit events, no kill, no log line, no limits of the job's own. The CPU of
-//! the whole tree a request is that shape's floor, which `bench/compare`'s floor group measures
-//! as it measures sandlot's.
+//! no output file, no exit events, no log line, no limits of the job's own, no namespaces. The
+//! CPU of the whole tree a request is that shape's floor, which `bench/compare`'s floor group
+//! measures as it measures sandlot's.
 
 use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut, Read, Write};
@@ -58,6 +61,14 @@ use tokio::net::UnixStream;
 use tokio::sync::Semaphore;
 
 mod quickjs_model;
+
+/// As sandlot's binary: in a child, Rust's new memory comes from the child's fresh region.
+#[global_allocator]
+static ALLOCATOR: sandlot::zygote::out_of_memory::ReportingAllocator =
+    sandlot::zygote::out_of_memory::ReportingAllocator;
+
+/// How long a run may take before the server kills it: sandlot's default.
+const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const REPORT: &[u8] = br#"{"ok":true,"result":{"sum":3},"exit_code":0}"#;
 
@@ -241,17 +252,26 @@ async fn run(State(workers): State<Arc<Workers>>, Json(request): Json<Value>) ->
 /// How many children the zygote forks before any demand: a pool at c=8 grows to about this.
 const POOL: usize = 8;
 
-/// The zygote of `--fork-per-run`: the globals model's heap in huge pages, locked down, then a
+/// The zygote of `--fork-per-run`: the globals model's heap laid out as a javascript zygote
+/// lays out its own (`zygote::run_zygote`, `JavascriptEngine::prepare`), locked down, then a
 /// child forked for each byte the server sends. Leaves when the server's end closes.
 fn zygote(control: OwnedFd) -> ! {
-    let runtime = Runtime::new().expect("a QuickJS runtime");
+    use sandlot::zygote::javascript::quickjs_memory;
+    use sandlot::zygote::{fresh_memory, huge_pages};
+    huge_pages::align_program_break();
+    fresh_memory::map_region();
+    let runtime =
+        Runtime::new_with_alloc(quickjs_memory::FreshInChild).expect("a QuickJS runtime");
     let context = Context::full(&runtime).expect("a QuickJS context");
     context
         .with(|ctx| quickjs_model::build(&ctx, quickjs_model::Level::Globals))
         .expect("building the heap");
     runtime.run_gc();
-    let _ = sandlot::zygote::huge_pages::collapse_anonymous_memory();
-    let _ = sandlot::zygote::huge_pages::remap_read_only_code(false);
+    context.with(|ctx| quickjs_memory::fill_arenas(&ctx));
+    let heap_in_use = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
+    huge_pages::align_program_break();
+    let _ = huge_pages::collapse_anonymous_memory();
+    let _ = huge_pages::remap_read_only_code(false);
     let (mut jail, devnull) = quickjs_model::lock_down();
     loop {
         let mut command = [0u8; 1];
@@ -264,18 +284,29 @@ fn zygote(control: OwnedFd) -> ! {
         while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
             waitpid(None, Some(WaitPidFlag::WNOHANG))
         {}
-        fork_child(&context, &mut jail, &devnull, &control);
+        fork_child(&runtime, &context, heap_in_use, &mut jail, &devnull, &control);
     }
     // SAFETY: ends the zygote without unwinding into the server's stack it was forked from.
     unsafe { libc::_exit(0) }
 }
 
 /// One child, handed to the server as its end of the child's socket pair and a pidfd.
-fn fork_child(context: &Context, jail: &mut Jail, devnull: &OwnedFd, control: &OwnedFd) {
+fn fork_child(
+    runtime: &Runtime,
+    context: &Context,
+    heap_in_use: usize,
+    jail: &mut Jail,
+    devnull: &OwnedFd,
+    control: &OwnedFd,
+) {
     let (server_end, child_end) = StdUnixStream::pair().expect("a socket pair");
     // SAFETY: the zygote is single-threaded; the child runs its job and leaves with _exit.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
+        sandlot::zygote::fresh_memory::use_region_in_child();
+        // As a sandlot child: no cycle collection (which would copy every page of the shared
+        // heap) before the run has allocated half of sandlot's default 256 MiB budget.
+        runtime.set_gc_threshold(heap_in_use.saturating_add(128 << 20));
         drop(server_end);
         let output = devnull.try_clone();
         let locked = output.map_err(drop).and_then(|output| {
@@ -326,6 +357,7 @@ fn answer_one_job(context: &Context, mut channel: StdUnixStream) {
     let result = context
         .with(|ctx| quickjs_model::run(&ctx, &job))
         .unwrap_or_default();
+    let result = if result.is_empty() { "null" } else { &result };
     let report = format!(r#"{{"ok":true,"result":{result},"exit_code":0}}"#);
     let mut frame = (report.len() as u32).to_le_bytes().to_vec();
     frame.extend_from_slice(report.as_bytes());
@@ -370,10 +402,15 @@ impl Children {
                         guard.clear_ready();
                         break;
                     }
-                    Err(e) => panic!("reading the control socket: {e}"),
+                    Err(e) => {
+                        eprintln!("reading the control socket: {e}");
+                        std::process::exit(1);
+                    }
                 };
                 if message.bytes == 0 {
-                    return;
+                    // The zygote is gone: no run could be answered any more.
+                    eprintln!("the zygote closed its control socket");
+                    std::process::exit(1);
                 }
                 let mut fds = Vec::new();
                 for cmsg in message.cmsgs().expect("control messages") {
@@ -435,24 +472,39 @@ async fn run_fresh(
     // In a task of its own, as in `run`: a request dropped by its client still ends its run.
     let report = tokio::spawn(async move {
         children.available.acquire().await.expect("open").forget();
-        let (mut channel, _pidfd) = children
+        let (mut channel, pidfd) = children
             .ready
             .lock()
             .unwrap()
             .pop_front()
             .expect("a permit is a child");
         children.ask_for_one();
-        let mut frame = (job.len() as u32).to_le_bytes().to_vec();
-        frame.extend_from_slice(&job);
-        channel.write_all(&frame).await.expect("job written");
-        let mut length = [0u8; 4];
-        channel
-            .read_exact(&mut length)
-            .await
-            .expect("report length");
-        let mut report = vec![0u8; u32::from_le_bytes(length) as usize];
-        channel.read_exact(&mut report).await.expect("report");
-        report
+        let exchange = async {
+            let mut frame = (job.len() as u32).to_le_bytes().to_vec();
+            frame.extend_from_slice(&job);
+            channel.write_all(&frame).await?;
+            let mut length = [0u8; 4];
+            channel.read_exact(&mut length).await?;
+            let mut report = vec![0u8; u32::from_le_bytes(length) as usize];
+            channel.read_exact(&mut report).await?;
+            Ok::<_, std::io::Error>(report)
+        };
+        match tokio::time::timeout(TIMEOUT, exchange).await {
+            Ok(report) => report.expect("the exchange"),
+            Err(_) => {
+                // SAFETY: sends SIGKILL through a pidfd this function owns.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        pidfd.as_raw_fd(),
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    )
+                };
+                br#"{"ok":false,"result":null,"exit_code":137}"#.to_vec()
+            }
+        }
     })
     .await
     .expect("the run");

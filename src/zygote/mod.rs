@@ -9,7 +9,7 @@ mod brokered_connection;
 pub mod child;
 pub mod fresh_memory;
 pub mod huge_pages;
-mod javascript;
+pub mod javascript;
 mod native_libraries;
 mod numpy_memory;
 pub mod out_of_memory;

@@ -14,7 +14,7 @@ mod modules;
 mod outcome;
 mod output;
 mod plain_json;
-mod quickjs_memory;
+pub mod quickjs_memory;
 
 use std::time::Instant;
 
