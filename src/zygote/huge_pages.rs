@@ -118,13 +118,36 @@ pub fn remap_read_only_code(python: bool) -> io::Result<usize> {
     let mut moved = 0;
     let wanted = |path: &str| path == exe || (python && is_python_code(path));
     for run in read_only_runs(&maps, wanted) {
-        for (block, protection) in run.blocks() {
-            if remap_block(block, protection) {
-                moved += HUGE_PAGE;
+        for (start, blocks, protection) in spans(run.blocks()) {
+            if remap_blocks(start, blocks, protection) {
+                moved += blocks * HUGE_PAGE;
+            } else if blocks > 1 {
+                // One at a time, as far as each goes.
+                for block in (start..start + blocks * HUGE_PAGE).step_by(HUGE_PAGE) {
+                    if remap_blocks(block, 1, protection) {
+                        moved += HUGE_PAGE;
+                    }
+                }
             }
         }
     }
     Ok(moved)
+}
+
+/// Adjacent blocks of one protection as one span (start, blocks, protection): moved in one
+/// piece, they are one mapping, which every fork copies and every exit drops once, where a
+/// mapping a block cost each of them one per block.
+fn spans(blocks: impl Iterator<Item = (usize, libc::c_int)>) -> Vec<(usize, usize, libc::c_int)> {
+    let mut spans: Vec<(usize, usize, libc::c_int)> = Vec::new();
+    for (block, protection) in blocks {
+        match spans.last_mut() {
+            Some((start, count, p)) if *p == protection && *start + *count * HUGE_PAGE == block => {
+                *count += 1
+            }
+            _ => spans.push((block, 1, protection)),
+        }
+    }
+    spans
 }
 
 /// Adjacent private read-only mappings of one file: [start, end), and where its code is.
@@ -198,18 +221,19 @@ fn is_python_code(path: &str) -> bool {
         && (name.starts_with("libpython") || name.contains(".cpython-"))
 }
 
-/// Copies one 2 MiB block into an aligned anonymous huge page, gives it the block's
+/// Copies `blocks` 2 MiB blocks from `start` into aligned anonymous huge pages, gives them
 /// `protection`, and moves that copy over the original in one `mremap`: the bytes at every
-/// address stay the same throughout, so even the code doing it may live in the block.
-fn remap_block(block: usize, protection: libc::c_int) -> bool {
-    // SAFETY: a new private anonymous mapping (twice the size, to find an aligned block in it),
-    // written only by this function; `block` is a readable block of this process's own code or
-    // constants, HUGE_PAGE long, which the final mremap replaces by the identical copy. The
-    // unaligned ends of the scratch mapping are unmapped before the move.
+/// address stay the same throughout, so even the code doing it may live in the blocks.
+fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> bool {
+    let length = blocks * HUGE_PAGE;
+    // SAFETY: a new private anonymous mapping (a block longer, to find an aligned range in it),
+    // written only by this function; [start, start + length) is readable code or constants of
+    // this process's own, which the final mremap replaces by the identical copy. The unaligned
+    // ends of the scratch mapping are unmapped before the move.
     unsafe {
         let scratch = libc::mmap(
             std::ptr::null_mut(),
-            2 * HUGE_PAGE,
+            length + HUGE_PAGE,
             libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
             -1,
@@ -223,31 +247,32 @@ fn remap_block(block: usize, protection: libc::c_int) -> bool {
         if head > 0 {
             libc::munmap(scratch, head);
         }
-        let tail = 2 * HUGE_PAGE - head - HUGE_PAGE;
+        let tail = HUGE_PAGE - head;
         if tail > 0 {
-            libc::munmap((aligned + HUGE_PAGE) as *mut libc::c_void, tail);
+            libc::munmap((aligned + length) as *mut libc::c_void, tail);
         }
         let copy = aligned as *mut libc::c_void;
-        libc::madvise(copy, HUGE_PAGE, libc::MADV_HUGEPAGE);
-        std::ptr::copy_nonoverlapping(block as *const u8, copy.cast::<u8>(), HUGE_PAGE);
-        // A copy in small pages would cost every fork 512 entries where the file costs none.
-        if libc::madvise(copy, HUGE_PAGE, MADV_COLLAPSE) != 0 {
-            libc::munmap(copy, HUGE_PAGE);
+        libc::madvise(copy, length, libc::MADV_HUGEPAGE);
+        std::ptr::copy_nonoverlapping(start as *const u8, copy.cast::<u8>(), length);
+        // A copy in small pages would cost every fork 512 entries a block where the file costs
+        // none.
+        if libc::madvise(copy, length, MADV_COLLAPSE) != 0 {
+            libc::munmap(copy, length);
             return false;
         }
-        if libc::mprotect(copy, HUGE_PAGE, protection) != 0 {
-            libc::munmap(copy, HUGE_PAGE);
+        if libc::mprotect(copy, length, protection) != 0 {
+            libc::munmap(copy, length);
             return false;
         }
         let moved = libc::mremap(
             copy,
-            HUGE_PAGE,
-            HUGE_PAGE,
+            length,
+            length,
             libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            block as *mut libc::c_void,
+            start as *mut libc::c_void,
         );
         if moved == libc::MAP_FAILED {
-            libc::munmap(copy, HUGE_PAGE);
+            libc::munmap(copy, length);
             return false;
         }
         true
@@ -313,5 +338,24 @@ mod tests {
         assert!(!is_python_code("/usr/lib/locale/C.utf8/LC_CTYPE"));
         assert!(!is_python_code("[vdso]"));
         assert!(!is_python_code("/opt/libpython.sock"));
+    }
+
+    #[test]
+    fn adjacent_blocks_of_one_protection_are_one_span() {
+        let exec = libc::PROT_READ | libc::PROT_EXEC;
+        let read = libc::PROT_READ;
+        let h = HUGE_PAGE;
+        let blocks = [
+            (0, read),
+            (h, read),
+            (2 * h, exec),
+            (3 * h, exec),
+            (5 * h, exec),
+        ];
+        assert_eq!(
+            spans(blocks.into_iter()),
+            vec![(0, 2, read), (2 * h, 2, exec), (5 * h, 1, exec)],
+            "a change of protection or a gap starts a new span"
+        );
     }
 }
