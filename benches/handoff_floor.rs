@@ -260,8 +260,7 @@ fn zygote(control: OwnedFd) -> ! {
     use sandlot::zygote::{fresh_memory, huge_pages};
     huge_pages::align_program_break();
     fresh_memory::map_region();
-    let runtime =
-        Runtime::new_with_alloc(quickjs_memory::FreshInChild).expect("a QuickJS runtime");
+    let runtime = Runtime::new_with_alloc(quickjs_memory::FreshInChild).expect("a QuickJS runtime");
     let context = Context::full(&runtime).expect("a QuickJS context");
     context
         .with(|ctx| quickjs_model::build(&ctx, quickjs_model::Level::Globals))
@@ -284,7 +283,14 @@ fn zygote(control: OwnedFd) -> ! {
         while let Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) =
             waitpid(None, Some(WaitPidFlag::WNOHANG))
         {}
-        fork_child(&runtime, &context, heap_in_use, &mut jail, &devnull, &control);
+        fork_child(
+            &runtime,
+            &context,
+            heap_in_use,
+            &mut jail,
+            &devnull,
+            &control,
+        );
     }
     // SAFETY: ends the zygote without unwinding into the server's stack it was forked from.
     unsafe { libc::_exit(0) }
