@@ -119,15 +119,21 @@ pub fn remap_read_only_code(python: bool) -> io::Result<usize> {
     let wanted = |path: &str| path == exe || (python && is_python_code(path));
     for run in read_only_runs(&maps, wanted) {
         for (start, blocks, protection) in spans(run.blocks()) {
-            if remap_blocks(start, blocks, protection) {
-                moved += blocks * HUGE_PAGE;
-            } else if blocks > 1 {
-                // One at a time, as far as each goes.
-                for block in (start..start + blocks * HUGE_PAGE).step_by(HUGE_PAGE) {
-                    if remap_blocks(block, 1, protection) {
-                        moved += HUGE_PAGE;
+            // SAFETY: the span is whole blocks of this process's own read-only code or
+            // constants (from its maps), and the zygote is still single-threaded.
+            match unsafe { remap_blocks(start, blocks, protection) } {
+                Remapped::Moved => moved += blocks * HUGE_PAGE,
+                // The original is untouched: one block at a time, as far as each goes.
+                Remapped::NoCopy if blocks > 1 => {
+                    for block in (start..start + blocks * HUGE_PAGE).step_by(HUGE_PAGE) {
+                        // SAFETY: one block of the same span.
+                        if let Remapped::Moved = unsafe { remap_blocks(block, 1, protection) } {
+                            moved += HUGE_PAGE;
+                        }
                     }
                 }
+                // A failed move may have unmapped the original already: touch it no more.
+                Remapped::NoCopy | Remapped::MoveFailed => {}
             }
         }
     }
@@ -135,8 +141,8 @@ pub fn remap_read_only_code(python: bool) -> io::Result<usize> {
 }
 
 /// Adjacent blocks of one protection as one span (start, blocks, protection): moved in one
-/// piece, they are one mapping, which every fork copies and every exit drops once, where a
-/// mapping a block cost each of them one per block.
+/// piece, they are one mapping, which every fork copies and every exit drops once, where one
+/// mapping per block cost them once per block.
 fn spans(blocks: impl Iterator<Item = (usize, libc::c_int)>) -> Vec<(usize, usize, libc::c_int)> {
     let mut spans: Vec<(usize, usize, libc::c_int)> = Vec::new();
     for (block, protection) in blocks {
@@ -221,14 +227,28 @@ fn is_python_code(path: &str) -> bool {
         && (name.starts_with("libpython") || name.contains(".cpython-"))
 }
 
+/// How [`remap_blocks`] ended.
+enum Remapped {
+    Moved,
+    /// No copy could be made; the original is as it was.
+    NoCopy,
+    /// The move failed, after the kernel may have unmapped the original.
+    MoveFailed,
+}
+
 /// Copies `blocks` 2 MiB blocks from `start` into aligned anonymous huge pages, gives them
 /// `protection`, and moves that copy over the original in one `mremap`: the bytes at every
 /// address stay the same throughout, so even the code doing it may live in the blocks.
-fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> bool {
+///
+/// # Safety
+///
+/// [start, start + blocks × 2 MiB) must be readable memory of this process whose bytes may be
+/// replaced by an identical private copy, and no other thread may run while it moves.
+unsafe fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> Remapped {
     let length = blocks * HUGE_PAGE;
     // SAFETY: a new private anonymous mapping (a block longer, to find an aligned range in it),
-    // written only by this function; [start, start + length) is readable code or constants of
-    // this process's own, which the final mremap replaces by the identical copy. The unaligned
+    // written only by this function; [start, start + length) is readable and replaceable (the
+    // caller's promise), and the final mremap replaces it by the identical copy. The unaligned
     // ends of the scratch mapping are unmapped before the move.
     unsafe {
         let scratch = libc::mmap(
@@ -240,7 +260,7 @@ fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> bool {
             0,
         );
         if scratch == libc::MAP_FAILED {
-            return false;
+            return Remapped::NoCopy;
         }
         let aligned = (scratch as usize).next_multiple_of(HUGE_PAGE);
         let head = aligned - scratch as usize;
@@ -258,11 +278,11 @@ fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> bool {
         // none.
         if libc::madvise(copy, length, MADV_COLLAPSE) != 0 {
             libc::munmap(copy, length);
-            return false;
+            return Remapped::NoCopy;
         }
         if libc::mprotect(copy, length, protection) != 0 {
             libc::munmap(copy, length);
-            return false;
+            return Remapped::NoCopy;
         }
         let moved = libc::mremap(
             copy,
@@ -273,9 +293,9 @@ fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> bool {
         );
         if moved == libc::MAP_FAILED {
             libc::munmap(copy, length);
-            return false;
+            return Remapped::MoveFailed;
         }
-        true
+        Remapped::Moved
     }
 }
 
@@ -357,5 +377,66 @@ mod tests {
             vec![(0, 2, read), (2 * h, 2, exec), (5 * h, 1, exec)],
             "a change of protection or a gap starts a new span"
         );
+    }
+
+    #[test]
+    fn a_library_s_blocks_of_one_protection_are_one_span() {
+        let runs = read_only_runs(MAPS, is_python_code);
+        let exec = libc::PROT_READ | libc::PROT_EXEC;
+        assert_eq!(
+            spans(runs[0].blocks()),
+            vec![
+                (0x7f0000000000, 2, exec),
+                (0x7f0000400000, 1, libc::PROT_READ)
+            ]
+        );
+    }
+
+    /// Three blocks of known bytes moved as one: the same bytes at the same addresses, in one
+    /// mapping. Skipped where the kernel cannot collapse memory into huge pages.
+    #[test]
+    fn a_span_keeps_its_bytes_and_becomes_one_mapping() {
+        const BLOCKS: usize = 3;
+        let length = BLOCKS * HUGE_PAGE;
+        // SAFETY: a new private anonymous mapping owned by this test, aligned down below, filled,
+        // made read-only, moved by remap_blocks and unmapped at the end.
+        unsafe {
+            let raw = libc::mmap(
+                std::ptr::null_mut(),
+                length + HUGE_PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(raw, libc::MAP_FAILED);
+            let start = (raw as usize).next_multiple_of(HUGE_PAGE);
+            let bytes = std::slice::from_raw_parts_mut(start as *mut u8, length);
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                *byte = (i % 251) as u8;
+            }
+            assert_eq!(libc::mprotect(start as *mut _, length, libc::PROT_READ), 0);
+            let outcome = remap_blocks(start, BLOCKS, libc::PROT_READ);
+            if let Remapped::Moved = outcome {
+                let bytes = std::slice::from_raw_parts(start as *const u8, length);
+                assert!(
+                    bytes.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+                    "the copy holds the original's bytes"
+                );
+                let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+                let containing: Vec<_> = mappings(&maps)
+                    .filter(|m| m.start < start + length && start < m.end)
+                    .collect();
+                assert_eq!(containing.len(), 1, "one mapping holds the span");
+                assert!(containing[0].start <= start && start + length <= containing[0].end);
+            } else {
+                assert!(
+                    matches!(outcome, Remapped::NoCopy),
+                    "a failed copy leaves the original"
+                );
+                eprintln!("skipped: no huge pages to collapse into here");
+            }
+            libc::munmap(raw, length + HUGE_PAGE);
+        }
     }
 }
