@@ -21,6 +21,7 @@ pub mod namespaces;
 pub mod no_new_privs;
 pub mod parent_death;
 pub mod probe;
+pub mod refused_calls;
 pub mod resource_limits;
 pub mod seccomp;
 mod seccomp_policy;

@@ -1,12 +1,15 @@
 //! The seccomp filters, compiled once in the zygote from [`super::seccomp_policy`].
 //!
-//! Four programs. A zygote installs three on itself once its interpreter is built, and every
-//! child inherits them at fork, at no cost: an allowlist whose misses get EPERM (the
-//! interpreters' calls and the zygote's own), a kill list whose hits kill the process, and a
-//! trap list whose hits the process answers itself (`stat_emulation.rs`). One seccompiler
-//! filter has one action for a match; the kernel runs them all and takes the strictest answer
-//! (kill, then trap, then EPERM, then allow). Each child then installs the fourth, short one
-//! ([`super::seccomp_refusal`]): it refuses the zygote's own calls, so user code runs under the
+//! Five programs. A zygote installs four on itself once its interpreter is built, and every
+//! child inherits them at fork, at no cost: an allowlist whose misses are trapped (the
+//! interpreters' calls and the zygote's own; the process's handler answers a miss with EPERM
+//! and notes it, `stat_emulation.rs` and `refused_calls.rs`), a kill list whose hits kill the
+//! process, a trap list whose hits the process answers itself (`stat_emulation.rs`), and the
+//! [`UNTRAPPED`] list, whose hits get EPERM from the kernel. One seccompiler filter has one
+//! action for a match; the kernel runs them all and takes the strictest answer (kill, then
+//! trap, then EPERM, then allow), so the allowlist allows the untrapped calls in every form and
+//! leaves their refusal to their own program. Each child then installs the fifth, short one
+//! ([`super::seccomp_refusal`]): it traps the zygote's own calls, so user code runs under the
 //! interpreters' allowlist alone.
 
 use std::collections::BTreeMap;
@@ -17,8 +20,8 @@ use seccompiler::{
 };
 
 use super::seccomp_policy::{
-    ArgIs, ALLOWED, ALLOWED_IF, EMULATED, EXECUTABLE_FILE_MAPPING, KILLED, LIST_DIRECTORY,
-    READ_ONLY_OPEN, ZYGOTE_ONLY,
+    ArgIs, ALLOWED, ALLOWED_IF, EMULATED, EXECUTABLE_FILE_MAPPING, FORK_FLAGS, KILLED,
+    LIST_DIRECTORY, READ_ONLY_OPEN, UNTRAPPED, ZYGOTE_ONLY,
 };
 use super::seccomp_socket_use::SOCKET_USE;
 use super::{seccomp_refusal, stat_emulation, JailError};
@@ -28,6 +31,7 @@ pub struct Filter {
     allow: BpfProgram,
     kill: BpfProgram,
     trap: BpfProgram,
+    untrapped: BpfProgram,
     child: BpfProgram,
 }
 
@@ -45,6 +49,7 @@ impl Filter {
             allow,
             kill,
             trap,
+            untrapped: compile_untrapped().map_err(JailError::SeccompCompile)?,
             child: seccomp_refusal::compile(&refused_in_children())?,
         })
     }
@@ -70,9 +75,14 @@ impl Filter {
         for (nr, _name, conditions) in conditional {
             add_rule(&mut allowed, *nr, conditions)?;
         }
+        // Never trapped: allowed here in every form, refused by their own program.
+        for (nr, _name, _conditions) in UNTRAPPED {
+            add_rule(&mut allowed, *nr, &[])?;
+        }
+        add_rule(&mut allowed, libc::SYS_clone, &[])?;
         let allow = SeccompFilter::new(
             allowed,
-            SeccompAction::Errno(libc::EPERM as u32),
+            SeccompAction::Trap,
             SeccompAction::Allow,
             target_arch(),
         )?;
@@ -99,13 +109,14 @@ impl Filter {
         install(&self.kill)
     }
 
-    /// In the zygote: the kill list, the allowlist and the trap list (its handler first),
-    /// inherited by every child.
+    /// In the zygote: the kill list, the allowlist, the trap list (their handler first) and
+    /// the untrapped list, inherited by every child.
     pub fn apply_to_zygote(&self) -> Result<(), JailError> {
         stat_emulation::install()?;
         install(&self.kill)?;
         install(&self.allow)?;
-        install(&self.trap)
+        install(&self.trap)?;
+        install(&self.untrapped)
     }
 
     /// In a child, its set-up done: the zygote's own calls refused from here on.
@@ -120,7 +131,8 @@ impl Filter {
 fn refused_in_children() -> BTreeMap<i64, Vec<&'static [ArgIs]>> {
     let mut refused: BTreeMap<i64, Vec<&'static [ArgIs]>> = BTreeMap::new();
     for (nr, _name, conditions) in ZYGOTE_ONLY {
-        let form: &[ArgIs] = if interpreters_may_make(*nr) {
+        // clone's other forms are the untrapped list's, which must stay untrapped.
+        let form: &[ArgIs] = if interpreters_may_make(*nr) || *nr == libc::SYS_clone {
             conditions
         } else {
             &[]
@@ -136,6 +148,31 @@ fn interpreters_may_make(nr: i64) -> bool {
         .iter()
         .chain(SOCKET_USE)
         .any(|(allowed, _, _)| *allowed == nr)
+}
+
+/// The untrapped list's program: process and thread creation but the zygote's `fork()`, and a
+/// new SIGSYS handler, refused with EPERM by the kernel.
+fn compile_untrapped() -> Result<BpfProgram, seccompiler::Error> {
+    let mut refused: Rules = BTreeMap::new();
+    for (nr, _name, conditions) in UNTRAPPED {
+        add_rule(&mut refused, *nr, conditions)?;
+    }
+    refused.insert(
+        libc::SYS_clone,
+        vec![SeccompRule::new(vec![SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::Ne,
+            FORK_FLAGS,
+        )?])?],
+    );
+    let filter = SeccompFilter::new(
+        refused,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        target_arch(),
+    )?;
+    Ok(filter.try_into()?)
 }
 
 fn install(program: &BpfProgram) -> Result<(), JailError> {
@@ -283,7 +320,7 @@ mod tests {
         SeccompFilter::new(
             rules,
             SeccompAction::Allow,
-            SeccompAction::Errno(libc::EPERM as u32),
+            SeccompAction::Trap,
             target_arch(),
         )
         .unwrap()
@@ -362,7 +399,7 @@ mod tests {
         (refusals, compared)
     }
 
-    const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+    const REFUSE: u32 = libc::SECCOMP_RET_TRAP;
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 
     /// This machine's architecture as seccompiler's programs check it (their second word).
@@ -388,6 +425,58 @@ mod tests {
         assert!(
             refusals >= any_form * arguments_tried && refusals < compared / 4,
             "{refusals} of {compared}"
+        );
+    }
+
+    /// Threads, `posix_spawn` and `vfork` get EPERM from the kernel (glibc blocks SIGSYS around
+    /// them), as does a new SIGSYS handler; the zygote's `fork()` and everything else pass, and
+    /// the allowlist lets them all through to this program rather than trap them.
+    #[test]
+    fn creation_and_the_sigsys_handler_are_refused_untrapped() {
+        let untrapped = compile_untrapped().unwrap();
+        let (allow, _, _) = Filter::compile_policy(true, true).unwrap();
+        let native = native_arch();
+        let errno = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        let spawn = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64;
+        let nr = |n: i64| n as u32;
+        let mut cases = vec![
+            (nr(libc::SYS_clone), [thread, 0, 0, 0, 0, 0], errno),
+            (nr(libc::SYS_clone), [spawn, 0, 0, 0, 0, 0], errno),
+            (nr(libc::SYS_clone), [FORK_FLAGS, 0, 0, 0, 0, 0], ALLOW),
+            (nr(libc::SYS_clone3), [0; 6], errno),
+            (
+                nr(libc::SYS_rt_sigaction),
+                [libc::SIGSYS as u64, 1, 0, 0, 0, 0],
+                errno,
+            ),
+            (
+                nr(libc::SYS_rt_sigaction),
+                [libc::SIGINT as u64, 1, 0, 0, 0, 0],
+                ALLOW,
+            ),
+            (nr(libc::SYS_socket), [0; 6], ALLOW),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        cases.push((nr(libc::SYS_vfork), [0; 6], errno));
+        for (call, args, expected) in cases {
+            assert_eq!(
+                action(&untrapped, call, native, args),
+                expected,
+                "call {call} {args:x?}"
+            );
+            if call != nr(libc::SYS_socket) {
+                assert_eq!(
+                    action(&allow, call, native, args),
+                    ALLOW,
+                    "allowlist: {call}"
+                );
+            }
+        }
+        assert_eq!(
+            action(&allow, nr(libc::SYS_socket), native, [0; 6]),
+            REFUSE,
+            "the allowlist traps a call it does not have"
         );
     }
 
@@ -425,7 +514,7 @@ mod tests {
     fn every_zygote_only_call_the_interpreters_never_make_is_refused_in_any_form() {
         let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
         for (nr, name, _) in ZYGOTE_ONLY {
-            if interpreters_may_make(*nr) {
+            if interpreters_may_make(*nr) || *nr == libc::SYS_clone {
                 continue;
             }
             for args in [[0; 6], [u64::MAX; 6], [1, 2, 3, 4, 5, 6]] {
@@ -448,7 +537,8 @@ mod tests {
         let nr = |n: i64| n as u32;
         for (call, args, expected) in [
             (nr(libc::SYS_clone), [fork, 0, 0, 0, 0, 0], REFUSE),
-            (nr(libc::SYS_clone), [0; 6], REFUSE),
+            // Its other forms are the untrapped list's.
+            (nr(libc::SYS_clone), [0; 6], ALLOW),
             (nr(libc::SYS_memfd_create), [0; 6], REFUSE),
             (nr(libc::SYS_fcntl), fcntl(libc::F_ADD_SEALS), REFUSE),
             (nr(libc::SYS_fcntl), fcntl(libc::F_GETFD), ALLOW),

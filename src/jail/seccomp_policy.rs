@@ -9,7 +9,10 @@
 //!   child, once set up, refuses them to itself with a short filter of its own, so its code
 //!   runs under exactly the first tier.
 //! - Anything else fails with EPERM, so user code that innocently tries to open a file for
-//!   writing, make a socket, fork or exec gets an ordinary `PermissionError` / `Error`.
+//!   writing, make a socket, fork or exec gets an ordinary `PermissionError` / `Error`. The
+//!   kernel traps those calls, and the process's own handler answers EPERM and notes the call,
+//!   so that the run's error names it (`refused_calls.rs`) — but for [`UNTRAPPED`], which the
+//!   kernel answers itself.
 //! - [`KILLED`]: calls that only an exploit makes. The process dies on the spot (SIGSYS).
 
 /// One condition on an argument: `arg` masked with `mask` equals `value`. `dword` compares the
@@ -109,6 +112,14 @@ const fn fcntl_command(command: i32) -> ArgIs {
 /// Allowed only in the listed forms: an entry's conditions must all hold; entries for the same
 /// call are alternatives.
 pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
+    // isatty(), which Python asks of every file it opens as text (each import of a module's
+    // source): no descriptor a child holds is a terminal, so the kernel answers ENOTTY, as it
+    // would outside the jail, where a refusal would trap (`refused_calls.rs`) on every import.
+    (
+        libc::SYS_ioctl,
+        "ioctl(TCGETS)",
+        &[dword(1, u32::MAX as u64, libc::TCGETS)],
+    ),
     // fcntl for what the runtimes do with descriptors: copy them, read and set close-on-exec
     // and non-blocking, read a memory file's seals. Never the commands that make the kernel
     // signal someone on the child's behalf — F_SETOWN(_EX) naming another process plus O_ASYNC
@@ -191,7 +202,7 @@ pub const ALLOWED_IF: &[(i64, &str, &[ArgIs])] = &[
 ];
 
 /// glibc's `fork()`: `clone` with exactly these flags (no shared memory, no thread).
-const FORK_FLAGS: u64 =
+pub(super) const FORK_FLAGS: u64 =
     (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
 
 /// Allowed to a locked-down zygote, and to a child until its own set-up is done: forking and
@@ -318,6 +329,25 @@ pub const EXECUTABLE_FILE_MAPPING: (i64, &str, &[ArgIs]) = (
 /// Only with Landlock on: listing a directory opened read-only (Python's import system lists
 /// the directories it imports from; Landlock limits which).
 pub const LIST_DIRECTORY: (i64, &str) = (libc::SYS_getdents64, "getdents64");
+
+/// Refused with EPERM by the kernel itself, never trapped: process and thread creation other
+/// than the zygote's own `fork()` (`clone` with other flags is [`FORK_FLAGS`]' complement,
+/// built in `seccomp.rs`), because glibc blocks every signal around the clone of
+/// `pthread_create` and `posix_spawn` and CPython around its `vfork`, and a trapped call with
+/// SIGSYS blocked kills the process; and replacing the SIGSYS handler that answers the trapped
+/// calls.
+pub const UNTRAPPED: &[(i64, &str, &[ArgIs])] = &[
+    (libc::SYS_clone3, "clone3", &[]),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_fork, "fork", &[]),
+    #[cfg(target_arch = "x86_64")]
+    (libc::SYS_vfork, "vfork", &[]),
+    (
+        libc::SYS_rt_sigaction,
+        "rt_sigaction for SIGSYS",
+        &[dword(0, u32::MAX as u64, libc::SIGSYS as u64)],
+    ),
+];
 
 /// Calls no interpreter makes and no innocent code needs: the kernel attack surface of an
 /// exploit (debugging other processes, kernel modules and images, mounts and namespaces, keys,

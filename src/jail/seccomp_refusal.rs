@@ -1,5 +1,7 @@
 //! The short filter each child installs once set up, refusing the zygote's own calls
-//! ([`super::seccomp_policy::ZYGOTE_ONLY`]), assembled here rather than by seccompiler.
+//! ([`super::seccomp_policy::ZYGOTE_ONLY`]), assembled here rather than by seccompiler. It
+//! refuses by trapping, as the allowlist does: the child's SIGSYS handler answers EPERM and
+//! notes the call for the run's error ([`super::refused_calls`]).
 //!
 //! The zygote's filters are installed once and inherited; this one is installed at every fork,
 //! and the kernel's price for a filter grows with its length: it translates and JIT-compiles
@@ -32,11 +34,11 @@ const JUMP_IF_EQUAL: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
 const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
-const REFUSE: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+const REFUSE: u32 = libc::SECCOMP_RET_TRAP;
 /// As seccompiler's filters answer a call of another architecture.
 const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
-/// The program refusing `refused` with EPERM and allowing everything else. Each call maps to
+/// The program trapping `refused` and allowing everything else. Each call maps to
 /// its alternative forms, each form to the conditions that must all hold; a call with a form
 /// of no conditions is refused in any form. The conditions are the policy's, which seccompiler
 /// has already checked (an argument's number at most 5) in compiling the zygote's allowlist.

@@ -12,8 +12,10 @@
 //! reads no path, so nothing can change between the check and the call. Chromium's sandbox
 //! answers the same glibc change the same way.
 //!
-//! Code that replaces or blocks the handler (user code can: `rt_sigaction` is allowed) only
-//! loses `fstat` itself; a trapped call never reaches the kernel.
+//! The same handler answers every other trapped call, the calls the jail refuses: it notes the
+//! call for the run's error (`refused_calls.rs`) and answers EPERM. User code cannot replace
+//! the handler (`rt_sigaction` for SIGSYS is refused); code that blocks SIGSYS and then makes a
+//! refused call is killed by it. Either way a trapped call never reaches the kernel.
 
 use std::ffi::{c_int, c_void};
 
@@ -52,8 +54,8 @@ pub fn install() -> Result<(), JailError> {
     Ok(())
 }
 
-/// The SIGSYS handler. Only `newfstatat` is trapped; anything else (a SIGSYS sent by hand, a
-/// trap of another call) is answered with `EPERM` too.
+/// The SIGSYS handler: `newfstatat` emulated, any other trapped call refused with EPERM and
+/// noted; a SIGSYS not sent by seccomp is ignored.
 extern "C" fn answer_trapped_call(
     _signal: c_int,
     info: *mut libc::siginfo_t,
@@ -64,7 +66,14 @@ extern "C" fn answer_trapped_call(
     let info = unsafe { &*info.cast::<SeccompSiginfo>() };
     // SAFETY: as above; the context is this thread's saved registers, restored on return.
     let context = unsafe { &mut *context.cast::<libc::ucontext_t>() };
-    if info.code != SYS_SECCOMP || i64::from(info.syscall) != libc::SYS_newfstatat {
+    if info.code != SYS_SECCOMP {
+        return;
+    }
+    if i64::from(info.syscall) != libc::SYS_newfstatat {
+        // A call the jail refuses: noted for the run's error, and answered as the kernel
+        // would have answered it before (`refused_calls.rs`).
+        super::refused_calls::record(i64::from(info.syscall));
+        registers::set_return(context, -i64::from(libc::EPERM));
         return;
     }
     let [fd, path, buf, flags] = registers::arguments(context);
@@ -88,6 +97,7 @@ extern "C" fn answer_trapped_call(
         unsafe { *libc::__errno_location() = saved };
         answer
     } else {
+        super::refused_calls::record(libc::SYS_newfstatat);
         -i64::from(libc::EPERM)
     };
     registers::set_return(context, answer);

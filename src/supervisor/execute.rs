@@ -359,12 +359,14 @@ fn died(status: ExitStatus, job: &Job) -> RunResponse {
     match status {
         // The kernel's backstops for the deadline: RLIMIT_CPU and the interval timer.
         ExitStatus::Signal(libc::SIGXCPU) | ExitStatus::Signal(libc::SIGALRM) => timed_out(job),
-        // The seccomp kill list: a call only an exploit makes.
+        // The seccomp kill list: a call only an exploit makes; or a refused call trapped while
+        // the code had SIGSYS blocked (`jail/refused_calls.rs`).
         ExitStatus::Signal(libc::SIGSYS) => RunResponse::failed(
             RunError::new(
                 ErrorKind::RuntimeError,
                 "the process was killed for a forbidden system call (SIGSYS): the sandbox \
-                 allows no mounts, namespaces, tracing, kernel modules, keys or io_uring",
+                 allows no mounts, namespaces, tracing, kernel modules, keys or io_uring, and \
+                 a call it refuses kills a process that blocks SIGSYS",
             ),
             128 + libc::SIGSYS,
             0.0,

@@ -161,6 +161,12 @@ pub fn finish(mut report: ChildReport) -> ! {
     if report.usage.is_none() {
         report.usage = usage_since_job();
     }
+    // A run that failed on a refusal names the call the jail refused it.
+    let has_job = HAS_JOB.load(std::sync::atomic::Ordering::Relaxed);
+    if let Some(error) = report.error.as_mut().filter(|_| has_job) {
+        let last = crate::jail::refused_calls::last();
+        error.message = crate::jail::refused_calls::explain(&error.message, last.as_deref());
+    }
     let code = match write_frame(&mut *channel_file(), FrameTag::Report, &report.to_json()) {
         Ok(()) => 0,
         Err(_) => 1,
@@ -186,6 +192,7 @@ static AT_JOB: std::sync::Mutex<Option<Usage>> = std::sync::Mutex::new(None);
 
 fn job_arrived() {
     *AT_JOB.lock().unwrap_or_else(|e| e.into_inner()) = own_usage();
+    crate::jail::refused_calls::clear();
 }
 
 /// What the run has cost since its job arrived; its peak memory is the process's.
