@@ -165,8 +165,8 @@ fn lock_as_zygote(settings: &JailSettings) -> (Vec<LayerStatus>, Option<Jail>) {
         .map_err(Clone::clone)
         .and_then(|filter| filter.apply_to_zygote().map_err(|e| e.to_string()))
         .map(|()| {
-            "allowlist (EPERM) plus a kill list for exploit-only calls; each child refuses \
-             the zygote's own calls to itself"
+            "allowlist (a refusal is EPERM, named in the run's error) plus a kill list for \
+             exploit-only calls; each child refuses the zygote's own calls to itself"
                 .to_owned()
         });
     let mut probe_settings = settings.clone();

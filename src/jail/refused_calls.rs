@@ -3,10 +3,10 @@
 //!
 //! The allowlist and each child's own filter *trap* what they refuse instead of answering
 //! EPERM themselves: the process gets SIGSYS, and the handler (`stat_emulation.rs`) notes the
-//! call here and answers EPERM, so the code sees what it saw before. Process and thread
-//! creation are answered EPERM by the kernel instead (`seccomp.rs`): glibc blocks every signal
-//! around `pthread_create`'s and `posix_spawn`'s clone, and a trap with SIGSYS blocked would
-//! kill the process.
+//! call here and answers EPERM, so the code sees what it saw before. What glibc calls with
+//! every signal blocked — process and thread creation, a signal to itself — is answered EPERM
+//! by the kernel instead (`UNTRAPPED` in `seccomp_policy.rs`): a trap with SIGSYS blocked
+//! would kill the process. Those refusals go unnamed.
 
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
@@ -30,13 +30,18 @@ pub fn last() -> Option<String> {
 }
 
 /// A failed run's message with the call the jail refused last named, when the message is a
-/// refusal's ("Operation not permitted"): libraries meet refusals they get past (Python's
-/// `import socket` asks for an epoll descriptor), and only an error that is itself a refusal is
-/// most likely the last one's.
+/// refusal's ("Operation not permitted"). Said as the last one, not as the cause: libraries
+/// meet refusals they get past (Python's `import socket` asks for an epoll descriptor), and a
+/// refusal the kernel answers untrapped is never noted.
 pub fn explain(message: &str, last: Option<&str>) -> String {
+    const REFUSAL: &[u8] = b"not permitted";
+    let is_refusal = message
+        .as_bytes()
+        .windows(REFUSAL.len())
+        .any(|window| window.eq_ignore_ascii_case(REFUSAL));
     match last {
-        Some(call) if message.to_ascii_lowercase().contains("not permitted") => {
-            format!("{message} (the sandbox refused the system call `{call}`)")
+        Some(call) if is_refusal => {
+            format!("{message} (the last system call the sandbox refused was `{call}`)")
         }
         _ => message.to_owned(),
     }
@@ -173,13 +178,14 @@ mod tests {
                 "PermissionError: [Errno 1] Operation not permitted",
                 last().as_deref()
             ),
-            "PermissionError: [Errno 1] Operation not permitted (the sandbox refused the system \
-             call `socket`)"
+            "PermissionError: [Errno 1] Operation not permitted (the last system call the sandbox \
+             refused was `socket`)"
         );
         assert_eq!(
             explain("RuntimeError: can't start new thread", last().as_deref()),
             "RuntimeError: can't start new thread"
         );
+        assert!(explain("E: NOT PERMITTED", last().as_deref()).ends_with("`socket`)"));
         record(9999);
         assert_eq!(last().as_deref(), Some("#9999"));
         clear();

@@ -50,7 +50,7 @@ impl Filter {
             kill,
             trap,
             untrapped: compile_untrapped().map_err(JailError::SeccompCompile)?,
-            child: seccomp_refusal::compile(&refused_in_children())?,
+            child: seccomp_refusal::compile(&refused_in_children(), UNTRAPPED_IN_CHILDREN)?,
         })
     }
 
@@ -124,6 +124,10 @@ impl Filter {
         install(&self.child)
     }
 }
+
+/// The zygote's own calls a child refuses untrapped: glibc 2.41's `fork()` blocks every
+/// signal around its clone, where a trap would kill the child.
+const UNTRAPPED_IN_CHILDREN: &[i64] = &[libc::SYS_clone];
 
 /// The zygote's own calls as each child refuses them: a call the interpreters may also make
 /// (prlimit64, fcntl) in the zygote's forms only, every other one in any form (an empty list of
@@ -357,7 +361,7 @@ mod tests {
     /// that meet and miss each condition of `refused` and of the policy, and arbitrary ones;
     /// requires the same answer for each. How many calls were refused, of how many.
     fn assert_same_answers(refused: &Refused) -> (usize, usize) {
-        let ours = seccomp_refusal::compile(refused).unwrap();
+        let ours = seccomp_refusal::compile(refused, &[]).unwrap();
         let reference = refusal_by_seccompiler(refused);
         let mut arguments: Vec<[u64; 6]> = vec![[0; 6], [u64::MAX; 6]];
         let policy = ZYGOTE_ONLY.iter().chain(ALLOWED_IF).chain(SOCKET_USE);
@@ -410,7 +414,7 @@ mod tests {
     #[test]
     fn the_childs_program_answers_every_call_as_seccompilers_would() {
         let refused = refused_in_children();
-        let ours = seccomp_refusal::compile(&refused).unwrap().len();
+        let ours = seccomp_refusal::compile(&refused, &[]).unwrap().len();
         let reference = refusal_by_seccompiler(&refused).len();
         assert!(ours * 2 < reference, "{ours} against {reference}");
         let (refusals, compared) = assert_same_answers(&refused);
@@ -480,6 +484,105 @@ mod tests {
         );
     }
 
+    /// The kernel's answer to a call under several programs: the strictest of theirs (kill,
+    /// then trap, then EPERM, then allow: the lowest action, read as signed).
+    fn decision(programs: &[&BpfProgram], nr: i64, args: [u64; 6]) -> u32 {
+        programs
+            .iter()
+            .map(|program| action(program, nr as u32, native_arch(), args))
+            .min_by_key(|answer| (answer & libc::SECCOMP_RET_ACTION_FULL) as i32)
+            .unwrap()
+    }
+
+    /// The five programs together, in the zygote and in a child: what is trapped, what the
+    /// kernel refuses untrapped, what is allowed, what kills.
+    #[test]
+    fn the_five_programs_together_answer_as_the_policy_says() {
+        let filter = Filter::compile(true, true).unwrap();
+        let zygote = [&filter.kill, &filter.allow, &filter.trap, &filter.untrapped];
+        let child = [
+            &filter.kill,
+            &filter.allow,
+            &filter.trap,
+            &filter.untrapped,
+            &filter.child,
+        ];
+        let errno = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+        let trap = libc::SECCOMP_RET_TRAP;
+        let kill = libc::SECCOMP_RET_KILL_PROCESS;
+        let clone = |flags: u64| [flags, 0, 0, 0, 0, 0];
+        let thread = (libc::CLONE_VM | libc::CLONE_THREAD | libc::CLONE_SIGHAND) as u64;
+        let spawn = (libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD) as u64;
+        let new_user = (libc::CLONE_NEWUSER | libc::SIGCHLD) as u64;
+        let sigaction = |signal: i32, act: u64| [signal as u64, act, 0, 0, 0, 0];
+        let ioctl = |request: u64| [0, request, 0, 0, 0, 0];
+        let mut cases = vec![
+            ("fork()", libc::SYS_clone, clone(FORK_FLAGS), ALLOW, errno),
+            ("a thread", libc::SYS_clone, clone(thread), errno, errno),
+            ("posix_spawn", libc::SYS_clone, clone(spawn), errno, errno),
+            (
+                "a user namespace",
+                libc::SYS_clone,
+                clone(new_user),
+                errno,
+                errno,
+            ),
+            (
+                "fork() and a high bit",
+                libc::SYS_clone,
+                clone(FORK_FLAGS | 1 << 40),
+                errno,
+                errno,
+            ),
+            ("clone3", libc::SYS_clone3, [0; 6], errno, errno),
+            (
+                "tgkill",
+                libc::SYS_tgkill,
+                [1, 1, 10, 0, 0, 0],
+                errno,
+                errno,
+            ),
+            (
+                "a SIGSYS handler",
+                libc::SYS_rt_sigaction,
+                sigaction(libc::SIGSYS, 1),
+                errno,
+                errno,
+            ),
+            (
+                "SIGSYS asked",
+                libc::SYS_rt_sigaction,
+                sigaction(libc::SIGSYS, 0),
+                errno,
+                errno,
+            ),
+            (
+                "a SIGINT handler",
+                libc::SYS_rt_sigaction,
+                sigaction(libc::SIGINT, 1),
+                ALLOW,
+                ALLOW,
+            ),
+            ("isatty", libc::SYS_ioctl, ioctl(libc::TCGETS), ALLOW, ALLOW),
+            ("TIOCSTI", libc::SYS_ioctl, ioctl(libc::TIOCSTI), trap, trap),
+            ("socket", libc::SYS_socket, [2, 1, 0, 0, 0, 0], trap, trap),
+            ("memfd_create", libc::SYS_memfd_create, [0; 6], ALLOW, trap),
+            ("newfstatat", libc::SYS_newfstatat, [0; 6], trap, trap),
+            ("ptrace", libc::SYS_ptrace, [0; 6], kill, kill),
+            ("read", libc::SYS_read, [0; 6], ALLOW, ALLOW),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        cases.push(("vfork", libc::SYS_vfork, [0; 6], errno, errno));
+        for (what, nr, args, in_zygote, in_child) in cases {
+            assert_eq!(
+                decision(&zygote, nr, args),
+                in_zygote,
+                "{what} in the zygote"
+            );
+            assert_eq!(decision(&child, nr, args), in_child, "{what} in a child");
+        }
+    }
+
     /// Conditions the policy does not have today: masks that are not all ones, 64-bit values
     /// whose halves differ, a value with bits outside its mask, several forms of one call.
     #[test]
@@ -512,7 +615,8 @@ mod tests {
 
     #[test]
     fn every_zygote_only_call_the_interpreters_never_make_is_refused_in_any_form() {
-        let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
+        let program =
+            seccomp_refusal::compile(&refused_in_children(), UNTRAPPED_IN_CHILDREN).unwrap();
         for (nr, name, _) in ZYGOTE_ONLY {
             if interpreters_may_make(*nr) || *nr == libc::SYS_clone {
                 continue;
@@ -529,14 +633,20 @@ mod tests {
 
     #[test]
     fn the_childs_program_refuses_the_zygotes_forms_only() {
-        let program = seccomp_refusal::compile(&refused_in_children()).unwrap();
+        let program =
+            seccomp_refusal::compile(&refused_in_children(), UNTRAPPED_IN_CHILDREN).unwrap();
         let native = native_arch();
         let fork = (libc::CLONE_CHILD_SETTID | libc::CLONE_CHILD_CLEARTID | libc::SIGCHLD) as u64;
         let fcntl = |command: i32| [3, command as u64, 0, 0, 0, 0];
         let prlimit = |pid: u64, resource: u32| [pid, u64::from(resource), 1, 0, 0, 0];
         let nr = |n: i64| n as u32;
         for (call, args, expected) in [
-            (nr(libc::SYS_clone), [fork, 0, 0, 0, 0, 0], REFUSE),
+            // Untrapped: glibc 2.41's fork() blocks every signal around it.
+            (
+                nr(libc::SYS_clone),
+                [fork, 0, 0, 0, 0, 0],
+                libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+            ),
             // Its other forms are the untrapped list's.
             (nr(libc::SYS_clone), [0; 6], ALLOW),
             (nr(libc::SYS_memfd_create), [0; 6], REFUSE),

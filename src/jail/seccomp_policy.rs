@@ -209,7 +209,8 @@ pub(super) const FORK_FLAGS: u64 =
 /// handing over children on the control socket, reaping them, and the child's set-up steps
 /// (its death signal, its descriptors, its process limit, its alarm, its nested Landlock
 /// domain, its own filter). Entries for the same call are alternatives; a child refuses every
-/// call named here, in any form, once set up.
+/// call named here once set up, in any form but for the calls the interpreters make in other
+/// forms and `clone`, whose other forms the untrapped list refuses.
 pub const ZYGOTE_ONLY: &[(i64, &str, &[ArgIs])] = &[
     (
         libc::SYS_clone,
@@ -330,14 +331,16 @@ pub const EXECUTABLE_FILE_MAPPING: (i64, &str, &[ArgIs]) = (
 /// the directories it imports from; Landlock limits which).
 pub const LIST_DIRECTORY: (i64, &str) = (libc::SYS_getdents64, "getdents64");
 
-/// Refused with EPERM by the kernel itself, never trapped: process and thread creation other
-/// than the zygote's own `fork()` (`clone` with other flags is [`FORK_FLAGS`]' complement,
-/// built in `seccomp.rs`), because glibc blocks every signal around the clone of
-/// `pthread_create` and `posix_spawn` and CPython around its `vfork`, and a trapped call with
-/// SIGSYS blocked kills the process; and replacing the SIGSYS handler that answers the trapped
-/// calls.
+/// Refused with EPERM by the kernel itself, never trapped: what glibc or CPython call with every
+/// signal blocked, where a trapped call (SIGSYS blocked) kills the process — process and thread
+/// creation other than the zygote's own `fork()` (`pthread_create`, `posix_spawn`, CPython's
+/// `vfork`; `clone` with other flags is [`FORK_FLAGS`]' complement, built in `seccomp.rs`) and
+/// a signal sent to oneself (`raise`, `abort`) — and the SIGSYS handler that answers the
+/// trapped calls, replaced or asked about.
 pub const UNTRAPPED: &[(i64, &str, &[ArgIs])] = &[
     (libc::SYS_clone3, "clone3", &[]),
+    (libc::SYS_tgkill, "tgkill", &[]),
+    (libc::SYS_tkill, "tkill", &[]),
     #[cfg(target_arch = "x86_64")]
     (libc::SYS_fork, "fork", &[]),
     #[cfg(target_arch = "x86_64")]

@@ -1,7 +1,8 @@
 //! The short filter each child installs once set up, refusing the zygote's own calls
 //! ([`super::seccomp_policy::ZYGOTE_ONLY`]), assembled here rather than by seccompiler. It
-//! refuses by trapping, as the allowlist does: the child's SIGSYS handler answers EPERM and
-//! notes the call for the run's error ([`super::refused_calls`]).
+//! refuses by trapping, as the allowlist does — the child's SIGSYS handler answers EPERM and
+//! notes the call for the run's error ([`super::refused_calls`]) — but for the calls it is
+//! told to refuse untrapped, which get EPERM from the kernel.
 //!
 //! The zygote's filters are installed once and inherited; this one is installed at every fork,
 //! and the kernel's price for a filter grows with its length: it translates and JIT-compiles
@@ -35,14 +36,19 @@ const RETURN: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
 
 const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const REFUSE: u32 = libc::SECCOMP_RET_TRAP;
+const REFUSE_UNTRAPPED: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 /// As seccompiler's filters answer a call of another architecture.
 const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
-/// The program trapping `refused` and allowing everything else. Each call maps to
+/// The program trapping `refused` (with EPERM for the calls in `untrapped`) and allowing
+/// everything else. Each call maps to
 /// its alternative forms, each form to the conditions that must all hold; a call with a form
 /// of no conditions is refused in any form. The conditions are the policy's, which seccompiler
 /// has already checked (an argument's number at most 5) in compiling the zygote's allowlist.
-pub fn compile(refused: &BTreeMap<i64, Vec<&[ArgIs]>>) -> Result<BpfProgram, JailError> {
+pub fn compile(
+    refused: &BTreeMap<i64, Vec<&[ArgIs]>>,
+    untrapped: &[i64],
+) -> Result<BpfProgram, JailError> {
     let (any_form, conditional): (Vec<_>, Vec<_>) = refused.iter().partition(|(_, forms)| {
         forms
             .iter()
@@ -53,14 +59,22 @@ pub fn compile(refused: &BTreeMap<i64, Vec<&[ArgIs]>>) -> Result<BpfProgram, Jai
     // call, then its forms; the allowance; the refusal. Built backwards, from the returns up,
     // so that every jump's targets are placed before it.
     let mut program = Backwards::default();
-    let refuse = program.push(statement(RETURN, REFUSE));
+    let refuse_untrapped = program.push(statement(RETURN, REFUSE_UNTRAPPED));
+    let refuse_trapped = program.push(statement(RETURN, REFUSE));
+    let refuse = |nr: i64| {
+        if untrapped.contains(&nr) {
+            refuse_untrapped
+        } else {
+            refuse_trapped
+        }
+    };
     let allow = program.push(statement(RETURN, ALLOW));
     let mut next = allow;
     for (nr, forms) in conditional.iter().rev() {
         // A form that does not hold goes on to the next; past the last, the call is allowed.
         let mut next_form = allow;
         for conditions in forms.iter().rev() {
-            let mut next_half = refuse;
+            let mut next_half = refuse(**nr);
             for half in comparisons(conditions).rev() {
                 program.jump_if_equal(half.value, next_half, next_form)?;
                 if half.mask != u32::MAX {
@@ -73,7 +87,7 @@ pub fn compile(refused: &BTreeMap<i64, Vec<&[ArgIs]>>) -> Result<BpfProgram, Jai
         next = program.jump_if_equal(call_number(**nr)?, next_form, next)?;
     }
     for (nr, _) in any_form.iter().rev() {
-        next = program.jump_if_equal(call_number(**nr)?, refuse, next)?;
+        next = program.jump_if_equal(call_number(**nr)?, refuse(**nr), next)?;
     }
     let number = program.push(statement(LOAD, NR_OFFSET));
     let kill = program.push(statement(RETURN, KILL));

@@ -72,6 +72,8 @@ pub fn run<E: Engine>(
 fn read_job() -> Job {
     let job_bytes = match read_frame(&mut *channel_file(), MAX_JOB_FRAME) {
         Ok((FrameTag::Job, bytes)) => {
+            // The run's refusals are its own from here: none of its zygote's or its set-up's.
+            crate::jail::refused_calls::clear();
             HAS_JOB.store(true, std::sync::atomic::Ordering::Relaxed);
             bytes
         }
@@ -192,7 +194,6 @@ static AT_JOB: std::sync::Mutex<Option<Usage>> = std::sync::Mutex::new(None);
 
 fn job_arrived() {
     *AT_JOB.lock().unwrap_or_else(|e| e.into_inner()) = own_usage();
-    crate::jail::refused_calls::clear();
 }
 
 /// What the run has cost since its job arrived; its peak memory is the process's.
