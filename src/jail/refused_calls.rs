@@ -55,8 +55,7 @@ pub fn name_of(nr: i64) -> String {
         .map_or_else(|| format!("#{nr}"), |(_, name)| (*name).to_owned())
 }
 
-/// The calls code in a sandbox reaches for most often, as the kernel names them (`clone` is
-/// how glibc forks).
+/// The calls code in a sandbox reaches for most often, as the kernel names them.
 const NAMES: &[(i64, &str)] = &[
     (libc::SYS_socket, "socket"),
     (libc::SYS_socketpair, "socketpair"),
@@ -68,7 +67,7 @@ const NAMES: &[(i64, &str)] = &[
     (libc::SYS_sendmsg, "sendmsg"),
     (libc::SYS_sendmmsg, "sendmmsg"),
     (libc::SYS_recvmmsg, "recvmmsg"),
-    (libc::SYS_clone, "clone (fork)"),
+    (libc::SYS_clone, "clone"),
     (libc::SYS_execve, "execve"),
     (libc::SYS_execveat, "execveat"),
     (libc::SYS_kill, "kill"),

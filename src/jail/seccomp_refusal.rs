@@ -41,9 +41,8 @@ const REFUSE_UNTRAPPED: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
 const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
 
 /// The program trapping `refused` (with EPERM for the calls in `untrapped`) and allowing
-/// everything else. Each call maps to
-/// its alternative forms, each form to the conditions that must all hold; a call with a form
-/// of no conditions is refused in any form. The conditions are the policy's, which seccompiler
+/// everything else. Each call maps to its alternative forms, each form to the conditions that
+/// must all hold; a call with a form of no conditions is refused in any form. The conditions are the policy's, which seccompiler
 /// has already checked (an argument's number at most 5) in compiling the zygote's allowlist.
 pub fn compile(
     refused: &BTreeMap<i64, Vec<&[ArgIs]>>,
@@ -56,8 +55,8 @@ pub fn compile(
     });
     // Laid out as: the architecture check; the call's number; one jump to the refusal for each
     // call refused in any form; for each other call, a jump past its forms unless it is that
-    // call, then its forms; the allowance; the refusal. Built backwards, from the returns up,
-    // so that every jump's targets are placed before it.
+    // call, then its forms; the allowance; the two refusals, trapped and untrapped. Built
+    // backwards, from the returns up, so that every jump's targets are placed before it.
     let mut program = Backwards::default();
     let refuse_untrapped = program.push(statement(RETURN, REFUSE_UNTRAPPED));
     let refuse_trapped = program.push(statement(RETURN, REFUSE));
