@@ -198,16 +198,33 @@ async fn serve(listen: String, ends: Vec<StdUnixStream>) {
         idle: Mutex::new(idle),
     });
     let app = Router::new()
-        .route(
-            "/readyz",
-            get(|| async { Json(json!({"status": "ready"})) }),
-        )
         .route("/v1/run", post(run))
         .with_state(workers);
-    let listener = tokio::net::TcpListener::bind(&listen)
+    serve_routes(&listen, app).await;
+}
+
+/// Serves `app` and `GET /readyz` on `listen`.
+async fn serve_routes(listen: &str, app: Router) {
+    let app = app.route(
+        "/readyz",
+        get(|| async { Json(json!({"status": "ready"})) }),
+    );
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .expect("binding");
     axum::serve(listener, app).await.expect("serving");
+}
+
+/// A worker's or child's report as sandlot's native API answers it.
+fn answer(report: &[u8]) -> Json<Value> {
+    let report: Value = serde_json::from_slice(report).expect("a report");
+    Json(json!({
+        "ok": report["ok"],
+        "result": report["result"],
+        "stdout": "",
+        "stderr": "",
+        "exit_code": report["exit_code"],
+    }))
 }
 
 async fn run(State(workers): State<Arc<Workers>>, Json(request): Json<Value>) -> Json<Value> {
@@ -239,14 +256,7 @@ async fn run(State(workers): State<Arc<Workers>>, Json(request): Json<Value>) ->
     })
     .await
     .expect("the exchange");
-    let report: Value = serde_json::from_slice(&report).expect("a report");
-    Json(json!({
-        "ok": report["ok"],
-        "result": report["result"],
-        "stdout": "",
-        "stderr": "",
-        "exit_code": report["exit_code"],
-    }))
+    answer(&report)
 }
 
 /// How many children the zygote forks before any demand: a pool at c=8 grows to about this.
@@ -454,16 +464,9 @@ async fn serve_fresh(listen: String, control: OwnedFd) {
     }
     tokio::spawn(children.clone().receive());
     let app = Router::new()
-        .route(
-            "/readyz",
-            get(|| async { Json(json!({"status": "ready"})) }),
-        )
         .route("/v1/run", post(run_fresh))
         .with_state(children);
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .expect("binding");
-    axum::serve(listener, app).await.expect("serving");
+    serve_routes(&listen, app).await;
 }
 
 async fn run_fresh(
@@ -514,12 +517,5 @@ async fn run_fresh(
     })
     .await
     .expect("the run");
-    let report: Value = serde_json::from_slice(&report).expect("a report");
-    Json(json!({
-        "ok": report["ok"],
-        "result": report["result"],
-        "stdout": "",
-        "stderr": "",
-        "exit_code": report["exit_code"],
-    }))
+    answer(&report)
 }
