@@ -9,8 +9,8 @@
 //! action for a match; the kernel runs them all and takes the strictest answer (kill, then
 //! trap, then EPERM, then allow), so the allowlist allows the untrapped calls in every form and
 //! leaves their refusal to their own program. Each child then installs the fifth, short one
-//! ([`super::seccomp_refusal`]): it traps the zygote's own calls, so user code runs under the
-//! interpreters' allowlist alone.
+//! ([`super::seccomp_refusal`]): it traps the zygote's own calls (its `clone`, untrapped, gets
+//! EPERM), so user code runs under the interpreters' allowlist alone.
 
 use std::collections::BTreeMap;
 
