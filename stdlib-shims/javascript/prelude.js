@@ -100,7 +100,7 @@
   }
   // What beginRun says of the run, in one object the child makes: assigning it writes one
   // variable of the zygote's (a page copied), however much the run has to say.
-  let run = { script: false, hasFiles: false, inputs: undefined };
+  let run = { script: false, hasFiles: false, inputs: undefined, seeded: false };
   // The run's files (fs.js), for a run that may have them: compiled on the first require.
   let fsApi = null;
   function fsModule() {
@@ -145,11 +145,13 @@
   };
   hide('crypto', crypto);
 
-  // Math.random as xoshiro128**, reseeded from the OS in every child (QuickJS's own state
-  // would be the zygote's, the same in every run).
+  // Math.random as xoshiro128**, seeded from the OS in every child at its first use (QuickJS's
+  // own state would be the zygote's, the same in every run). Whether it is seeded belongs to
+  // the run's object, which each child makes anew, so a run that draws no number pays nothing.
   let s0 = 1, s1 = 2, s2 = 3, s3 = 4;
   const rotl = (x, k) => (x << k) | (x >>> (32 - k));
   function next() {
+    if (!run.seeded) reseed();
     const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9);
     const t = s1 << 9;
     s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t; s3 = rotl(s3, 11);
@@ -157,8 +159,9 @@
   }
   function reseed() {
     const seed = new Uint32Array(randomBytes(16));
-    [s0, s1, s2, s3] = seed;
+    s0 = seed[0]; s1 = seed[1]; s2 = seed[2]; s3 = seed[3];
     if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
+    run.seeded = true;
   }
   Object.defineProperty(Math, 'random', {
     value: function random() {
@@ -368,16 +371,14 @@
   // What the engine drives a run with.
   return Object.freeze({
     registerModule: register,
-    /** In a child, before its job: Math.random's fresh seed. */
-    prepareRun() {
-      reseed();
-    },
     /** `runAllowed`: the modules the request narrowed require() to, or undefined for all. */
     beginRun(script, fastgpt, runAllowed, hasFiles, inputs) {
-      run = { script, hasFiles, inputs };
+      run = { script, hasFiles, inputs, seeded: false };
       if (runAllowed) allowed = nameTable(runAllowed.filter((name) => allowed[name] === true));
       if (fastgpt) installFastgptHelpers();
     },
+    /** The script's `main`, a function declaration's or a global `let`/`const`'s. */
+    findMain: () => (typeof main === 'function' ? main : undefined),
     nextTimer,
     fireTimers,
     /** The exit code a caught value asks for, if it is process.exit()'s. */

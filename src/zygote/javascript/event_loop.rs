@@ -75,7 +75,7 @@ pub fn track_rejections(runtime: &Runtime) {
     )));
 }
 
-/// Forgets what was tracked before this run (the zygote's own start-up, inherited by fork).
+/// Forgets what the zygote's start-up tracked, once, so that no child inherits it.
 pub fn forget_rejections() {
     UNHANDLED.with(|list| list.borrow_mut().clear());
 }

@@ -87,24 +87,14 @@ impl Engine for JavascriptEngine {
         runtime.run_gc();
         context.with(|ctx| quickjs_memory::fill_arenas(&ctx));
         let heap_in_use = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
+        // A child starts with none of the zygote's: cleared here once, not in every child.
+        event_loop::forget_rejections();
         Ok(Self {
             runtime,
             context,
             hooks,
             heap_in_use,
         })
-    }
-
-    fn prepare_run(&mut self) {
-        event_loop::forget_rejections();
-        let hooks = self.hooks.clone();
-        let prepared = self.context.with(|ctx| -> rquickjs::Result<()> {
-            let hooks = hooks.restore(&ctx)?;
-            hooks.get::<_, Function>("prepareRun")?.call::<_, ()>(())
-        });
-        if let Err(e) = prepared {
-            super::child::fail(&format!("preparing the JavaScript run failed: {e}"));
-        }
     }
 
     fn run(&mut self, job: Job) -> ! {
@@ -232,7 +222,7 @@ fn execute<'js>(ctx: &Ctx<'js>, hooks: &Object<'js>, job: &Job, deadline: Instan
             Err(outcome) => return outcome,
         }
     } else {
-        match evaluate_script(ctx, job) {
+        match evaluate_script(ctx, hooks, job) {
             Ok(main) => main,
             Err(caught) => return caught_outcome(ctx, hooks, caught, true),
         }
@@ -268,8 +258,13 @@ fn allowed_names(policy: &ImportPolicy) -> Option<Vec<String>> {
     }
 }
 
-/// Evaluates a plain script; `main` is then a global.
-fn evaluate_script<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Option<Value<'js>>, CaughtError<'js>> {
+/// Evaluates a plain script; `main` is then a global, which the prelude's `findMain` (compiled
+/// once, in the zygote) looks up as `typeof main` would.
+fn evaluate_script<'js>(
+    ctx: &Ctx<'js>,
+    hooks: &Object<'js>,
+    job: &Job,
+) -> Result<Option<Value<'js>>, CaughtError<'js>> {
     let mut options = EvalOptions::default();
     options.global = true;
     options.strict = false; // Dify's template relies on sloppy mode
@@ -281,7 +276,9 @@ fn evaluate_script<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Option<Value<'js>>,
     if job.mode == Mode::Script {
         return Ok(None);
     }
-    ctx.eval::<Value, _>("typeof main === 'function' ? main : undefined")
+    hooks
+        .get::<_, Function>("findMain")
+        .and_then(|find| find.call::<_, Value>(()))
         .catch(ctx)
         .map(Some)
 }
