@@ -5,6 +5,7 @@
 //! it ([`modules::load_bundle`], [`locale`]). A child inherits all of it by fork and uses it
 //! once.
 
+mod deadline;
 mod errors;
 mod event_loop;
 mod fetch;
@@ -89,6 +90,7 @@ impl Engine for JavascriptEngine {
         let heap_in_use = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
         // A child starts with none of the zygote's: cleared here once, not in every child.
         event_loop::forget_rejections();
+        deadline::install(&runtime);
         Ok(Self {
             runtime,
             context,
@@ -101,8 +103,7 @@ impl Engine for JavascriptEngine {
         let limits = job.limits;
         let started = Instant::now();
         let deadline = started + std::time::Duration::from_millis(limits.timeout_ms);
-        self.runtime
-            .set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
+        deadline::arm(deadline);
         let budget =
             usize::try_from(limits.memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
         self.runtime
