@@ -119,15 +119,18 @@ pub fn remap_read_only_code(python: bool) -> io::Result<usize> {
     let wanted = |path: &str| path == exe || (python && is_python_code(path));
     for run in read_only_runs(&maps, wanted) {
         for (start, blocks, protection) in spans(run.blocks()) {
-            // SAFETY: the span is whole blocks of this process's own read-only code or
-            // constants (from its maps), and the zygote is still single-threaded.
-            match unsafe { remap_blocks(start, blocks, protection) } {
+            let readable = |from: usize, blocks: usize| (run.end - from).min(blocks * HUGE_PAGE);
+            // SAFETY: the span is blocks of this process's own read-only code or constants
+            // (from its maps), mapped up to `readable` and free after it, and the zygote is
+            // still single-threaded.
+            match unsafe { remap_blocks(start, blocks, readable(start, blocks), protection) } {
                 Remapped::Moved => moved += blocks * HUGE_PAGE,
                 // The original is untouched: one block at a time, as far as each goes.
                 Remapped::NoCopy if blocks > 1 => {
                     for block in (start..start + blocks * HUGE_PAGE).step_by(HUGE_PAGE) {
                         // SAFETY: one block of the same span.
-                        if let Remapped::Moved = unsafe { remap_blocks(block, 1, protection) } {
+                        let one = unsafe { remap_blocks(block, 1, readable(block, 1), protection) };
+                        if let Remapped::Moved = one {
                             moved += HUGE_PAGE;
                         }
                     }
@@ -156,26 +159,37 @@ fn spans(blocks: impl Iterator<Item = (usize, libc::c_int)>) -> Vec<(usize, usiz
     spans
 }
 
-/// Adjacent private read-only mappings of one file: [start, end), and where its code is.
+/// Adjacent private read-only mappings of one file: [start, end), where its code is, and where
+/// the next mapping of any kind starts.
 struct ReadOnlyRun<'a> {
     path: &'a str,
     start: usize,
     end: usize,
     code: Vec<(usize, usize)>,
+    free_until: usize,
 }
 
 impl ReadOnlyRun<'_> {
     /// The whole 2 MiB blocks inside the run, each with its protection: executable where any
-    /// of it is code.
+    /// of it is code. A last block the run fills only in part is taken too when it holds code
+    /// and nothing is mapped in the rest of it (the gap a linker leaves before the next
+    /// segment): its huge page holds the code and zeros after it. Without it, sandlot's last
+    /// few hundred KB of code (much of the standard library's) cost a JavaScript child five
+    /// faults a run.
     fn blocks(&self) -> impl Iterator<Item = (usize, libc::c_int)> + '_ {
         let start = self.start.next_multiple_of(HUGE_PAGE);
-        let end = (self.end / HUGE_PAGE * HUGE_PAGE).max(start);
+        let whole_end = (self.end / HUGE_PAGE * HUGE_PAGE).max(start);
+        let tail_is_free = whole_end < self.end
+            && whole_end >= self.start
+            && self.free_until >= whole_end + HUGE_PAGE
+            && self.holds_code(whole_end);
+        let end = if tail_is_free {
+            whole_end + HUGE_PAGE
+        } else {
+            whole_end
+        };
         (start..end).step_by(HUGE_PAGE).map(|block| {
-            let code = self
-                .code
-                .iter()
-                .any(|&(from, to)| from < block + HUGE_PAGE && block < to);
-            let protection = if code {
+            let protection = if self.holds_code(block) {
                 libc::PROT_READ | libc::PROT_EXEC
             } else {
                 libc::PROT_READ
@@ -183,12 +197,23 @@ impl ReadOnlyRun<'_> {
             (block, protection)
         })
     }
+
+    fn holds_code(&self, block: usize) -> bool {
+        self.code
+            .iter()
+            .any(|&(from, to)| from < block + HUGE_PAGE && block < to)
+    }
 }
 
 /// The runs of adjacent read-only mappings of the files `wanted` picks, in address order.
 fn read_only_runs<'a>(maps: &'a str, wanted: impl Fn(&str) -> bool) -> Vec<ReadOnlyRun<'a>> {
     let mut runs: Vec<ReadOnlyRun> = Vec::new();
     for mapping in mappings(maps) {
+        if let Some(run) = runs.last_mut() {
+            if run.free_until == usize::MAX && mapping.start >= run.end {
+                run.free_until = mapping.start;
+            }
+        }
         let code = match mapping.perms {
             "r-xp" => true,
             "r--p" => false,
@@ -206,10 +231,12 @@ fn read_only_runs<'a>(maps: &'a str, wanted: impl Fn(&str) -> bool) -> Vec<ReadO
                 start: mapping.start,
                 end: mapping.start,
                 code: Vec::new(),
+                free_until: usize::MAX,
             });
         }
         let run = runs.last_mut().expect("a run was just pushed");
         run.end = mapping.end;
+        run.free_until = usize::MAX;
         if code {
             run.code.push((mapping.start, mapping.end));
         }
@@ -236,20 +263,28 @@ enum Remapped {
     MoveFailed,
 }
 
-/// Copies `blocks` 2 MiB blocks from `start` into aligned anonymous huge pages, gives them
-/// `protection`, and moves that copy over the original in one `mremap`: the bytes at every
-/// address stay the same throughout, so even the code doing it may live in the blocks.
+/// Copies `blocks` 2 MiB blocks from `start`, the first `readable` bytes of them mapped,
+/// into aligned anonymous huge pages, gives them `protection`, and moves that copy over the
+/// original in one `mremap`: the bytes at every address stay the same throughout, so even the
+/// code doing it may live in the blocks.
 ///
 /// # Safety
 ///
-/// [start, start + blocks × 2 MiB) must be readable memory of this process whose bytes may be
-/// replaced by an identical private copy, and no other thread may run while it moves.
-unsafe fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> Remapped {
+/// [start, start + readable) must be readable memory of this process whose bytes may be
+/// replaced by an identical private copy, the rest of the blocks must be free, and no other
+/// thread may run while it moves.
+unsafe fn remap_blocks(
+    start: usize,
+    blocks: usize,
+    readable: usize,
+    protection: libc::c_int,
+) -> Remapped {
     let length = blocks * HUGE_PAGE;
     // SAFETY: a new private anonymous mapping (a block longer, to find an aligned range in it),
-    // written only by this function; [start, start + length) is readable and replaceable (the
-    // caller's promise), and the final mremap replaces it by the identical copy. The unaligned
-    // ends of the scratch mapping are unmapped before the move.
+    // written only by this function; [start, start + readable) is readable and replaceable and
+    // the rest of the blocks free (the caller's promise), and the final mremap replaces the
+    // original by the identical copy. The unaligned ends of the scratch mapping are unmapped
+    // before the move.
     unsafe {
         let scratch = libc::mmap(
             std::ptr::null_mut(),
@@ -273,7 +308,7 @@ unsafe fn remap_blocks(start: usize, blocks: usize, protection: libc::c_int) -> 
         }
         let copy = aligned as *mut libc::c_void;
         libc::madvise(copy, length, libc::MADV_HUGEPAGE);
-        std::ptr::copy_nonoverlapping(start as *const u8, copy.cast::<u8>(), length);
+        std::ptr::copy_nonoverlapping(start as *const u8, copy.cast::<u8>(), readable.min(length));
         // A copy in small pages would cost every fork 512 entries a block where the file costs
         // none.
         if libc::madvise(copy, length, MADV_COLLAPSE) != 0 {
@@ -343,6 +378,40 @@ mod tests {
         );
     }
 
+    /// sandlot as this machine's kernel maps it once its whole blocks are moved: what is left
+    /// of its code and constants, each followed by the gap the linker leaves before the next
+    /// segment.
+    const EXECUTABLE: &str = "\
+55d000000000-55d000600000 r-xp 00000000 00:00 0
+55d000600000-55d000663000 r-xp 00e00000 fe:00 7 /usr/bin/sandlot
+55d000800000-55d00083a000 r--p 01000000 fe:00 7 /usr/bin/sandlot
+55d000a00000-55d000a01000 rw-p 01200000 fe:00 7 /usr/bin/sandlot
+";
+
+    #[test]
+    fn a_last_block_of_code_is_taken_whole_when_the_rest_of_it_is_free() {
+        let runs = read_only_runs(EXECUTABLE, |path| path == "/usr/bin/sandlot");
+        assert_eq!(
+            runs.len(),
+            2,
+            "the gap between code and constants parts the runs"
+        );
+        let exec = libc::PROT_READ | libc::PROT_EXEC;
+        assert_eq!(
+            runs[0].blocks().collect::<Vec<_>>(),
+            vec![(0x55d000600000, exec)]
+        );
+        assert_eq!(
+            runs[1].blocks().count(),
+            0,
+            "a partial block of constants stays: it costs children no fault"
+        );
+        // libpython's code ends in a block its constants and data share: nothing is free there.
+        let python = read_only_runs(MAPS, is_python_code);
+        assert_eq!(python[0].free_until, 0x7f0000622000);
+        assert!(python[0].blocks().all(|(block, _)| block < 0x7f0000600000));
+    }
+
     #[test]
     fn python_s_code_is_told_by_its_file_names() {
         assert!(is_python_code(
@@ -396,10 +465,20 @@ mod tests {
     /// mapping. Skipped where the kernel cannot collapse memory into huge pages.
     #[test]
     fn a_span_keeps_its_bytes_and_becomes_one_mapping() {
-        const BLOCKS: usize = 3;
-        let length = BLOCKS * HUGE_PAGE;
+        move_known_bytes(3, 3 * HUGE_PAGE);
+    }
+
+    /// Two blocks whose last 1.5 MiB is unmapped, as past a segment's end: the bytes that were
+    /// there, zeros after them, one mapping.
+    #[test]
+    fn a_span_that_ends_in_a_gap_keeps_its_bytes_and_fills_the_gap() {
+        move_known_bytes(2, HUGE_PAGE + HUGE_PAGE / 4);
+    }
+
+    fn move_known_bytes(blocks: usize, readable: usize) {
+        let length = blocks * HUGE_PAGE;
         // SAFETY: a new private anonymous mapping owned by this test, aligned down below, filled,
-        // made read-only, moved by remap_blocks and unmapped at the end.
+        // made read-only, cut short at `readable`, moved by remap_blocks and unmapped at the end.
         unsafe {
             let raw = libc::mmap(
                 std::ptr::null_mut(),
@@ -411,17 +490,31 @@ mod tests {
             );
             assert_ne!(raw, libc::MAP_FAILED);
             let start = (raw as usize).next_multiple_of(HUGE_PAGE);
-            let bytes = std::slice::from_raw_parts_mut(start as *mut u8, length);
+            let bytes = std::slice::from_raw_parts_mut(start as *mut u8, readable);
             for (i, byte) in bytes.iter_mut().enumerate() {
                 *byte = (i % 251) as u8;
             }
-            assert_eq!(libc::mprotect(start as *mut _, length, libc::PROT_READ), 0);
-            let outcome = remap_blocks(start, BLOCKS, libc::PROT_READ);
+            assert_eq!(
+                libc::mprotect(start as *mut _, readable, libc::PROT_READ),
+                0
+            );
+            if readable < length {
+                let gap = (start + readable) as *mut libc::c_void;
+                assert_eq!(libc::munmap(gap, length - readable), 0);
+            }
+            let outcome = remap_blocks(start, blocks, readable, libc::PROT_READ);
             if let Remapped::Moved = outcome {
                 let bytes = std::slice::from_raw_parts(start as *const u8, length);
                 assert!(
-                    bytes.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8),
+                    bytes[..readable]
+                        .iter()
+                        .enumerate()
+                        .all(|(i, b)| *b == (i % 251) as u8),
                     "the copy holds the original's bytes"
+                );
+                assert!(
+                    bytes[readable..].iter().all(|b| *b == 0),
+                    "and zeros after them"
                 );
                 let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
                 let containing: Vec<_> = mappings(&maps)
