@@ -82,7 +82,7 @@ pub fn build(ctx: &Ctx<'_>, level: Level) -> rquickjs::Result<()> {
     Ok(())
 }
 
-/// The prelude's source of random bytes (only a pooled child's `prepareRun` asks for them).
+/// The prelude's source of random bytes (a child asks for them at its first Math.random).
 fn random_bytes<'js>(ctx: Ctx<'js>, n: usize) -> rquickjs::Result<rquickjs::ArrayBuffer<'js>> {
     rquickjs::ArrayBuffer::new(ctx, vec![4u8; n])
 }

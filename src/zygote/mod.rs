@@ -268,7 +268,14 @@ fn fork_child<E: Engine>(
             engine.after_fork_child();
             let _ = blocked.thread_unblock();
             drop(server_end);
-            child::run(engine, zygote_pid, devnull, child_end, output, confinement)
+            // A panic must neither unwind into the zygote's loop nor leave through `exit`,
+            // whose finalizers would call into libraries a child no longer maps
+            // (`unused_library_data`).
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                child::run(engine, zygote_pid, devnull, child_end, output, confinement);
+            }));
+            // SAFETY: _exit ends the child at once, running nothing of the zygote's.
+            unsafe { libc::_exit(101) }
         }
         Ok(ForkResult::Parent { child }) => {
             engine.after_fork_parent();

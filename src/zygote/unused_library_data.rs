@@ -10,19 +10,39 @@
 //! `MADV_DONTFORK`: the zygote keeps them, a child has no mapping there at all.
 //!
 //! What stays in a child is what is read without calling the library: each one's first segment
-//! (its ELF and program headers, dynamic symbol and string tables, which the dynamic loader
-//! reads whenever a child looks up a symbol — `dlsym`, as Rust's std does — and the unwinder
-//! and `dl_iterate_phdr` walk) and the part of its writable segment that is read-only after
-//! relocation, which holds `.dynamic`.
+//! (its ELF and program headers, which the unwinder and `dl_iterate_phdr` walk), every segment
+//! that holds one of the tables the dynamic loader reads whenever a child looks up a symbol
+//! (`dlsym`, as Rust's std does: hash, symbols, strings, versions — `patchelf` may have moved
+//! them out of the first segment), and the part of its writable segment that is read-only
+//! after relocation, which holds `.dynamic`. Where the loaded objects' names do not all add up,
+//! only libpython's segments go.
 
 use std::ffi::CStr;
 
 const LIBPYTHON: &[u8] = b"libpython";
 const DT_NULL: i64 = 0;
 const DT_NEEDED: i64 = 1;
+const DT_HASH: i64 = 4;
 const DT_STRTAB: i64 = 5;
+const DT_SYMTAB: i64 = 6;
+const DT_SONAME: i64 = 14;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
+const DT_VERSYM: i64 = 0x6fff_fff0;
+const DT_VERDEF: i64 = 0x6fff_fffc;
+const DT_VERNEED: i64 = 0x6fff_fffe;
+/// The entries whose addresses the dynamic loader reads on a symbol lookup.
+const LOOKUP_TABLES: [i64; 7] = [
+    DT_HASH,
+    DT_GNU_HASH,
+    DT_SYMTAB,
+    DT_STRTAB,
+    DT_VERSYM,
+    DT_VERDEF,
+    DT_VERNEED,
+];
 
 /// One entry of a `.dynamic` section (`Elf64_Dyn`).
+#[derive(Clone, Copy)]
 #[repr(C)]
 struct Dynamic {
     tag: i64,
@@ -38,7 +58,8 @@ pub fn keep_libpython_out_of_children() -> usize {
     let objects = loaded_objects();
     let page = page_size();
     let mut marked = 0;
-    for object in objects.iter().filter(|o| only_for_libpython(o, &objects)) {
+    let spare = only_for_libpython(&objects);
+    for object in objects.iter().zip(spare).filter_map(|(o, spare)| spare.then_some(o)) {
         for &(start, end) in &object.spare {
             // Whole pages only: the first page may still hold the end of `.dynamic`'s part.
             let start = start.next_multiple_of(page);
@@ -61,25 +82,58 @@ pub fn keep_libpython_out_of_children() -> usize {
 }
 
 /// One loaded object, as the dynamic loader lists it.
+#[derive(Default)]
 struct Object {
     /// Its file name; empty for the executable, which comes first.
     file: Vec<u8>,
-    /// The file names it links (its `DT_NEEDED` entries).
+    /// The name it says it goes by (`DT_SONAME`), if any.
+    soname: Option<Vec<u8>>,
+    /// The names it links (its `DT_NEEDED` entries, each to its last `/`).
     needs: Vec<Vec<u8>>,
+    /// Where its symbol lookup tables are.
+    tables: Vec<usize>,
     /// Its segments a child could go without, as address ranges (the memory size, so a
-    /// zero-filled tail is included): all but its first and what holds `.dynamic`.
+    /// zero-filled tail is included): all but its first, those holding a lookup table and
+    /// what holds `.dynamic`.
     spare: Vec<(usize, usize)>,
 }
 
-/// libpython itself, or a library that libpython links and no other loaded object does.
-fn only_for_libpython(object: &Object, objects: &[Object]) -> bool {
-    let is_libpython = |o: &Object| o.file.starts_with(LIBPYTHON);
-    if is_libpython(object) {
-        return true;
+impl Object {
+    fn is_libpython(&self) -> bool {
+        self.file.starts_with(LIBPYTHON)
     }
-    let linked_by = |o: &Object| o.needs.contains(&object.file);
-    objects.iter().any(|o| is_libpython(o) && linked_by(o))
-        && !objects.iter().any(|o| !is_libpython(o) && linked_by(o))
+
+    fn goes_by(&self, name: &[u8]) -> bool {
+        self.file == name || self.soname.as_deref() == Some(name)
+    }
+}
+
+/// For each object, whether a child can go without it: libpython itself, or a library loaded
+/// after it (a preloaded one comes before) that it links and no other object does. When some
+/// object links a name no loaded object goes by, who links what cannot be told: libpython only.
+fn only_for_libpython(objects: &[Object]) -> Vec<bool> {
+    let Some(libpython) = objects.iter().position(Object::is_libpython) else {
+        return vec![false; objects.len()];
+    };
+    let names_add_up = objects
+        .iter()
+        .flat_map(|o| &o.needs)
+        .all(|name| objects.iter().any(|o| o.goes_by(name)));
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, object)| {
+            if object.is_libpython() {
+                return true;
+            }
+            if !names_add_up || i < libpython {
+                return false;
+            }
+            let links = |o: &Object| o.needs.iter().any(|name| object.goes_by(name));
+            objects.iter().any(|o| o.is_libpython() && links(o))
+                && !objects.iter().any(|o| !o.is_libpython() && links(o))
+        })
+        .collect()
 }
 
 fn loaded_objects() -> Vec<Object> {
@@ -129,7 +183,10 @@ extern "C" fn collect(
         .map(|h| range(h).1)
         .max()
         .unwrap_or(0);
-    let mut spare = Vec::new();
+    // SAFETY: the headers and base are this object's own, as the loader mapped it.
+    let mut object = unsafe { read_dynamic(headers, base) };
+    object.file = file;
+    let holds = |(start, end): (usize, usize), at: usize| start <= at && at < end;
     let loads = headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
     for header in loads.skip(1) {
         let (mut start, end) = range(header);
@@ -137,60 +194,64 @@ extern "C" fn collect(
             start = start.max(relro_end);
         }
         let holds_dynamic = dynamic.is_some_and(|(from, to)| from < end && start < to);
-        if start < end && !holds_dynamic {
-            spare.push((start, end));
+        let holds_table = object.tables.iter().any(|&at| holds(range(header), at));
+        if start < end && !holds_dynamic && !holds_table {
+            object.spare.push((start, end));
         }
     }
-    objects.push(Object {
-        file,
-        // SAFETY: the headers and base are this object's own, as the loader mapped it.
-        needs: unsafe { needed_names(headers, base) },
-        spare,
-    });
+    objects.push(object);
     0
 }
 
-/// The file names in an object's `DT_NEEDED` entries.
+/// An object's names and lookup tables, from its `.dynamic`.
 ///
 /// # Safety
 ///
 /// `headers` and `base` must be a loaded object's program headers and load address, as the
 /// dynamic loader mapped it.
-unsafe fn needed_names(headers: &[libc::Elf64_Phdr], base: usize) -> Vec<Vec<u8>> {
+unsafe fn read_dynamic(headers: &[libc::Elf64_Phdr], base: usize) -> Object {
+    let mut object = Object::default();
     let Some(dynamic) = headers.iter().find(|h| h.p_type == libc::PT_DYNAMIC) else {
-        return Vec::new();
+        return object;
     };
     let mut entries = (base + dynamic.p_vaddr as usize) as *const Dynamic;
     let mut strings = 0;
-    let mut offsets = Vec::new();
-    // SAFETY: `.dynamic` is mapped and ends with a DT_NULL entry; DT_STRTAB points into the
-    // object's first segment, which holds NUL-terminated names at the DT_NEEDED offsets.
+    let mut needed = Vec::new();
+    let mut soname = None;
+    // glibc relocates `.dynamic`'s addresses in place where it is writable; elsewhere they
+    // are still relative to the load address.
+    let address = |value: u64| match value as usize {
+        relative if relative < base => relative + base,
+        absolute => absolute,
+    };
+    // SAFETY: `.dynamic` is mapped and ends with a DT_NULL entry; DT_STRTAB points at the
+    // object's string table, which holds NUL-terminated names at the DT_NEEDED and DT_SONAME
+    // offsets.
     unsafe {
         while (*entries).tag != DT_NULL {
-            match (*entries).tag {
-                DT_NEEDED => offsets.push((*entries).value as usize),
-                DT_STRTAB => strings = (*entries).value as usize,
+            let Dynamic { tag, value } = *entries;
+            match tag {
+                DT_NEEDED => needed.push(value as usize),
+                DT_SONAME => soname = Some(value as usize),
+                DT_STRTAB => strings = address(value),
                 _ => {}
+            }
+            if LOOKUP_TABLES.contains(&tag) {
+                object.tables.push(address(value));
             }
             entries = entries.add(1);
         }
         if strings == 0 {
-            return Vec::new();
+            return object;
         }
-        // glibc relocates `.dynamic`'s addresses in place where it is writable; elsewhere they
-        // are still relative to the load address.
-        if strings < base {
-            strings += base;
-        }
-        offsets
-            .into_iter()
-            .map(|offset| {
-                CStr::from_ptr((strings + offset) as *const libc::c_char)
-                    .to_bytes()
-                    .to_vec()
-            })
-            .collect()
+        let name = |offset: usize| {
+            let name = CStr::from_ptr((strings + offset) as *const libc::c_char).to_bytes();
+            name.rsplit(|&b| b == b'/').next().unwrap_or(name).to_vec()
+        };
+        object.needs = needed.into_iter().map(name).collect();
+        object.soname = soname.map(name);
     }
+    object
 }
 
 fn page_size() -> usize {
@@ -209,50 +270,56 @@ mod tests {
         Object {
             file: file.into(),
             needs: needs.iter().map(|n| n.as_bytes().to_vec()).collect(),
-            spare: Vec::new(),
+            ..Object::default()
         }
+    }
+
+    fn spare_of(objects: &[Object]) -> Vec<&str> {
+        objects
+            .iter()
+            .zip(only_for_libpython(objects))
+            .filter(|(_, spare)| *spare)
+            .map(|(o, _)| std::str::from_utf8(&o.file).expect("a name"))
+            .collect()
     }
 
     #[test]
     fn only_libpython_and_what_it_alone_links_are_spare() {
         let objects = [
-            object(
-                "",
-                &[
-                    "libpython3.11.so.1.0",
-                    "libfoo.so.1",
-                    "libm.so.6",
-                    "libc.so.6",
-                ],
-            ),
-            object(
-                "libpython3.11.so.1.0",
-                &["libm.so.6", "libz.so.1", "libexpat.so.1"],
-            ),
-            object("libjemalloc.so.2", &["libc.so.6"]),
+            object("", &["libpython3.11.so.1.0", "libfoo.so.1", "libm.so.6", "libc.so.6"]),
+            object("libpython3.11.so.1.0", &["libm.so.6", "libz.so.1", "libexpat.so.1"]),
             object("libfoo.so.1", &["libexpat.so.1"]),
             object("libm.so.6", &["libc.so.6"]),
             object("libz.so.1", &["libc.so.6"]),
             object("libexpat.so.1", &["libc.so.6"]),
             object("libc.so.6", &[]),
         ];
-        let spare = |file: &str| {
-            let o = objects
-                .iter()
-                .find(|o| o.file == file.as_bytes())
-                .expect("listed");
-            only_for_libpython(o, &objects)
-        };
-        assert!(spare("libpython3.11.so.1.0"));
-        assert!(spare("libz.so.1"), "only libpython links zlib");
-        assert!(!spare("libexpat.so.1"), "libfoo links expat too");
-        assert!(!spare("libm.so.6"), "the executable links libm too");
-        assert!(
-            !spare("libjemalloc.so.2"),
-            "a preloaded library is nobody's to drop"
+        // expat: libfoo links it too; libm: the executable does.
+        assert_eq!(spare_of(&objects), ["libpython3.11.so.1.0", "libz.so.1"]);
+    }
+
+    #[test]
+    fn a_preloaded_library_or_one_linked_by_its_other_name_stays() {
+        let mut objects = vec![
+            object("", &["libpython3.11.so.1.0", "libc.so.6"]),
+            object("libz-ng.so.2", &["libc.so.6"]),
+            object("libpython3.11.so.1.0", &["libz.so.1", "libexpat.so.1"]),
+            object("libexpat.so.1.8.10", &["libc.so.6"]),
+            object("libc.so.6", &[]),
+        ];
+        objects[1].soname = Some(b"libz.so.1".to_vec());
+        objects[3].soname = Some(b"libexpat.so.1".to_vec());
+        assert_eq!(
+            spare_of(&objects),
+            ["libpython3.11.so.1.0", "libexpat.so.1.8.10"],
+            "a library found by its soname is libpython's alone; one preloaded before it is not"
         );
-        assert!(!spare("libc.so.6"));
-        assert!(!spare(""));
+        objects.push(object("libbaz.so", &["libunknown.so.3"]));
+        assert_eq!(
+            spare_of(&objects),
+            ["libpython3.11.so.1.0"],
+            "names that do not add up leave every library but libpython"
+        );
     }
 
     /// This test's own process: the executable first, with what it links; a library's first
