@@ -58,8 +58,10 @@ pub fn keep_libpython_out_of_children() -> usize {
     let objects = loaded_objects();
     let page = page_size();
     let mut marked = 0;
-    let spare = only_for_libpython(&objects);
-    for object in objects.iter().zip(spare).filter_map(|(o, spare)| spare.then_some(o)) {
+    for (object, spare) in objects.iter().zip(only_for_libpython(&objects)) {
+        if !spare {
+            continue;
+        }
         for &(start, end) in &object.spare {
             // Whole pages only: the first page may still hold the end of `.dynamic`'s part.
             let start = start.next_multiple_of(page);
@@ -286,8 +288,19 @@ mod tests {
     #[test]
     fn only_libpython_and_what_it_alone_links_are_spare() {
         let objects = [
-            object("", &["libpython3.11.so.1.0", "libfoo.so.1", "libm.so.6", "libc.so.6"]),
-            object("libpython3.11.so.1.0", &["libm.so.6", "libz.so.1", "libexpat.so.1"]),
+            object(
+                "",
+                &[
+                    "libpython3.11.so.1.0",
+                    "libfoo.so.1",
+                    "libm.so.6",
+                    "libc.so.6",
+                ],
+            ),
+            object(
+                "libpython3.11.so.1.0",
+                &["libm.so.6", "libz.so.1", "libexpat.so.1"],
+            ),
             object("libfoo.so.1", &["libexpat.so.1"]),
             object("libm.so.6", &["libc.so.6"]),
             object("libz.so.1", &["libc.so.6"]),
