@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -17,6 +17,10 @@ pub struct Server {
     pub base: String,
     pub pid: u32,
 }
+
+/// How each server [`start`] started has ended, by pid, once its thread has seen it end: a
+/// request that finds no server says so (the servers' stderr goes nowhere).
+static ENDED: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
 
 /// The server shared by the tests of one test binary (default settings, no key).
 pub fn shared() -> &'static Server {
@@ -76,7 +80,12 @@ pub fn start_under(
                 }
             }
         }
-        let _ = child.wait();
+        let status = child.wait();
+        let status = status.map_or_else(|e| format!("unknown ({e})"), |s| s.to_string());
+        ENDED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((pid, status));
         loop {
             std::thread::park();
         }
@@ -110,7 +119,11 @@ impl Server {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        reply(request.send(body).expect("HTTP request"))
+        reply(
+            request
+                .send(body)
+                .unwrap_or_else(|e| panic!("HTTP request: {e:?}{}", self.fate())),
+        )
     }
 
     pub fn get(&self, path: &str) -> Reply {
@@ -122,7 +135,25 @@ impl Server {
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
-        reply(request.call().expect("HTTP request"))
+        reply(
+            request
+                .call()
+                .unwrap_or_else(|e| panic!("HTTP request: {e:?}{}", self.fate())),
+        )
+    }
+
+    /// Whether the server has ended, and how, for a failed request's message (waiting a
+    /// moment for its thread to see the end).
+    fn fate(&self) -> String {
+        for _ in 0..20 {
+            let ended = ENDED.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, status)) = ended.iter().find(|(pid, _)| *pid == self.pid) {
+                return format!("; the server (pid {}) has ended: {status}", self.pid);
+            }
+            drop(ended);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        format!("; the server (pid {}) has not been seen to end", self.pid)
     }
 
     /// POST /v1/run with a JSON body; asserts HTTP 200.
