@@ -188,15 +188,18 @@ extern "C" fn collect(
     // SAFETY: the headers and base are this object's own, as the loader mapped it.
     let mut object = unsafe { read_dynamic(headers, base) };
     object.file = file;
-    let holds = |(start, end): (usize, usize), at: usize| start <= at && at < end;
     let loads = headers.iter().filter(|h| h.p_type == libc::PT_LOAD);
     for header in loads.skip(1) {
-        let (mut start, end) = range(header);
+        let (whole_start, end) = range(header);
+        let holds_table = object
+            .tables
+            .iter()
+            .any(|&at| whole_start <= at && at < end);
+        let mut start = whole_start;
         if header.p_flags & libc::PF_W != 0 {
             start = start.max(relro_end);
         }
         let holds_dynamic = dynamic.is_some_and(|(from, to)| from < end && start < to);
-        let holds_table = object.tables.iter().any(|&at| holds(range(header), at));
         if start < end && !holds_dynamic && !holds_table {
             object.spare.push((start, end));
         }
