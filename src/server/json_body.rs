@@ -84,8 +84,17 @@ where
     }
 }
 
-/// Deserialises `bytes`, reporting the path of the field at fault.
+/// Deserialises `bytes`, reporting the path of the field at fault. A body that parses takes the
+/// plain deserializer; only a refused one is read again to find the path, which costs an
+/// allocation for every key on the way.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match serde_json::from_slice(bytes) {
+        Ok(value) => Ok(value),
+        Err(_) => parse_naming_the_field(bytes),
+    }
+}
+
+fn parse_naming_the_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
