@@ -86,7 +86,7 @@ where
 
 /// Deserialises `bytes`, reporting the path of the field at fault. A body that parses takes the
 /// plain deserializer; only a refused one is read again to find the path, which costs an
-/// allocation for every key on the way.
+/// allocation for every key read.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match serde_json::from_slice(bytes) {
         Ok(value) => Ok(value),
