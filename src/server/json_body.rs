@@ -88,10 +88,7 @@ where
 /// plain deserializer; only a refused one is read again to find the path, which costs an
 /// allocation for every key read.
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match serde_json::from_slice(bytes) {
-        Ok(value) => Ok(value),
-        Err(_) => parse_naming_the_field(bytes),
-    }
+    serde_json::from_slice(bytes).or_else(|_| parse_naming_the_field(bytes))
 }
 
 fn parse_naming_the_field<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
