@@ -153,7 +153,12 @@ impl Server {
             drop(ended);
             std::thread::sleep(Duration::from_millis(50));
         }
-        format!("; the server (pid {}) has not been seen to end", self.pid)
+        format!(
+            "; the server (pid {}) has not been seen to end; {}; the sockets on its port: [{}]",
+            self.pid,
+            process_state(self.pid),
+            sockets_on_port(&self.base)
+        )
     }
 
     /// POST /v1/run with a JSON body; asserts HTTP 200.
@@ -429,4 +434,36 @@ impl Server {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
+}
+
+/// A live process's scheduling state and pending signals, from /proc.
+fn process_state(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| {
+            ["State", "SigPnd", "ShdPnd"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every TCP socket on the port of `base` (its listener, and any other socket there in any
+/// state), as `ss` lists them; empty where `ss` is missing.
+fn sockets_on_port(base: &str) -> String {
+    let port = format!(":{} ", base.rsplit(':').next().unwrap_or_default());
+    let listed = Command::new("ss").arg("-tanp").output();
+    listed
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.contains(&port))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        })
+        .unwrap_or_default()
 }
