@@ -154,9 +154,11 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         format!(
-            "; the server (pid {}) has not been seen to end; {}; the sockets on its port: [{}]",
+            "; the server (pid {}) has not been seen to end; its state {:?}, signals pending \
+             {:#x}; the sockets on its port: [{}]",
             self.pid,
-            process_state(self.pid),
+            processes::state(self.pid as i32),
+            processes::pending_signals(self.pid as i32),
             sockets_on_port(&self.base)
         )
     }
@@ -434,21 +436,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
-}
-
-/// A live process's scheduling state and pending signals, from /proc.
-fn process_state(pid: u32) -> String {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .filter(|l| {
-            ["State", "SigPnd", "ShdPnd"]
-                .iter()
-                .any(|k| l.starts_with(k))
-        })
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Every TCP socket on the port of `base` (its listener, and any other socket there in any
