@@ -1,6 +1,7 @@
 //! A streamed run's output as it is printed. The child writes into its output file as the code
 //! prints (`output_region.rs`); while a followed run goes on, the server reads what is new
-//! every [`FOLLOW_EVERY`] and sends it on as text, cut on UTF-8 boundaries. Once the run has
+//! every [`FOLLOW_EVERY`] and sends it on as text, cut on UTF-8 boundaries, a line's start held
+//! back one reading for its end (a print is several writes). Once the run has
 //! ended, the rest follows; what was sent is then exactly what the run's response holds, cut
 //! at the same limit. A file the code writes into `output/` is sent whole each time the code
 //! closes it (`output_files.rs`). A run nobody follows pays nothing for this.
@@ -37,8 +38,11 @@ pub(super) struct Following<'a> {
     file: &'a std::fs::File,
     limit: u64,
     seen: [u64; 2],
-    /// Bytes read that do not yet end a character (a shell command's output is bytes).
+    /// Bytes read and not yet sent: a line's start held back, then the first bytes of a
+    /// character whose rest may come later (a shell command's output is bytes).
     pending: [Vec<u8>; 2],
+    /// Whether the line's start in `pending` has already waited one reading.
+    held: [bool; 2],
     files: FilesLog,
     /// The files area's offset and size, and the bytes the run's files may hold.
     files_area: (u64, usize, crate::output_files::Caps),
@@ -57,6 +61,7 @@ impl<'a> Following<'a> {
             limit: limits.max_output_bytes,
             seen: [0, 0],
             pending: [Vec::new(), Vec::new()],
+            held: [false, false],
             files: FilesLog::default(),
             files_area: (area, size, crate::output_files::Caps::of(limits)),
         })
@@ -82,7 +87,10 @@ impl<'a> Following<'a> {
         for (index, bytes) in new.into_iter().enumerate() {
             self.seen[index] += bytes.len() as u64;
             self.pending[index].extend_from_slice(&bytes);
-            let text = take_text(&mut self.pending[index], last);
+            let mut text = take_text(&mut self.pending[index], last);
+            if !last {
+                text = hold_line_start(text, &mut self.pending[index], &mut self.held[index]);
+            }
             if !text.is_empty() {
                 let stream = if index == 0 {
                     Stream::Stdout
@@ -144,9 +152,56 @@ fn take_text(pending: &mut Vec<u8>, last: bool) -> String {
     text
 }
 
+/// What of `text` to send now: up to its last line's end, the line begun after it put back at
+/// the front of `pending` for the next reading — but a line begun before this reading goes as
+/// it is. Python's `print('warn', i)` is four writes; read between two of them, it would
+/// arrive in pieces, where now a line comes whole unless it takes longer than a reading to
+/// finish, and no text waits more than one reading.
+fn hold_line_start(mut text: String, pending: &mut Vec<u8>, held: &mut bool) -> String {
+    let start = text.rfind('\n').map_or(0, |end| end + 1);
+    let begun_before = start == 0 && *held;
+    if start == text.len() || begun_before {
+        *held = false;
+        return text;
+    }
+    let rest = text.split_off(start);
+    pending.splice(0..0, rest.into_bytes());
+    *held = true;
+    text
+}
+
 #[cfg(test)]
 mod tests {
-    use super::take_text;
+    use super::{hold_line_start, take_text};
+
+    /// One reading: the bytes the child wrote since, as `send_new` takes them.
+    fn reading(pending: &mut Vec<u8>, held: &mut bool, new: &[u8]) -> String {
+        pending.extend_from_slice(new);
+        let text = take_text(pending, false);
+        hold_line_start(text, pending, held)
+    }
+
+    #[test]
+    fn a_line_comes_whole_and_no_text_waits_more_than_one_reading() {
+        let (mut pending, mut held) = (Vec::new(), false);
+        assert_eq!(reading(&mut pending, &mut held, b"warn"), "");
+        assert_eq!(reading(&mut pending, &mut held, b" 0\n"), "warn 0\n");
+        assert_eq!(reading(&mut pending, &mut held, b"a\nb"), "a\n");
+        assert_eq!(
+            reading(&mut pending, &mut held, b"c"),
+            "bc",
+            "waited one reading"
+        );
+        assert_eq!(reading(&mut pending, &mut held, b"dots."), "");
+        assert_eq!(reading(&mut pending, &mut held, b".\nnext"), "dots..\n");
+        assert_eq!(reading(&mut pending, &mut held, b""), "next");
+        assert_eq!(reading(&mut pending, &mut held, b""), "");
+        assert!(pending.is_empty() && !held);
+        // A character cut by a reading stays behind the line's start it belongs to.
+        let e = "é".as_bytes();
+        assert_eq!(reading(&mut pending, &mut held, &[b'x', e[0]]), "");
+        assert_eq!(reading(&mut pending, &mut held, &e[1..]), "xé");
+    }
 
     #[test]
     fn text_is_cut_on_character_boundaries() {
