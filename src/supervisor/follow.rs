@@ -1,11 +1,12 @@
 //! A streamed run's output as it is printed. The child writes into its output file as the code
 //! prints (`output_region.rs`); while a followed run goes on, the server reads what is new
 //! every [`FOLLOW_EVERY`] and sends it on as text, cut on UTF-8 boundaries, a line's start held
-//! back one reading for its end (a print is several writes). Once the run has
-//! ended, the rest follows; what was sent is then exactly what the run's response holds, cut
-//! at the same limit. A file the code writes into `output/` is sent whole each time the code
-//! closes it (`output_files.rs`). A run nobody follows pays nothing for this.
+//! back one reading for its end (a print is several writes). Once the run has ended, the rest
+//! follows; what was sent is then exactly what the run's response holds, cut at the same
+//! limit. A file the code writes into `output/` is sent whole each time the code closes it
+//! (`output_files.rs`). A run nobody follows pays nothing for this.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ pub(super) struct Following<'a> {
     /// Whether the line's start in `pending` has already waited one reading.
     held: [bool; 2],
     files: FilesLog,
+    /// Files closed and not yet sent, by index in `files`.
+    unsent_files: VecDeque<usize>,
     /// The files area's offset and size, and the bytes the run's files may hold.
     files_area: (u64, usize, crate::output_files::Caps),
 }
@@ -63,6 +66,7 @@ impl<'a> Following<'a> {
             pending: [Vec::new(), Vec::new()],
             held: [false, false],
             files: FilesLog::default(),
+            unsent_files: VecDeque::new(),
             files_area: (area, size, crate::output_files::Caps::of(limits)),
         })
     }
@@ -82,9 +86,19 @@ impl<'a> Following<'a> {
         self.send_new(true).await;
     }
 
+    /// Cancel-safe: [`Self::follow`] is dropped when the run ends, perhaps while it waits for a
+    /// slow client, so nothing is taken from the file or from `pending` before the channel has
+    /// room for it; what was not sent, [`Self::finish`] sends.
     async fn send_new(&mut self, last: bool) {
         let new = output_region::read_new(self.file, self.limit, self.seen).unwrap_or_default();
         for (index, bytes) in new.into_iter().enumerate() {
+            if bytes.is_empty() && self.pending[index].is_empty() {
+                continue;
+            }
+            // A follower that left ends the run itself; nothing to do here.
+            let Ok(slot) = self.events.reserve().await else {
+                return;
+            };
             self.seen[index] += bytes.len() as u64;
             self.pending[index].extend_from_slice(&bytes);
             let mut text = take_text(&mut self.pending[index], last);
@@ -97,8 +111,7 @@ impl<'a> Following<'a> {
                 } else {
                     Stream::Stderr
                 };
-                // A follower that left ends the run itself; nothing to do here.
-                let _ = self.events.send(RunEvent::Output { stream, text }).await;
+                slot.send(RunEvent::Output { stream, text });
             }
         }
         let (area, size, caps) = self.files_area;
@@ -106,9 +119,14 @@ impl<'a> Following<'a> {
             .files
             .catch_up(self.file, area, size, caps)
             .unwrap_or_default();
-        for index in closed {
+        self.unsent_files.extend(closed);
+        while let Some(&index) = self.unsent_files.front() {
+            let Ok(slot) = self.events.reserve().await else {
+                return;
+            };
+            self.unsent_files.pop_front();
             if let Some(file) = self.files.file(index) {
-                let _ = self.events.send(RunEvent::File(file.clone().into())).await;
+                slot.send(RunEvent::File(file.clone().into()));
             }
         }
     }
@@ -152,19 +170,16 @@ fn take_text(pending: &mut Vec<u8>, last: bool) -> String {
     text
 }
 
-/// What of `text` to send now: up to its last line's end, the line begun after it put back at
-/// the front of `pending` for the next reading — but a line begun before this reading goes as
-/// it is. Python's `print('warn', i)` is four writes; read between two of them, it would
-/// arrive in pieces, where now a line comes whole unless it takes longer than a reading to
-/// finish, and no text waits more than one reading.
+/// Sends up to the last line's end and holds the rest one reading, back in front of `pending`:
+/// a print is several writes. A line begun in an earlier reading goes as it is.
 fn hold_line_start(mut text: String, pending: &mut Vec<u8>, held: &mut bool) -> String {
-    let start = text.rfind('\n').map_or(0, |end| end + 1);
-    let begun_before = start == 0 && *held;
-    if start == text.len() || begun_before {
+    let line_start = text.rfind('\n').map_or(0, |end| end + 1);
+    let begun_before = line_start == 0 && *held;
+    if line_start == text.len() || begun_before {
         *held = false;
         return text;
     }
-    let rest = text.split_off(start);
+    let rest = text.split_off(line_start);
     pending.splice(0..0, rest.into_bytes());
     *held = true;
     text
@@ -172,35 +187,91 @@ fn hold_line_start(mut text: String, pending: &mut Vec<u8>, held: &mut bool) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::{hold_line_start, take_text};
+    use std::os::fd::AsRawFd;
 
-    /// One reading: the bytes the child wrote since, as `send_new` takes them.
-    fn reading(pending: &mut Vec<u8>, held: &mut bool, new: &[u8]) -> String {
-        pending.extend_from_slice(new);
-        let text = take_text(pending, false);
-        hold_line_start(text, pending, held)
+    use super::*;
+    use crate::output_region::Writer;
+
+    fn limits() -> Limits {
+        Limits {
+            timeout_ms: 1000,
+            memory_mb: 64,
+            max_output_bytes: 64,
+            max_output_files_bytes: 0,
+            max_output_file_bytes: 0,
+        }
     }
 
-    #[test]
-    fn a_line_comes_whole_and_no_text_waits_more_than_one_reading() {
-        let (mut pending, mut held) = (Vec::new(), false);
-        assert_eq!(reading(&mut pending, &mut held, b"warn"), "");
-        assert_eq!(reading(&mut pending, &mut held, b" 0\n"), "warn 0\n");
-        assert_eq!(reading(&mut pending, &mut held, b"a\nb"), "a\n");
-        assert_eq!(
-            reading(&mut pending, &mut held, b"c"),
-            "bc",
-            "waited one reading"
-        );
-        assert_eq!(reading(&mut pending, &mut held, b"dots."), "");
-        assert_eq!(reading(&mut pending, &mut held, b".\nnext"), "dots..\n");
-        assert_eq!(reading(&mut pending, &mut held, b""), "next");
-        assert_eq!(reading(&mut pending, &mut held, b""), "");
-        assert!(pending.is_empty() && !held);
-        // A character cut by a reading stays behind the line's start it belongs to.
-        let e = "é".as_bytes();
-        assert_eq!(reading(&mut pending, &mut held, &[b'x', e[0]]), "");
-        assert_eq!(reading(&mut pending, &mut held, &e[1..]), "xé");
+    /// A run's output file, and the writer its child writes it with.
+    fn output_file(limits: &Limits) -> (std::fs::File, Writer) {
+        let size = output_region::file_size(limits.max_output_bytes, 0);
+        let file = std::fs::File::from(output_region::create(size).unwrap());
+        let caps = output_files::Caps::of(limits);
+        let (writer, _) = Writer::map(file.as_raw_fd(), 64, false, caps).unwrap();
+        (file, writer)
+    }
+
+    /// The stderr texts the follower got since the last call.
+    fn sent(events: &mut mpsc::Receiver<RunEvent>) -> Vec<String> {
+        let mut texts = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if let RunEvent::Output {
+                stream: Stream::Stderr,
+                text,
+            } = event
+            {
+                texts.push(text);
+            }
+        }
+        texts
+    }
+
+    #[tokio::test]
+    async fn a_line_comes_whole_and_no_text_waits_more_than_one_reading() {
+        let limits = limits();
+        let (file, mut writer) = output_file(&limits);
+        let (sender, mut events) = mpsc::channel(8);
+        let mut following = Following::new(&sender, &file, &limits).unwrap();
+        // print('warn', 0, file=sys.stderr), read between its writes.
+        writer.write_str(Stream::Stderr, "warn");
+        writer.write_str(Stream::Stderr, " ");
+        following.send_new(false).await;
+        assert!(sent(&mut events).is_empty());
+        for text in ["0", "\n", "a\nb"] {
+            writer.write_str(Stream::Stderr, text);
+        }
+        following.send_new(false).await;
+        assert_eq!(sent(&mut events), ["warn 0\na\n"]);
+        writer.write_str(Stream::Stderr, "c");
+        following.send_new(false).await;
+        assert_eq!(sent(&mut events), ["bc"], "begun a reading before: goes");
+        writer.write_str(Stream::Stderr, "x\u{e9}");
+        following.send_new(false).await;
+        following.send_new(false).await;
+        assert_eq!(sent(&mut events), ["x\u{e9}"]);
+        writer.write_str(Stream::Stderr, "tail");
+        following.send_new(false).await;
+        assert!(sent(&mut events).is_empty());
+        following.finish().await;
+        assert_eq!(sent(&mut events), ["tail"]);
+        let whole = output_region::read(&file, 64).unwrap().stderr;
+        assert_eq!(whole, "warn 0\na\nbcx\u{e9}tail");
+    }
+
+    #[tokio::test]
+    async fn text_waits_for_room_in_the_channel_and_is_not_lost_when_following_stops() {
+        let limits = limits();
+        let (file, mut writer) = output_file(&limits);
+        let (sender, mut events) = mpsc::channel(1);
+        sender.try_send(RunEvent::Admitted).unwrap();
+        let mut following = Following::new(&sender, &file, &limits).unwrap();
+        writer.write_str(Stream::Stderr, "lost?\n");
+        // The run ends while its follower's channel is full: the reading is dropped waiting.
+        let waiting = tokio::time::timeout(Duration::from_millis(50), following.send_new(false));
+        assert!(waiting.await.is_err());
+        assert!(matches!(events.recv().await, Some(RunEvent::Admitted)));
+        following.finish().await;
+        assert_eq!(sent(&mut events), ["lost?\n"]);
     }
 
     #[test]
