@@ -207,7 +207,8 @@ mod tests {
         let size = output_region::file_size(limits.max_output_bytes, 0);
         let file = std::fs::File::from(output_region::create(size).unwrap());
         let caps = output_files::Caps::of(limits);
-        let (writer, _) = Writer::map(file.as_raw_fd(), 64, false, caps).unwrap();
+        let limit = limits.max_output_bytes as usize;
+        let (writer, _) = Writer::map(file.as_raw_fd(), limit, false, caps).unwrap();
         (file, writer)
     }
 
@@ -254,7 +255,9 @@ mod tests {
         assert!(sent(&mut events).is_empty());
         following.finish().await;
         assert_eq!(sent(&mut events), ["tail"]);
-        let whole = output_region::read(&file, 64).unwrap().stderr;
+        let whole = output_region::read(&file, limits.max_output_bytes)
+            .unwrap()
+            .stderr;
         assert_eq!(whole, "warn 0\na\nbcx\u{e9}tail");
     }
 
