@@ -31,6 +31,33 @@ fn javascript_main_is_awaited_and_console_streams_split() {
     assert_eq!(r["stderr"], "careful\nbad\n");
 }
 
+/// A job larger than the job channel's buffer (some 200 KB) goes out in parts: the server writes
+/// what the channel takes at once, the rest as the child reads.
+#[test]
+fn an_input_larger_than_the_job_channel_arrives_whole() {
+    let text: String = (0..4_000_000u32)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let r = common::shared().javascript(
+        "function main({s}) { let z = 0; for (const c of s) if (c === 'z') z++; return {n: s.length, z, last: s.slice(-3)} }",
+        json!({"s": text}),
+    );
+    assert_eq!(
+        r["result"],
+        json!({"n": 4_000_000, "z": 153_846, "last": "bcd"}),
+        "{r}"
+    );
+    let r = common::shared().python(
+        "def main(s):\n    return {'n': len(s), 'z': s.count('z'), 'last': s[-3:]}\n",
+        json!({"s": text}),
+    );
+    assert_eq!(
+        r["result"],
+        json!({"n": 4_000_000, "z": 153_846, "last": "bcd"}),
+        "{r}"
+    );
+}
+
 #[test]
 fn javascript_const_arrow_main_works() {
     let r = common::shared().javascript(

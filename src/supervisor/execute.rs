@@ -1,8 +1,11 @@
 //! Driving one run: fork a child, hand it the job, and wait for its report until the
 //! deadline, which the server enforces with SIGKILL.
 
+use std::io::{IoSlice, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
 
 use super::admission::Admitted;
 use super::follow::{Follower, Following};
@@ -10,10 +13,10 @@ use super::pause::Pause;
 use super::zygote_process::{Forked, TakeError, ZygoteProcess};
 use crate::broker::Broker;
 use crate::protocol::{
-    base64_len, read_frame_async, write_frame_async, write_frame_with_descriptor_async,
-    ChildReport, ExitStatus, FrameTag, Job, ZygoteKind, CHILD_UNJAILED_EXIT,
-    MAX_BROKER_REQUEST_FRAME, MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES, MAX_IMAGES,
-    MAX_IMAGES_TOTAL_BYTES, MAX_PAUSE_FRAME,
+    base64_len, frame_header, read_frame_async, write_frame_async,
+    write_frame_with_descriptor_async, ChildReport, ExitStatus, FrameTag, Job, ZygoteKind,
+    CHILD_UNJAILED_EXIT, MAX_BROKER_REQUEST_FRAME, MAX_CONNECT_FRAME, MAX_ERROR_TEXT_BYTES,
+    MAX_IMAGES, MAX_IMAGES_TOTAL_BYTES, MAX_PAUSE_FRAME,
 };
 use crate::run::{ErrorKind, RunError, RunResponse, TIMEOUT_EXIT_CODE};
 use crate::{output_files, output_region};
@@ -68,11 +71,18 @@ pub async fn execute(
         pidfd,
         killed: std::sync::atomic::AtomicBool::new(false),
     };
-    // Buffered: a small frame's header and payload come in one read.
-    let mut stream = match into_async_stream(channel) {
-        Ok(stream) => tokio::io::BufReader::new(stream),
+    // The run's time starts as its job leaves: the child may start on it at once.
+    let started = Instant::now();
+    let header = match frame_header(FrameTag::Job, payload.len()) {
+        Ok(header) => header,
+        Err(e) => return Attempt::Ran(internal(format!("encoding the job: {e}"))),
+    };
+    let (stream, sent) = match send_job_now(channel, [&header, &payload]) {
+        Ok(sent) => sent,
         Err(e) => return Attempt::Ran(internal(format!("job channel of child {pid}: {e}"))),
     };
+    // Buffered: a small frame's header and payload come in one read.
+    let mut stream = tokio::io::BufReader::new(stream);
     let report_cap = report_cap(job);
     let cap_of = |tag| match tag {
         FrameTag::Report => report_cap,
@@ -89,10 +99,13 @@ pub async fn execute(
         ZygoteKind::Shell => deadline + SHELL_GATHER_GRACE,
         _ => deadline,
     };
-    let started = Instant::now();
     let run_deadline = started + deadline;
     let exchange = async {
-        write_frame_async(&mut stream, FrameTag::Job, &payload).await?;
+        // What the channel did not take at once.
+        stream.write_all(&header[sent.min(header.len())..]).await?;
+        stream
+            .write_all(&payload[sent.saturating_sub(header.len())..])
+            .await?;
         let mut calls = 0;
         // The brokered connections handed over, in order: a pause may wait on one.
         let mut connections: Vec<OwnedFd> = Vec::new();
@@ -419,10 +432,25 @@ fn report_cap(job: &Job) -> usize {
         .saturating_add(64 * 1024)
 }
 
-fn into_async_stream(fd: OwnedFd) -> std::io::Result<tokio::net::UnixStream> {
-    let stream = std::os::unix::net::UnixStream::from(fd);
+/// Hands the job channel to the runtime, having written what it takes of `frame` (header,
+/// payload) at once; returns how many bytes of it that was. A fresh channel's buffer takes a
+/// usual job whole, and writing before the runtime has the channel saves a trip through its
+/// event loop: the runtime counts a new socket writable only once epoll has said so. A write
+/// that fails sends nothing: the rest of the frame meets the same failure in the exchange,
+/// where a child lost before its job is told from one lost during its run.
+fn send_job_now(
+    fd: OwnedFd,
+    frame: [&[u8]; 2],
+) -> std::io::Result<(tokio::net::UnixStream, usize)> {
+    let mut stream = std::os::unix::net::UnixStream::from(fd);
     stream.set_nonblocking(true)?;
-    tokio::net::UnixStream::from_std(stream)
+    let sent = loop {
+        match stream.write_vectored(&frame.map(IoSlice::new)) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            written => break written.unwrap_or(0),
+        }
+    };
+    Ok((tokio::net::UnixStream::from_std(stream)?, sent))
 }
 
 /// Bytes the server wrote on `stream` that its peer has not read yet.
