@@ -187,7 +187,9 @@ pub async fn execute(
             },
         }
     };
-    let mut response = match tokio::time::timeout(deadline, exchange).await {
+    // Counted from `started`, when the job left for the child, not from here.
+    let timed = tokio::time::timeout_at(run_deadline.into(), exchange);
+    let mut response = match timed.await {
         Ok(Ok(report)) => {
             child.kill();
             let limit = job.limits.max_output_bytes;
@@ -434,10 +436,10 @@ fn report_cap(job: &Job) -> usize {
 
 /// Hands the job channel to the runtime, having written what it takes of `frame` (header,
 /// payload) at once; returns how many bytes of it that was. A fresh channel's buffer takes a
-/// usual job whole, and writing before the runtime has the channel saves a trip through its
-/// event loop: the runtime counts a new socket writable only once epoll has said so. A write
-/// that fails sends nothing: the rest of the frame meets the same failure in the exchange,
-/// where a child lost before its job is told from one lost during its run.
+/// usual job whole, and the job leaves before a trip through the runtime's event loop rather
+/// than after it: the runtime counts a new socket writable only once epoll has said so. A
+/// write that fails sends nothing: the rest of the frame meets the same failure in the
+/// exchange, where a child lost before its job is told from one lost during its run.
 fn send_job_now(
     fd: OwnedFd,
     frame: [&[u8]; 2],
