@@ -38,24 +38,17 @@ fn an_input_larger_than_the_job_channel_arrives_whole() {
     let text: String = (0..4_000_000u32)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
+    let expected = json!({"n": 4_000_000, "z": 153_846, "last": "bcd"});
     let r = common::shared().javascript(
         "function main({s}) { let z = 0; for (const c of s) if (c === 'z') z++; return {n: s.length, z, last: s.slice(-3)} }",
         json!({"s": text}),
     );
-    assert_eq!(
-        r["result"],
-        json!({"n": 4_000_000, "z": 153_846, "last": "bcd"}),
-        "{r}"
-    );
+    assert_eq!(r["result"], expected, "{r}");
     let r = common::shared().python(
         "def main(s):\n    return {'n': len(s), 'z': s.count('z'), 'last': s[-3:]}\n",
         json!({"s": text}),
     );
-    assert_eq!(
-        r["result"],
-        json!({"n": 4_000_000, "z": 153_846, "last": "bcd"}),
-        "{r}"
-    );
+    assert_eq!(r["result"], expected, "{r}");
 }
 
 #[test]
